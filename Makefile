@@ -1,0 +1,42 @@
+# skipwire build targets. Every target needs only Go and the Go module proxy.
+
+GO          ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME    ?= 60s
+PKGS        ?= ./...
+
+.PHONY: all test vet lint tidy bench fuzz soak demo
+
+all: test
+
+## test: vet, then every test with the race detector in random order.
+test: vet
+	$(GO) test -race -shuffle=on -count=1 -timeout 14m $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+## lint: staticcheck at a pinned version, fetched through the module proxy.
+lint:
+	$(GO) run $(STATICCHECK) $(PKGS)
+
+## tidy: go mod tidy.
+tidy:
+	$(GO) mod tidy
+
+## bench: Go benchmarks of every package.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+## fuzz: every native fuzz target for FUZZTIME each (default 60s).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+## soak: the long versions of the concurrency and churn tests.
+soak:
+	SKIPWIRE_SOAK=1 $(GO) test -race -count=1 -timeout 60m -run 'Soak|Simultaneous|Churn' -v $(PKGS)

@@ -1,0 +1,142 @@
+package p2pconn
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config tunes a Manager. In every field the zero value means the default,
+// except RetryAttempts, where 0 means no retry. Negative values are invalid.
+type Config struct {
+	// ConnectTimeout bounds one connection attempt: resolution, dial, secure
+	// handshake, stream open and skipwire handshake. Default 10 s.
+	ConnectTimeout time.Duration
+
+	// KeepaliveInterval is the health-check period: a connection that received
+	// nothing for this long is pinged (libp2p's ping protocol). Default 15 s.
+	KeepaliveInterval time.Duration
+
+	// KeepaliveTimeout is how long a health-check ping may take before the
+	// connection is declared lost. Default: KeepaliveInterval, at most 10 s.
+	KeepaliveTimeout time.Duration
+
+	// MaxConnections caps the managed connections, inbound and outbound.
+	// Default 1000.
+	MaxConnections int
+
+	// RetryAttempts is the number of dial attempts after the first failure.
+	// Default 3 when DefaultConfig is used; 0 means no retry.
+	RetryAttempts int
+
+	// RetryDelay is the base of the jittered exponential backoff between
+	// attempts: the n-th retry waits a random duration in [d/2, d) where
+	// d = RetryDelay * 2^(n-1), capped at MaxRetryDelay. Default 1 s.
+	RetryDelay time.Duration
+
+	// MaxRetryDelay caps the backoff between two attempts. Default 30 s.
+	MaxRetryDelay time.Duration
+
+	// MaxMessageSize is the largest message this node accepts, in bytes. It is
+	// sent to the remote in the handshake; Send enforces the smaller of both
+	// sides' values. Default 4 MiB.
+	MaxMessageSize int
+
+	// CloseTimeout bounds Close: how long it waits for a Send in progress and
+	// for the remote to acknowledge the close before resetting. Default 5 s.
+	CloseTimeout time.Duration
+
+	// ReceiveBuffer is how many received messages a connection queues for Next
+	// before it stops reading from the stream, which pushes back on the sender
+	// through libp2p's flow control. Default 64.
+	ReceiveBuffer int
+}
+
+// Defaults of Config, applied where a field is zero.
+const (
+	DefaultConnectTimeout    = 10 * time.Second
+	DefaultKeepaliveInterval = 15 * time.Second
+	DefaultMaxConnections    = 1000
+	DefaultRetryAttempts     = 3
+	DefaultRetryDelay        = time.Second
+	DefaultMaxRetryDelay     = 30 * time.Second
+	DefaultMaxMessageSize    = 4 << 20
+	DefaultCloseTimeout      = 5 * time.Second
+	DefaultReceiveBuffer     = 64
+
+	// MaxMessageSizeLimit is the largest MaxMessageSize the wire format allows.
+	MaxMessageSizeLimit = 1 << 30
+
+	maxKeepaliveTimeout = 10 * time.Second
+)
+
+// DefaultConfig returns the configuration with every default filled in.
+func DefaultConfig() Config {
+	return Config{RetryAttempts: DefaultRetryAttempts}.withDefaults()
+}
+
+// Validate reports whether c can be used, with an error wrapping
+// ErrInvalidConfig that names the first bad field.
+func (c Config) Validate() error {
+	durations := []struct {
+		name string
+		v    time.Duration
+	}{
+		{"ConnectTimeout", c.ConnectTimeout},
+		{"KeepaliveInterval", c.KeepaliveInterval},
+		{"KeepaliveTimeout", c.KeepaliveTimeout},
+		{"RetryDelay", c.RetryDelay},
+		{"MaxRetryDelay", c.MaxRetryDelay},
+		{"CloseTimeout", c.CloseTimeout},
+	}
+	for _, d := range durations {
+		if d.v < 0 {
+			return fmt.Errorf("%w: %s is negative (%s)", ErrInvalidConfig, d.name, d.v)
+		}
+	}
+	ints := []struct {
+		name string
+		v    int
+	}{
+		{"MaxConnections", c.MaxConnections},
+		{"RetryAttempts", c.RetryAttempts},
+		{"MaxMessageSize", c.MaxMessageSize},
+		{"ReceiveBuffer", c.ReceiveBuffer},
+	}
+	for _, n := range ints {
+		if n.v < 0 {
+			return fmt.Errorf("%w: %s is negative (%d)", ErrInvalidConfig, n.name, n.v)
+		}
+	}
+	if c.MaxMessageSize > MaxMessageSizeLimit {
+		return fmt.Errorf("%w: MaxMessageSize %d exceeds the wire limit %d", ErrInvalidConfig, c.MaxMessageSize, MaxMessageSizeLimit)
+	}
+	d := c.withDefaults()
+	if d.MaxRetryDelay < d.RetryDelay {
+		return fmt.Errorf("%w: MaxRetryDelay %s is below RetryDelay %s", ErrInvalidConfig, d.MaxRetryDelay, d.RetryDelay)
+	}
+	return nil
+}
+
+// withDefaults returns c with every zero field but RetryAttempts set to its default.
+func (c Config) withDefaults() Config {
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setInt := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setDur(&c.ConnectTimeout, DefaultConnectTimeout)
+	setDur(&c.KeepaliveInterval, DefaultKeepaliveInterval)
+	setDur(&c.KeepaliveTimeout, min(c.KeepaliveInterval, maxKeepaliveTimeout))
+	setDur(&c.RetryDelay, DefaultRetryDelay)
+	setDur(&c.MaxRetryDelay, max(DefaultMaxRetryDelay, c.RetryDelay))
+	setDur(&c.CloseTimeout, DefaultCloseTimeout)
+	setInt(&c.MaxConnections, DefaultMaxConnections)
+	setInt(&c.MaxMessageSize, DefaultMaxMessageSize)
+	setInt(&c.ReceiveBuffer, DefaultReceiveBuffer)
+	return c
+}

@@ -1,0 +1,100 @@
+package p2pconn
+
+import (
+	"context"
+
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/skipwire/skipwire/identity"
+)
+
+// ProtocolID is the libp2p protocol of the skipwire stream. PROTOCOL.md
+// describes its bytes.
+const ProtocolID protocol.ID = "/skipgraph/conn/1.0.0"
+
+// Connection is a message channel to one remote node, shared by both nodes
+// whoever opened it. Every method is safe for concurrent use.
+//
+// A Connection is alive from the moment it is handed out until it is closed by
+// either side or lost; once dead it stays dead, and the next
+// ConnectionManager.Connect to the same peer makes a new one.
+type Connection interface {
+	// RemoteAddr returns the multiaddr of the remote end, or "" once the
+	// connection is dead. It does not block.
+	RemoteAddr() string
+
+	// RemoteID returns the authenticated Identifier of the remote node. It does
+	// not block and keeps working after Close.
+	RemoteID() identity.Identifier
+
+	// Send writes msg as one message and blocks until it is written to the
+	// stream, ctx ends or the connection dies. msg may be empty; it may be
+	// reused once Send returns. Messages from one goroutine arrive in order.
+	// A message larger than the smaller of both sides' MaxMessageSize fails
+	// with ErrMessageTooLarge and leaves the connection alive. On a dead
+	// connection Send fails at once with an error matching ErrConnectionClosed.
+	// If ctx ends while the message is partly written, Send returns ctx's error
+	// and the rest of the message is still delivered, so that the stream stays
+	// intact.
+	Send(ctx context.Context, msg []byte) error
+
+	// Next blocks until the next message arrives, ctx ends or the connection
+	// dies. A Next cancelled by ctx loses nothing: the following Next returns
+	// the message. When the remote closed the connection, Next still returns
+	// every message sent before the close, then an error matching io.EOF and
+	// ErrConnectionClosed; when the connection was lost, the error also matches
+	// ErrConnectionLost. After a local Close it fails at once with
+	// ErrConnectionClosed and unread messages are discarded.
+	Next(ctx context.Context) ([]byte, error)
+
+	// IsAlive reports whether the connection can still send. It does not block.
+	IsAlive() bool
+
+	// Close flushes what Send has accepted, half-closes the stream so the
+	// remote reads every message and then io.EOF, and releases the stream. It
+	// waits a bounded time (Config.CloseTimeout) for a Send in progress and for
+	// the remote's acknowledgement, then resets. It is idempotent and safe to
+	// call from any goroutine; every call returns after the connection is closed.
+	Close() error
+}
+
+// ConnectionManager keeps at most one Connection per remote node, opened by
+// either side, and hands it out by Identifier. Every method is safe for
+// concurrent use.
+type ConnectionManager interface {
+	// Connect returns the live connection to id, opening one if there is none.
+	// A cached connection is returned without blocking; concurrent Connects to
+	// one peer share one attempt. Opening resolves id, dials and completes the
+	// skipwire handshake, each attempt bounded by ctx and Config.ConnectTimeout,
+	// with Config.RetryAttempts retries for failures that may pass.
+	Connect(ctx context.Context, id identity.Identifier) (Connection, error)
+
+	// Accept blocks until a remote node opens a connection, ctx ends or the
+	// manager closes, and returns each such connection once. A connection
+	// stays queued even if it dies before it is accepted, so its buffered
+	// messages are not lost.
+	Accept(ctx context.Context) (Connection, error)
+
+	// GetConnection returns the live connection to id, if any. It does not block.
+	GetConnection(id identity.Identifier) (Connection, bool)
+
+	// Disconnect closes the connection to id gracefully, as Connection.Close
+	// does. Disconnecting a peer without a connection returns nil.
+	Disconnect(id identity.Identifier) error
+
+	// CloseAll closes every connection gracefully, in parallel, and returns
+	// after they are closed. The manager stays usable.
+	CloseAll() error
+
+	// ConnectionCount returns the number of live connections. It does not block.
+	ConnectionCount() int
+
+	// ConnectedPeers returns the Identifiers of the live connections, in no
+	// particular order. It does not block.
+	ConnectedPeers() []identity.Identifier
+
+	// Close closes every connection as CloseAll does, then stops the manager for
+	// good: later calls fail with ErrManagerClosed. It is idempotent and returns
+	// after every goroutine of the manager has exited.
+	Close() error
+}
