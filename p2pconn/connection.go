@@ -50,6 +50,16 @@ type Connection interface {
 	// IsAlive reports whether the connection can still send. It does not block.
 	IsAlive() bool
 
+	// Done returns a channel that is closed when the connection dies, for any
+	// reason: local or remote close, or loss. Messages received before may
+	// still be read with Next.
+	Done() <-chan struct{}
+
+	// Err returns nil while the connection is alive, then why it died: an error
+	// matching ErrConnectionClosed, and ErrConnectionLost too for a loss, that
+	// wraps the cause and names the peer.
+	Err() error
+
 	// Close flushes what Send has accepted, half-closes the stream so the
 	// remote reads every message and then io.EOF, and releases the stream. It
 	// waits a bounded time (Config.CloseTimeout) for a Send in progress and for
