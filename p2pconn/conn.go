@@ -1,0 +1,392 @@
+package p2pconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/skipwire/skipwire/identity"
+)
+
+// copyLimit is the largest message Send copies behind its header so that both
+// go out in one stream write; larger messages are written in two.
+const copyLimit = 8 << 10
+
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, copyLimit+maxHeaderSize); return &b }}
+
+// conn is the libp2p Connection: one settled skipwire stream.
+//
+// Writers take wlock, a one-slot semaphore, so a Send waiting for another can
+// give up when its ctx ends. One reader goroutine moves frames from the stream
+// to the frames channel; it is the only one that reads the stream, and it also
+// notices a remote close or a loss while nobody calls Next.
+type conn struct {
+	m       *Manager
+	id      identity.Identifier
+	s       network.Stream
+	addr    string
+	inbound bool
+	sendMax int // the smaller of both sides' MaxMessageSize
+
+	wlock chan struct{}
+	debt  []byte // the rest of a frame whose Send was cancelled mid-write; guarded by wlock
+
+	frames   chan []byte // closed by the reader when it stops, after readErr is set
+	readErr  error
+	received atomic.Uint64 // frames read, for the health check
+
+	dead      atomic.Bool
+	mu        sync.Mutex
+	err       error         // why it died; guarded by mu
+	done      chan struct{} // closed when it dies
+	closing   chan struct{} // closed by a local Close
+	closeOnce sync.Once
+	writeOnce sync.Once // the final half-close
+
+	// Health-check state, owned by the manager's health loop.
+	seen     uint64
+	lastSeen time.Time
+	pinging  atomic.Bool
+}
+
+var _ Connection = (*conn)(nil)
+
+func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool, remoteMax uint64) *conn {
+	sendMax := m.cfg.MaxMessageSize
+	if remoteMax < uint64(sendMax) {
+		sendMax = int(remoteMax)
+	}
+	return &conn{
+		m:        m,
+		id:       id,
+		s:        s,
+		addr:     s.Conn().RemoteMultiaddr().String(),
+		inbound:  inbound,
+		sendMax:  sendMax,
+		wlock:    make(chan struct{}, 1),
+		frames:   make(chan []byte, m.cfg.ReceiveBuffer),
+		done:     make(chan struct{}),
+		closing:  make(chan struct{}),
+		lastSeen: time.Now(),
+	}
+}
+
+// RemoteAddr implements Connection.
+func (c *conn) RemoteAddr() string {
+	if c.dead.Load() {
+		return ""
+	}
+	return c.addr
+}
+
+// RemoteID implements Connection.
+func (c *conn) RemoteID() identity.Identifier { return c.id }
+
+// IsAlive implements Connection.
+func (c *conn) IsAlive() bool { return !c.dead.Load() }
+
+// Done implements Connection.
+func (c *conn) Done() <-chan struct{} { return c.done }
+
+// Err implements Connection.
+func (c *conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// String describes the connection for logs.
+func (c *conn) String() string {
+	dir := "outbound"
+	if c.inbound {
+		dir = "inbound"
+	}
+	return fmt.Sprintf("%s connection to %s at %s", dir, c.id.Short(), c.addr)
+}
+
+// die records why the connection ended, once, and takes it out of the pool.
+// It reports whether this call was the one that killed it.
+func (c *conn) die(err error) bool {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return false
+	}
+	c.err = err
+	c.dead.Store(true)
+	close(c.done)
+	c.mu.Unlock()
+	c.m.connDied(c, err)
+	return true
+}
+
+// fail ends the connection as lost and resets the stream.
+func (c *conn) fail(reason string, cause error) {
+	if c.die(&closeError{peer: c.id, reason: reason, lost: true, cause: cause}) {
+		_ = c.s.Reset()
+	}
+}
+
+// Send implements Connection.
+func (c *conn) Send(ctx context.Context, msg []byte) error {
+	if len(msg) > c.sendMax {
+		return fmt.Errorf("send to %s: %d bytes, limit %d: %w", c.id.Short(), len(msg), c.sendMax, ErrMessageTooLarge)
+	}
+	if c.dead.Load() {
+		return c.Err()
+	}
+	select {
+	case c.wlock <- struct{}{}:
+	default:
+		select {
+		case c.wlock <- struct{}{}:
+		case <-ctx.Done():
+			return fmt.Errorf("send to %s: %w", c.id.Short(), ctx.Err())
+		case <-c.done:
+			return c.Err()
+		}
+	}
+	defer func() { <-c.wlock }()
+	if c.dead.Load() {
+		return c.Err()
+	}
+	return c.writeFrame(ctx, msg)
+}
+
+// writeFrame writes the pending debt, then msg as one frame. The caller holds
+// wlock. If ctx ends mid-frame, the unwritten rest becomes the debt the next
+// writer sends first, so the stream never carries a torn frame.
+func (c *conn) writeFrame(ctx context.Context, msg []byte) error {
+	var cancelled *deadlineOnCancel
+	if ctx.Done() != nil {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("send to %s: %w", c.id.Short(), err)
+		}
+		cancelled = armWriteDeadline(ctx, c.s)
+		defer cancelled.disarm(c.s)
+	}
+
+	if len(c.debt) > 0 {
+		n, err := c.s.Write(c.debt)
+		c.debt = c.debt[n:]
+		if err != nil {
+			return c.writeFailed(ctx, cancelled, err)
+		}
+		c.debt = nil
+	}
+
+	var hdr [maxHeaderSize]byte
+	h := putHeader(hdr[:], len(msg))
+	var err error
+	var n int
+	if len(msg) <= copyLimit {
+		bp := framePool.Get().(*[]byte)
+		frame := append(append((*bp)[:0], hdr[:h]...), msg...)
+		n, err = c.s.Write(frame)
+		if err != nil && n > 0 && n < len(frame) {
+			c.debt = append([]byte(nil), frame[n:]...)
+		}
+		*bp = frame
+		framePool.Put(bp)
+	} else {
+		n, err = c.s.Write(hdr[:h])
+		if err == nil {
+			var m int
+			m, err = c.s.Write(msg)
+			n += m
+		}
+		if err != nil && n > 0 && n < h+len(msg) {
+			c.debt = make([]byte, 0, h+len(msg)-n)
+			if n < h {
+				c.debt = append(c.debt, hdr[n:h]...)
+				c.debt = append(c.debt, msg...)
+			} else {
+				c.debt = append(c.debt, msg[n-h:]...)
+			}
+		}
+	}
+	if err != nil {
+		return c.writeFailed(ctx, cancelled, err)
+	}
+	return nil
+}
+
+// writeFailed turns a stream write error into Send's error. A write cut by the
+// ctx's deadline leaves the connection alive (the debt holds any unwritten
+// rest); any other error loses the connection.
+func (c *conn) writeFailed(ctx context.Context, cancelled *deadlineOnCancel, err error) error {
+	if cancelled != nil && cancelled.fired() && isTimeout(err) {
+		return fmt.Errorf("send to %s: %w", c.id.Short(), ctx.Err())
+	}
+	c.debt = nil
+	c.fail("write", err)
+	return c.Err()
+}
+
+// Next implements Connection.
+func (c *conn) Next(ctx context.Context) ([]byte, error) {
+	select {
+	case <-c.closing:
+		return nil, c.Err()
+	default:
+	}
+	select {
+	case msg, ok := <-c.frames:
+		return c.received1(msg, ok)
+	default:
+	}
+	select {
+	case msg, ok := <-c.frames:
+		return c.received1(msg, ok)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("next from %s: %w", c.id.Short(), ctx.Err())
+	case <-c.closing:
+		return nil, c.Err()
+	}
+}
+
+func (c *conn) received1(msg []byte, ok bool) ([]byte, error) {
+	if !ok {
+		return nil, c.readErr
+	}
+	return msg, nil
+}
+
+// readLoop moves frames from the stream to the frames channel until the
+// stream ends, then records how it ended. After a local Close it keeps reading
+// and discarding until the remote's half-close or the close deadline, so the
+// remote never sees its writes fail while it is still sending.
+func (c *conn) readLoop() {
+	fr := frameReader{r: c.s, max: c.m.cfg.MaxMessageSize}
+	for {
+		msg, err := fr.next()
+		if err != nil {
+			c.readEnded(err)
+			return
+		}
+		c.received.Add(1)
+		select {
+		case c.frames <- msg:
+		case <-c.closing:
+		}
+	}
+}
+
+func (c *conn) readEnded(err error) {
+	defer close(c.frames)
+	select {
+	case <-c.closing:
+		// Local close: the remote acknowledged with its half-close, or the
+		// close deadline passed.
+		c.readErr = c.Err()
+		if err == io.EOF {
+			_ = c.s.Close()
+		} else {
+			_ = c.s.Reset()
+		}
+		return
+	default:
+	}
+	switch {
+	case err == io.EOF:
+		c.readErr = &closeError{peer: c.id, reason: "closed by remote"}
+		if c.die(c.readErr) {
+			log.Debugw("connection closed by remote", "peer", c.id, "addr", c.addr)
+		}
+		c.finishWrite()
+		_ = c.s.Close()
+		return
+	case errors.Is(err, errFraming):
+		log.Warnw("closing connection: bad frame from remote", "peer", c.id, "addr", c.addr, "err", err)
+		c.fail("read", err)
+	default:
+		c.fail("read", err)
+	}
+	c.readErr = c.Err()
+}
+
+// finishWrite half-closes the stream once: it waits up to CloseTimeout for a
+// Send in progress, writes any debt and sends the half-close. If the Send does
+// not finish in time, the stream is reset.
+func (c *conn) finishWrite() {
+	c.writeOnce.Do(func() {
+		timeout := c.m.cfg.CloseTimeout
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case c.wlock <- struct{}{}:
+		case <-t.C:
+			log.Debugw("close: a Send is still in progress, resetting", "peer", c.id)
+			_ = c.s.Reset()
+			return
+		}
+		_ = c.s.SetWriteDeadline(time.Now().Add(timeout))
+		if len(c.debt) > 0 {
+			if _, err := c.s.Write(c.debt); err != nil {
+				_ = c.s.Reset()
+				return
+			}
+			c.debt = nil
+		}
+		_ = c.s.CloseWrite()
+	})
+}
+
+// Close implements Connection: mark it closed, take it out of the pool, flush
+// and half-close, then let the reader drain until the remote's half-close or
+// CloseTimeout (it owns the final stream release).
+func (c *conn) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closing)
+		if c.die(errLocalClose(c.id)) {
+			log.Debugw("connection closed", "peer", c.id, "addr", c.addr)
+		}
+		c.finishWrite()
+		_ = c.s.SetReadDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
+	})
+	return nil
+}
+
+// deadlineOnCancel sets a stream's write deadline to the past when a ctx ends,
+// which interrupts a blocked Write.
+type deadlineOnCancel struct {
+	stop  func() bool
+	set   chan struct{} // closed once the deadline is set
+	state atomic.Bool
+}
+
+func armWriteDeadline(ctx context.Context, s network.Stream) *deadlineOnCancel {
+	d := &deadlineOnCancel{set: make(chan struct{})}
+	d.stop = context.AfterFunc(ctx, func() {
+		d.state.Store(true)
+		_ = s.SetWriteDeadline(time.Now())
+		close(d.set)
+	})
+	return d
+}
+
+func (d *deadlineOnCancel) fired() bool { return d.state.Load() }
+
+// disarm stops the ctx watch and, if it fired, clears the deadline once it is set.
+func (d *deadlineOnCancel) disarm(s network.Stream) {
+	if d.stop() {
+		return
+	}
+	<-d.set
+	_ = s.SetWriteDeadline(time.Time{})
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}

@@ -1,0 +1,129 @@
+package p2pconn
+
+import (
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/skipwire/skipwire/identity"
+)
+
+// Duplicate libp2p connections.
+//
+// When two hosts dial each other at once, go-libp2p keeps both connections.
+// Only the host with the smaller Identifier closes duplicates, so the two
+// sides never close different ones; it keeps the connection that carries its
+// skipwire stream (settled or being set up) and closes the others. For peers
+// without a skipwire stream it keeps the connection with the most streams.
+
+// dedupeWorker collects peers to check and wakes the dedupe loop.
+type dedupeWorker struct {
+	mu    sync.Mutex
+	peers map[peer.ID]struct{}
+	wake  chan struct{}
+}
+
+func (d *dedupeWorker) init() {
+	d.peers = make(map[peer.ID]struct{})
+	d.wake = make(chan struct{}, 1)
+}
+
+// connected is the network notifiee's hook for new libp2p connections.
+func (m *Manager) connected(_ network.Network, c network.Conn) {
+	m.dedupeSoon(c.RemotePeer())
+}
+
+// dedupeSoon schedules a duplicate check of p if this side is the one that
+// closes duplicates.
+func (m *Manager) dedupeSoon(p peer.ID) {
+	if !m.closesDuplicates(p) {
+		return
+	}
+	m.dedupe.mu.Lock()
+	m.dedupe.peers[p] = struct{}{}
+	m.dedupe.mu.Unlock()
+	select {
+	case m.dedupe.wake <- struct{}{}:
+	default:
+	}
+}
+
+// closesDuplicates reports whether this side closes duplicate connections to
+// p: it does when its Identifier is the smaller (for peers without one, when
+// its peer ID is).
+func (m *Manager) closesDuplicates(p peer.ID) bool {
+	if id, err := identity.FromPeerID(p); err == nil {
+		return m.self.Compare(id) < 0
+	}
+	return string(m.h.ID()) < string(p)
+}
+
+func (m *Manager) dedupeLoop() {
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.dedupe.wake:
+		}
+		m.dedupe.mu.Lock()
+		batch := m.dedupe.peers
+		m.dedupe.peers = make(map[peer.ID]struct{})
+		m.dedupe.mu.Unlock()
+		for p := range batch {
+			m.closeDuplicates(p)
+		}
+	}
+}
+
+// closeDuplicates closes every libp2p connection to p but one.
+func (m *Manager) closeDuplicates(p peer.ID) {
+	conns := m.h.Network().ConnsToPeer(p)
+	if len(conns) < 2 {
+		return
+	}
+	keep, wait := m.skipwireConn(p)
+	if wait {
+		// A Connect is choosing its connection; its stream triggers a new check.
+		return
+	}
+	if keep == nil {
+		for _, c := range conns {
+			if keep == nil || len(c.GetStreams()) > len(keep.GetStreams()) {
+				keep = c
+			}
+		}
+	}
+	for _, c := range conns {
+		if c.ID() == keep.ID() {
+			continue
+		}
+		log.Debugw("closing duplicate libp2p connection", "peer", p, "conn", c.ID(), "keep", keep.ID())
+		_ = c.Close()
+	}
+}
+
+// skipwireConn returns the libp2p connection that carries the skipwire stream
+// to p, settled or being set up; wait is true when a Connect to p is under
+// way without a stream yet.
+func (m *Manager) skipwireConn(p peer.ID) (c network.Conn, wait bool) {
+	id, err := identity.FromPeerID(p)
+	if err != nil {
+		return nil, false
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	st := m.peers[id]
+	switch {
+	case st == nil:
+		return nil, false
+	case st.conn != nil && !st.conn.dead.Load():
+		return st.conn.s.Conn(), false
+	case st.outbound != nil:
+		return st.outbound.s.Conn(), false
+	case st.inbound != nil:
+		return st.inbound.s.Conn(), false
+	default:
+		return nil, st.dial != nil
+	}
+}

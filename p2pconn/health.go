@@ -1,0 +1,68 @@
+package p2pconn
+
+import (
+	"context"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+)
+
+// healthLoop pings every connection that has received nothing for
+// KeepaliveInterval and declares it lost if the ping fails or takes longer
+// than KeepaliveTimeout. A frozen peer is thus detected within about
+// KeepaliveInterval + KeepaliveTimeout; a closed or reset one at once, by its
+// reader.
+func (m *Manager) healthLoop() {
+	tick := max(m.cfg.KeepaliveInterval/4, 10*time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case now := <-t.C:
+			m.checkHealth(now)
+		}
+	}
+}
+
+func (m *Manager) checkHealth(now time.Time) {
+	m.mu.RLock()
+	conns := make([]*conn, 0, m.live)
+	for _, st := range m.peers {
+		if st.conn != nil && !st.conn.dead.Load() {
+			conns = append(conns, st.conn)
+		}
+	}
+	m.mu.RUnlock()
+	for _, c := range conns {
+		if n := c.received.Load(); n != c.seen {
+			c.seen, c.lastSeen = n, now
+			continue
+		}
+		if now.Sub(c.lastSeen) < m.cfg.KeepaliveInterval || !c.pinging.CompareAndSwap(false, true) {
+			continue
+		}
+		m.goroutine(func() { m.ping(c) })
+	}
+}
+
+// ping checks c's peer with libp2p's ping protocol.
+func (m *Manager) ping(c *conn) {
+	defer c.pinging.Store(false)
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.KeepaliveTimeout)
+	defer cancel()
+	res, ok := <-ping.Ping(network.WithNoDial(ctx, "skipwire health check"), m.h, c.id.PeerID())
+	if m.ctx.Err() != nil || c.dead.Load() {
+		return
+	}
+	if !ok {
+		res.Error = ctx.Err()
+	}
+	if res.Error != nil {
+		c.fail("health check", res.Error)
+		return
+	}
+	c.received.Add(1) // counts as a sign of life for the next check
+}

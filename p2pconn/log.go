@@ -1,0 +1,5 @@
+package p2pconn
+
+import logging "github.com/ipfs/go-log/v2"
+
+var log = logging.Logger("skipwire/p2pconn")

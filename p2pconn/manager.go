@@ -1,0 +1,340 @@
+package p2pconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/resolver"
+)
+
+// protectTag is the tag under which managed peers are protected in libp2p's
+// connection manager.
+const protectTag = "skipwire"
+
+// Manager is the libp2p ConnectionManager. It keeps one skipwire stream per
+// remote node, on a single libp2p connection, whichever side opened it; see
+// PROTOCOL.md for how simultaneous opens settle. Create it with NewManager.
+type Manager struct {
+	h    host.Host
+	r    resolver.AddressResolver
+	cfg  Config
+	self identity.Identifier
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.RWMutex
+	closed  bool
+	peers   map[identity.Identifier]*peerState
+	live    int // connections in the pool
+	pending int // handshakes in progress, each holding a slot of MaxConnections
+
+	accept acceptQueue
+	dedupe dedupeWorker
+	notify network.Notifiee
+
+	closeOnce sync.Once
+}
+
+var _ ConnectionManager = (*Manager)(nil)
+
+// peerState is everything the manager knows about one remote node. Guarded by
+// Manager.mu.
+type peerState struct {
+	conn      *conn      // the live connection, if any
+	dial      *dialCall  // the Connect in progress, shared by its callers
+	outbound  *outStream // our stream, between HELLO and the reply
+	inbound   *inStream  // the remote's stream, between ACCEPT and CONFIRM
+	parked    *inStream  // the remote's HELLO held while our outbound is pending (we are the smaller)
+	expectDup uint64     // nonce of a HELLO the remote said to reject (its dial that lost the race)
+	changed   chan struct{}
+}
+
+func (st *peerState) idle() bool {
+	return st.conn == nil && st.dial == nil && st.outbound == nil && st.inbound == nil && st.parked == nil
+}
+
+// NewManager returns a Manager serving ProtocolID on h, resolving addresses
+// with r. h must have an Ed25519 key (its public key is this node's
+// Identifier). If r is nil, addresses come from h's peerstore only. cfg is
+// validated; zero fields take their defaults. The Manager does not own h:
+// close the Manager before the host.
+func NewManager(h host.Host, r resolver.AddressResolver, cfg Config) (*Manager, error) {
+	if h == nil {
+		return nil, fmt.Errorf("p2pconn: new manager: nil host")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("p2pconn: new manager: %w", err)
+	}
+	self, err := identity.FromPeerID(h.ID())
+	if err != nil {
+		return nil, fmt.Errorf("p2pconn: new manager: host key: %w", err)
+	}
+	if r == nil {
+		r = resolver.NewPeerstore(h.Peerstore())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Manager{
+		h:      h,
+		r:      r,
+		cfg:    cfg.withDefaults(),
+		self:   self,
+		ctx:    ctx,
+		cancel: cancel,
+		peers:  make(map[identity.Identifier]*peerState),
+	}
+	m.accept.init()
+	m.dedupe.init()
+	m.notify = &network.NotifyBundle{ConnectedF: m.connected}
+	h.Network().Notify(m.notify)
+	h.SetStreamHandler(ProtocolID, m.handleStream)
+	m.goroutine(m.dedupeLoop)
+	m.goroutine(m.healthLoop)
+	log.Debugw("manager started", "self", self, "peer", h.ID())
+	return m, nil
+}
+
+// ID returns this node's Identifier.
+func (m *Manager) ID() identity.Identifier { return m.self }
+
+// Host returns the libp2p host the manager serves on.
+func (m *Manager) Host() host.Host { return m.h }
+
+// Config returns the manager's configuration, defaults filled in.
+func (m *Manager) Config() Config { return m.cfg }
+
+// goroutine runs f on a goroutine that Close waits for.
+func (m *Manager) goroutine(f func()) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		f()
+	}()
+}
+
+// enter registers a goroutine started by libp2p (a stream handler), unless
+// the manager is closed.
+func (m *Manager) enter() bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return false
+	}
+	m.wg.Add(1)
+	return true
+}
+
+// state returns the state of id, creating it. The caller holds m.mu.
+func (m *Manager) state(id identity.Identifier) *peerState {
+	st := m.peers[id]
+	if st == nil {
+		st = &peerState{changed: make(chan struct{})}
+		m.peers[id] = st
+	}
+	return st
+}
+
+// changedLocked wakes everything waiting on st and drops st if it is idle. The
+// caller holds m.mu.
+func (m *Manager) changedLocked(id identity.Identifier, st *peerState) {
+	close(st.changed)
+	st.changed = make(chan struct{})
+	if st.idle() && m.peers[id] == st {
+		delete(m.peers, id)
+	}
+}
+
+// liveConn returns the live connection to id. The caller holds m.mu.
+func (m *Manager) liveConn(id identity.Identifier) *conn {
+	if st := m.peers[id]; st != nil && st.conn != nil && !st.conn.dead.Load() {
+		return st.conn
+	}
+	return nil
+}
+
+// Connect implements ConnectionManager.
+func (m *Manager) Connect(ctx context.Context, id identity.Identifier) (Connection, error) {
+	m.mu.RLock()
+	if c := m.liveConn(id); c != nil {
+		m.mu.RUnlock()
+		return c, nil
+	}
+	m.mu.RUnlock()
+	if id == m.self {
+		return nil, fmt.Errorf("connect %s: %w", id.Short(), ErrSelfConnect)
+	}
+
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("connect %s: %w", id.Short(), ErrManagerClosed)
+	}
+	if c := m.liveConn(id); c != nil {
+		m.mu.Unlock()
+		return c, nil
+	}
+	st := m.state(id)
+	d := st.dial
+	if d == nil {
+		if m.live+m.pending >= m.cfg.MaxConnections && st.inbound == nil {
+			m.changedLocked(id, st)
+			m.mu.Unlock()
+			return nil, fmt.Errorf("connect %s: %d connections: %w", id.Short(), m.cfg.MaxConnections, ErrTooManyConnections)
+		}
+		d = m.startDial(id, st)
+	}
+	d.waiters++
+	m.mu.Unlock()
+
+	select {
+	case <-d.done:
+		if d.err != nil {
+			return nil, d.err
+		}
+		return d.conn, nil
+	case <-ctx.Done():
+		m.leaveDial(id, d)
+		return nil, fmt.Errorf("connect %s: %w", id.Short(), ctx.Err())
+	}
+}
+
+// GetConnection implements ConnectionManager.
+func (m *Manager) GetConnection(id identity.Identifier) (Connection, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if c := m.liveConn(id); c != nil {
+		return c, true
+	}
+	return nil, false
+}
+
+// Accept implements ConnectionManager.
+func (m *Manager) Accept(ctx context.Context) (Connection, error) {
+	c, err := m.accept.pop(ctx, m.ctx.Done())
+	if err != nil {
+		if m.ctx.Err() != nil {
+			return nil, fmt.Errorf("accept: %w", ErrManagerClosed)
+		}
+		return nil, fmt.Errorf("accept: %w", err)
+	}
+	return c, nil
+}
+
+// Disconnect implements ConnectionManager.
+func (m *Manager) Disconnect(id identity.Identifier) error {
+	m.mu.RLock()
+	c := m.liveConn(id)
+	m.mu.RUnlock()
+	if c == nil {
+		return nil
+	}
+	return c.Close()
+}
+
+// CloseAll implements ConnectionManager.
+func (m *Manager) CloseAll() error {
+	m.mu.RLock()
+	conns := make([]*conn, 0, m.live)
+	for _, st := range m.peers {
+		if st.conn != nil {
+			conns = append(conns, st.conn)
+		}
+	}
+	m.mu.RUnlock()
+	return closeConns(conns)
+}
+
+func closeConns(conns []*conn) error {
+	errs := make([]error, len(conns))
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.Close()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// ConnectionCount implements ConnectionManager.
+func (m *Manager) ConnectionCount() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.live
+}
+
+// ConnectedPeers implements ConnectionManager.
+func (m *Manager) ConnectedPeers() []identity.Identifier {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	ids := make([]identity.Identifier, 0, m.live)
+	for id, st := range m.peers {
+		if st.conn != nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// Close implements ConnectionManager. Shutdown order: refuse new work (closed
+// flag, stream handler removed), cancel every dial and handshake, close every
+// connection gracefully, wait for every goroutine, then stop listening to the
+// network.
+func (m *Manager) Close() error {
+	var err error
+	m.closeOnce.Do(func() {
+		m.mu.Lock()
+		m.closed = true
+		m.mu.Unlock()
+		m.h.RemoveStreamHandler(ProtocolID)
+		m.cancel()
+		err = m.CloseAll()
+		m.wg.Wait()
+		m.h.Network().StopNotify(m.notify)
+		log.Debugw("manager closed", "self", m.self)
+	})
+	return err
+}
+
+// connDied takes c out of the pool.
+func (m *Manager) connDied(c *conn, err error) {
+	m.mu.Lock()
+	st := m.peers[c.id]
+	if st != nil && st.conn == c {
+		st.conn = nil
+		m.live--
+		m.h.ConnManager().Unprotect(c.id.PeerID(), protectTag)
+		m.changedLocked(c.id, st)
+	}
+	m.mu.Unlock()
+	if isLost(err) {
+		log.Infow("connection lost", "peer", c.id, "addr", c.addr, "err", err)
+	}
+}
+
+// establishLocked puts c in the pool. The caller holds m.mu.
+func (m *Manager) establishLocked(st *peerState, c *conn) {
+	st.conn = c
+	m.live++
+	m.h.ConnManager().Protect(c.id.PeerID(), protectTag)
+	m.changedLocked(c.id, st)
+}
+
+// start runs c's reader and, for an inbound connection, queues it for Accept.
+func (m *Manager) start(c *conn) {
+	_ = c.s.SetDeadline(timeZero)
+	m.goroutine(c.readLoop)
+	if c.inbound {
+		m.accept.push(c, m.cfg.MaxConnections)
+	}
+	log.Debugw("connection established", "peer", c.id, "addr", c.addr, "inbound", c.inbound)
+}

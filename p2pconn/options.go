@@ -1,0 +1,89 @@
+package p2pconn
+
+import (
+	"fmt"
+
+	"github.com/libp2p/go-libp2p"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	yamux "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+)
+
+// HostOptions returns the libp2p options a skipwire host should use with cfg:
+// TCP and QUIC transports; TLS 1.3 and Noise, both encrypted and
+// authenticated (never plaintext); yamux; libp2p's ping service, which the
+// health check uses; a connection manager whose low watermark is
+// MaxConnections; and a resource manager whose connection limits leave room
+// for MaxConnections managed connections plus duplicates being settled and
+// other protocols (a per-peer limit of 1 would kill both connections of a
+// simultaneous dial, so the per-peer limit stays above it).
+//
+// It never sets an identity or listen addresses: append
+// libp2p.Identity(key) and libp2p.ListenAddrStrings(...) yourself. The
+// connection and resource managers are created when libp2p.New applies the
+// options, and closed with the host. An invalid cfg makes libp2p.New fail.
+func HostOptions(cfg Config) []libp2p.Option {
+	return []libp2p.Option{
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.Security(tls.ID, tls.New),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.Ping(true),
+		managersOption(cfg),
+	}
+}
+
+// managersOption builds the connection and resource managers when libp2p.New
+// applies it, so that nothing runs for options that are never used.
+func managersOption(cfg Config) libp2p.Option {
+	return func(lc *libp2p.Config) error {
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("skipwire host options: %w", err)
+		}
+		cfg = cfg.withDefaults()
+		low := cfg.MaxConnections
+		high := low + max(low/10, 32)
+		cm, err := connmgr.NewConnManager(low, high)
+		if err != nil {
+			return fmt.Errorf("skipwire host options: connection manager: %w", err)
+		}
+		rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits(cfg)))
+		if err != nil {
+			_ = cm.Close()
+			return fmt.Errorf("skipwire host options: resource manager: %w", err)
+		}
+		return lc.Apply(libp2p.ConnectionManager(cm), libp2p.ResourceManager(rm))
+	}
+}
+
+// resourceLimits raises libp2p's auto-scaled default limits where they are
+// too low for cfg.MaxConnections; it never lowers one.
+func resourceLimits(cfg Config) rcmgr.ConcreteLimitConfig {
+	base := rcmgr.DefaultLimits.AutoScale()
+	def := base.ToPartialLimitConfig()
+	conns := 2*cfg.MaxConnections + 256
+	raise := func(v *rcmgr.LimitVal, want int) {
+		if *v >= 0 && int(*v) < want {
+			*v = rcmgr.LimitVal(want)
+		}
+	}
+	p := rcmgr.PartialLimitConfig{System: def.System, Transient: def.Transient, PeerDefault: def.PeerDefault}
+	raise(&p.System.Conns, conns)
+	raise(&p.System.ConnsInbound, conns)
+	raise(&p.System.ConnsOutbound, conns)
+	raise(&p.System.FD, conns)
+	raise(&p.System.Streams, 4*conns)
+	raise(&p.System.StreamsInbound, 2*conns)
+	raise(&p.System.StreamsOutbound, 2*conns)
+	// Two hosts dialing each other at once hold two connections until the
+	// duplicate is closed; leave room for a few.
+	raise(&p.PeerDefault.Conns, 8)
+	raise(&p.PeerDefault.ConnsInbound, 4)
+	raise(&p.PeerDefault.ConnsOutbound, 4)
+	return p.Build(base)
+}
