@@ -76,37 +76,41 @@ func (m *Manager) dedupeLoop() {
 	}
 }
 
-// closeDuplicates closes every libp2p connection to p but one.
+// closeDuplicates closes every libp2p connection to p but the one that
+// carries the skipwire stream. While streams on two connections are still
+// settling, it closes neither; the settled stream triggers another check.
 func (m *Manager) closeDuplicates(p peer.ID) {
 	conns := m.h.Network().ConnsToPeer(p)
 	if len(conns) < 2 {
 		return
 	}
-	keep, wait := m.skipwireConn(p)
-	if wait {
-		// A Connect is choosing its connection; its stream triggers a new check.
-		return
-	}
-	if keep == nil {
+	keep, wait := m.skipwireConns(p)
+	if len(keep) == 0 {
+		if wait {
+			// A Connect is choosing its connection; its stream triggers a new check.
+			return
+		}
+		var best network.Conn
 		for _, c := range conns {
-			if keep == nil || len(c.GetStreams()) > len(keep.GetStreams()) {
-				keep = c
+			if best == nil || len(c.GetStreams()) > len(best.GetStreams()) {
+				best = c
 			}
 		}
+		keep = map[string]bool{best.ID(): true}
 	}
 	for _, c := range conns {
-		if c.ID() == keep.ID() {
+		if keep[c.ID()] {
 			continue
 		}
-		log.Debugw("closing duplicate libp2p connection", "peer", p, "conn", c.ID(), "keep", keep.ID())
+		log.Debugw("closing duplicate libp2p connection", "peer", p, "conn", c.ID())
 		_ = c.Close()
 	}
 }
 
-// skipwireConn returns the libp2p connection that carries the skipwire stream
-// to p, settled or being set up; wait is true when a Connect to p is under
-// way without a stream yet.
-func (m *Manager) skipwireConn(p peer.ID) (c network.Conn, wait bool) {
+// skipwireConns returns the IDs of the libp2p connections that carry a
+// skipwire stream to p, settled or being set up; wait is true when a Connect
+// to p is under way without a stream yet.
+func (m *Manager) skipwireConns(p peer.ID) (keep map[string]bool, wait bool) {
 	id, err := identity.FromPeerID(p)
 	if err != nil {
 		return nil, false
@@ -114,16 +118,20 @@ func (m *Manager) skipwireConn(p peer.ID) (c network.Conn, wait bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	st := m.peers[id]
-	switch {
-	case st == nil:
+	if st == nil {
 		return nil, false
-	case st.conn != nil && !st.conn.dead.Load():
-		return st.conn.s.Conn(), false
-	case st.outbound != nil:
-		return st.outbound.s.Conn(), false
-	case st.inbound != nil:
-		return st.inbound.s.Conn(), false
-	default:
-		return nil, st.dial != nil
 	}
+	keep = make(map[string]bool, 2)
+	if st.conn != nil && !st.conn.dead.Load() {
+		keep[st.conn.s.Conn().ID()] = true
+	}
+	for _, s := range []*inStream{st.inbound, st.parked} {
+		if s != nil {
+			keep[s.s.Conn().ID()] = true
+		}
+	}
+	if st.outbound != nil {
+		keep[st.outbound.s.Conn().ID()] = true
+	}
+	return keep, st.dial != nil
 }

@@ -89,6 +89,17 @@ func (m *Manager) dialLoop(ctx context.Context, id identity.Identifier) (*conn, 
 			}
 			continue
 		}
+		if c, settling := m.settling(id); c != nil {
+			return c, nil
+		} else if settling && waits < maxSettleWaits {
+			// Our attempt failed because the remote's stream won (the
+			// remote closed our libp2p connection): wait for that stream.
+			waits++
+			if err := m.waitChange(ctx, changed, m.cfg.ConnectTimeout); err != nil {
+				return nil, errors.Join(append(errs, fmt.Errorf("waiting for the remote's stream: %w", err))...)
+			}
+			continue
+		}
 		attempt++
 		err = fmt.Errorf("attempt %d: %w", attempt, err)
 		errs = append(errs, err)
@@ -154,6 +165,18 @@ func (m *Manager) attempt(ctx context.Context, id identity.Identifier) (*conn, e
 		return nil, fmt.Errorf("handshake: %w", err)
 	}
 	return c, err
+}
+
+// settling returns the live connection to id, if any, else whether a
+// stream from the remote is being set up.
+func (m *Manager) settling(id identity.Identifier) (*conn, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if c := m.liveConn(id); c != nil {
+		return c, false
+	}
+	st := m.peers[id]
+	return nil, st != nil && st.inbound != nil
 }
 
 // permanent reports whether an attempt failed in a way no retry can fix.

@@ -327,7 +327,6 @@ func (m *Manager) outboundSettled(id identity.Identifier, out *outStream, reply 
 		parked.wake <- false
 	}
 	m.start(c)
-	m.dedupeSoon(id.PeerID())
 	return c
 }
 

@@ -337,4 +337,5 @@ func (m *Manager) start(c *conn) {
 		m.accept.push(c, m.cfg.MaxConnections)
 	}
 	log.Debugw("connection established", "peer", c.id, "addr", c.addr, "inbound", c.inbound)
+	m.dedupeSoon(c.s.Conn().RemotePeer())
 }
