@@ -284,13 +284,11 @@ func (c *conn) readEnded(err error) {
 	select {
 	case <-c.closing:
 		// Local close: the remote acknowledged with its half-close, or the
-		// close deadline passed.
+		// close deadline passed. Our half-close is out, so release the read
+		// side only: a reset could make the remote drop frames it has not
+		// read yet.
 		c.readErr = c.Err()
-		if err == io.EOF {
-			_ = c.s.Close()
-		} else {
-			_ = c.s.Reset()
-		}
+		_ = c.s.Close()
 		return
 	default:
 	}

@@ -9,7 +9,10 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/core/sec"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	msmux "github.com/multiformats/go-multistream"
 
 	"github.com/skipwire/skipwire/identity"
 	"github.com/skipwire/skipwire/resolver"
@@ -153,11 +156,19 @@ func (m *Manager) attempt(ctx context.Context, id identity.Identifier) (*conn, e
 			b.Backoff().Clear(p)
 		}
 		if err := m.h.Connect(network.WithDialPeerTimeout(ctx, m.cfg.ConnectTimeout), info); err != nil {
+			var mismatch sec.ErrPeerIDMismatch
+			if errors.As(err, &mismatch) {
+				return nil, fmt.Errorf("dial: %w: %w", ErrPeerMismatch, err)
+			}
 			return nil, fmt.Errorf("dial: %w", err)
 		}
 	}
 	s, err := m.h.NewStream(network.WithNoDial(ctx, "skipwire stream"), p, ProtocolID)
 	if err != nil {
+		var unsupported msmux.ErrNotSupported[protocol.ID]
+		if errors.As(err, &unsupported) {
+			return nil, fmt.Errorf("open stream: remote does not serve %s: %w: %w", ProtocolID, ErrRefused, err)
+		}
 		return nil, fmt.Errorf("open stream: %w", err)
 	}
 	c, err = m.openStream(ctx, id, s)

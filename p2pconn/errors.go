@@ -35,7 +35,8 @@ var ErrManagerClosed = errors.New("p2pconn: manager closed")
 var ErrSelfConnect = errors.New("p2pconn: connect to self")
 
 // ErrPeerMismatch is returned, wrapped, by Connect when a resolver answers with a
-// peer ID that is not the one the Identifier names.
+// peer ID that is not the one the Identifier names, or when the node found at
+// the resolved address proves, in libp2p's secure handshake, to hold another key.
 var ErrPeerMismatch = errors.New("p2pconn: resolved peer ID does not match identifier")
 
 // ErrInvalidConfig is returned, wrapped, by Config.Validate and NewManager for a

@@ -22,6 +22,10 @@ var errDuplicate = errors.New("remote chose another stream")
 // stream: wait for it to settle, then look again.
 var errBusy = errors.New("another handshake with the peer is in progress")
 
+// testHookBeforeConfirm, if set, runs when an opener has read ACCEPT and is
+// about to send CONFIRM.
+var testHookBeforeConfirm func(ctx context.Context)
+
 // outStream is our stream to a peer between HELLO and the reply.
 type outStream struct {
 	s     network.Stream
@@ -269,6 +273,9 @@ func (m *Manager) openStream(ctx context.Context, id identity.Identifier, s netw
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	reply, err := m.helloExchange(s, out.nonce)
 	if err == nil && reply.typ == msgAccept {
+		if testHookBeforeConfirm != nil {
+			testHookBeforeConfirm(ctx)
+		}
 		if !stop() {
 			err = ctx.Err()
 		} else if err = writeHandshake(s, handshake{typ: msgConfirm}); err == nil {

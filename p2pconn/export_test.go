@@ -1,0 +1,10 @@
+package p2pconn
+
+import "context"
+
+// SetTestHookBeforeConfirm sets a function run when an opener has read ACCEPT
+// and is about to send CONFIRM, and returns a function that removes it.
+func SetTestHookBeforeConfirm(f func(attempt context.Context)) (reset func()) {
+	testHookBeforeConfirm = f
+	return func() { testHookBeforeConfirm = nil }
+}

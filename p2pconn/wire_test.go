@@ -1,0 +1,103 @@
+package p2pconn
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestHandshakeBytes pins the examples of PROTOCOL.md.
+func TestHandshakeBytes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		m    handshake
+		hex  string
+	}{
+		{"hello", handshake{typ: msgHello, maxSize: 4 << 20, nonce: 0x0102030405060708}, "0d 01 80 80 80 02 01 02 03 04 05 06 07 08"},
+		{"accept", handshake{typ: msgAccept, maxSize: 4 << 20}, "0d 02 80 80 80 02 00 00 00 00 00 00 00 00"},
+		{"confirm", handshake{typ: msgConfirm}, "01 04"},
+		{"reject", handshake{typ: msgReject, reason: rejectLimit}, "02 03 02"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want, err := hex.DecodeString(strings.ReplaceAll(tc.hex, " ", ""))
+			require.NoError(t, err)
+			require.Equal(t, want, appendHandshake(nil, tc.m))
+			got, err := readHandshake(bytes.NewReader(want))
+			require.NoError(t, err)
+			require.Equal(t, tc.m, got)
+		})
+	}
+}
+
+func TestHandshakeErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		hex  string
+	}{
+		{"empty stream", ""},
+		{"empty message", "00"},
+		{"unknown type", "01 09"},
+		{"hello cut short", "05 01 80 80 80 02"},
+		{"hello zero limit", "0a 01 00 00 00 00 00 00 00 00 01"},
+		{"reject without reason", "01 03"},
+		{"too long", "41" + strings.Repeat(" 00", 65)},
+		{"non-minimal length", "82 00 04"},
+		{"truncated frame", "05 01 80"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := hex.DecodeString(strings.ReplaceAll(tc.hex, " ", ""))
+			require.NoError(t, err)
+			_, err = readHandshake(bytes.NewReader(b))
+			require.ErrorIs(t, err, errFraming)
+		})
+	}
+}
+
+func TestHandshakeIgnoresTrailingFields(t *testing.T) {
+	b := appendHandshake(nil, handshake{typ: msgReject, reason: rejectClosing})
+	b[0]++ // one more byte in the payload
+	b = append(b, 0xff)
+	got, err := readHandshake(bytes.NewReader(b))
+	require.NoError(t, err)
+	require.Equal(t, handshake{typ: msgReject, reason: rejectClosing}, got)
+}
+
+func TestFrameReader(t *testing.T) {
+	var buf bytes.Buffer
+	msgs := [][]byte{{}, []byte("a"), bytes.Repeat([]byte{7}, 300), bytes.Repeat([]byte{9}, 1<<16)}
+	for _, m := range msgs {
+		var hdr [maxHeaderSize]byte
+		buf.Write(hdr[:putHeader(hdr[:], len(m))])
+		buf.Write(m)
+	}
+	fr := frameReader{r: &buf, max: 1 << 16}
+	for _, want := range msgs {
+		got, err := fr.next()
+		require.NoError(t, err)
+		require.Equal(t, want, got)
+	}
+	_, err := fr.next()
+	require.Equal(t, io.EOF, err, "a stream ending at a frame boundary is a clean EOF")
+
+	for _, tc := range []struct {
+		name string
+		in   []byte
+	}{
+		{"over the limit", []byte{0x81, 0x80, 0x04}},
+		{"huge length", []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}},
+		{"non-minimal", []byte{0x80, 0x00}},
+		{"header cut", []byte{0x80}},
+		{"payload cut", []byte{0x05, 1, 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fr := frameReader{r: bytes.NewReader(tc.in), max: 1 << 16}
+			_, err := fr.next()
+			require.True(t, errors.Is(err, errFraming), "err = %v", err)
+		})
+	}
+}
