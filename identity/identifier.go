@@ -8,6 +8,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
 )
 
 // Size is the length of an Identifier in bytes.
@@ -115,18 +116,32 @@ func FromPeerID(p peer.ID) (Identifier, error) {
 	}
 	k, err := p.ExtractPublicKey()
 	if err != nil {
-		if errors.Is(err, peer.ErrNoPublicKey) {
-			// The key is not embedded, which libp2p only does for keys that
-			// are not Ed25519 (hashed RSA, ECDSA and secp256k1 keys).
+		if errors.Is(err, peer.ErrNoPublicKey) && isSHA256(p) {
+			// The key is hashed, not embedded, which libp2p only does for
+			// keys too large to inline: RSA and ECDSA, never Ed25519.
 			return Identifier{}, fmt.Errorf("peer %s: %w", p, ErrNotEd25519)
 		}
+		// Not a multihash, or one of a kind libp2p never makes a peer ID of.
 		return Identifier{}, fmt.Errorf("%w: peer ID %q: %v", ErrInvalid, truncate(s), err)
 	}
 	id, err := FromPublicKey(k)
 	if err != nil {
 		return Identifier{}, fmt.Errorf("peer %s: %w", p, err)
 	}
+	if id.PeerID() != p {
+		// An Ed25519 key in a protobuf encoding other than libp2p's own
+		// (fields reordered, repeated or padded). No host has this peer ID,
+		// and accepting it would let many peer IDs alias one Identifier.
+		return Identifier{}, fmt.Errorf("%w: peer ID %q is not the canonical peer ID of Ed25519 key %s", ErrInvalid, truncate(s), id.Short())
+	}
 	return id, nil
+}
+
+// isSHA256 reports whether p is a SHA2-256 multihash, the form libp2p gives
+// the peer ID of every key it does not inline.
+func isSHA256(p peer.ID) bool {
+	d, err := mh.Decode([]byte(p))
+	return err == nil && d.Code == mh.SHA2_256 && d.Length == 32
 }
 
 // FromPublicKey returns the Identifier of an Ed25519 public key; any other key

@@ -1,7 +1,9 @@
 package identity
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -54,8 +56,14 @@ func LoadOrCreateKey(path string) (crypto.PrivKey, error) {
 	}
 	if err := writeNew(path, data); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			// Another process created the key first: use theirs.
-			return LoadOrCreateKey(path)
+			// Another process created the key first: use theirs. Read it
+			// once, without retrying: a path that exists but reads as
+			// missing (a dangling symlink) would otherwise loop forever.
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return nil, fmt.Errorf("identity: read key %s: %w", path, err)
+			}
+			return decodeKey(path, data)
 		}
 		return nil, fmt.Errorf("identity: write key %s: %w", path, err)
 	}
@@ -70,7 +78,25 @@ func decodeKey(path string, data []byte) (crypto.PrivKey, error) {
 	if k.Type() != crypto.Ed25519 {
 		return nil, fmt.Errorf("identity: key file %s: %w: key type %s", path, ErrNotEd25519, k.Type())
 	}
+	if err := checkEd25519(k); err != nil {
+		return nil, fmt.Errorf("identity: key file %s is corrupt: %w", path, err)
+	}
 	return k, nil
+}
+
+// checkEd25519 returns an error unless the public half of the Ed25519 private
+// key k is the one its seed derives. libp2p's unmarshalling does not check
+// this, and a mismatched key would claim an Identifier it cannot sign for.
+func checkEd25519(k crypto.PrivKey) error {
+	raw, err := k.Raw()
+	if err != nil {
+		return err
+	}
+	if len(raw) != ed25519.PrivateKeySize ||
+		subtle.ConstantTimeCompare(raw, ed25519.NewKeyFromSeed(raw[:ed25519.SeedSize])) != 1 {
+		return errors.New("public key does not match private key")
+	}
+	return nil
 }
 
 // writeNew writes data to path through a synced temporary file and a hard
