@@ -9,6 +9,10 @@ PKGS        ?= ./...
 
 all: test
 
+## demo: a local multi-node cluster exchanging messages.
+demo:
+	$(GO) run ./examples/cluster
+
 ## test: vet, then every test with the race detector in random order.
 test: vet
 	$(GO) test -race -shuffle=on -count=1 -timeout 14m $(PKGS)
