@@ -124,6 +124,7 @@ func (c *conn) die(err error) bool {
 	close(c.done)
 	c.mu.Unlock()
 	c.m.connDied(c, err)
+	c.m.publish(Event{Kind: EventDisconnected, Peer: c.id, Inbound: c.inbound, Conn: c, Err: err})
 	return true
 }
 

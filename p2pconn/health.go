@@ -14,7 +14,7 @@ import (
 // KeepaliveInterval + KeepaliveTimeout; a closed or reset one at once, by its
 // reader.
 func (m *Manager) healthLoop() {
-	tick := max(m.cfg.KeepaliveInterval/4, 10*time.Millisecond)
+	tick := max(m.cfg.KeepaliveInterval/20, 10*time.Millisecond)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/stretchr/testify/require"
@@ -43,7 +44,13 @@ func newHost(t testing.TB, listen string, cfg p2pconn.Config) host.Host {
 	t.Helper()
 	key, err := identity.GenerateKey()
 	require.NoError(t, err)
-	opts := append(p2pconn.HostOptions(cfg), libp2p.Identity(key), libp2p.ListenAddrStrings(listen))
+	return newHostWithKey(t, key, listen)
+}
+
+// newHostWithKey starts a host with key listening on listen; cleanup closes it.
+func newHostWithKey(t testing.TB, key crypto.PrivKey, listen string) host.Host {
+	t.Helper()
+	opts := append(p2pconn.HostOptions(testConfig()), libp2p.Identity(key), libp2p.ListenAddrStrings(listen))
 	h, err := libp2p.New(opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = h.Close() })

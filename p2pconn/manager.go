@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -36,9 +37,15 @@ type Manager struct {
 	live    int // connections in the pool
 	pending int // handshakes in progress, each holding a slot of MaxConnections
 
+	persistent map[identity.Identifier]context.CancelFunc // guarded by mu
+
 	accept acceptQueue
 	dedupe dedupeWorker
 	notify network.Notifiee
+
+	subsMu     sync.Mutex
+	subs       map[*subscription]struct{}
+	subsClosed bool
 
 	closeOnce sync.Once
 }
@@ -89,6 +96,9 @@ func NewManager(h host.Host, r resolver.AddressResolver, cfg Config) (*Manager, 
 		ctx:    ctx,
 		cancel: cancel,
 		peers:  make(map[identity.Identifier]*peerState),
+
+		persistent: make(map[identity.Identifier]context.CancelFunc),
+		subs:       make(map[*subscription]struct{}),
 	}
 	m.accept.init()
 	m.dedupe.init()
@@ -227,15 +237,34 @@ func (m *Manager) Accept(ctx context.Context) (Connection, error) {
 	return c, nil
 }
 
-// Disconnect implements ConnectionManager.
+// Disconnect implements ConnectionManager. A handshake with id in progress
+// (the remote's Connect, which may return before this side has settled) is
+// waited for, up to ConnectTimeout, and its connection closed.
 func (m *Manager) Disconnect(id identity.Identifier) error {
-	m.mu.RLock()
-	c := m.liveConn(id)
-	m.mu.RUnlock()
-	if c == nil {
-		return nil
+	deadline := time.NewTimer(m.cfg.ConnectTimeout)
+	defer deadline.Stop()
+	for {
+		m.mu.RLock()
+		c := m.liveConn(id)
+		var changed chan struct{}
+		if st := m.peers[id]; c == nil && st != nil && (st.inbound != nil || st.outbound != nil) {
+			changed = st.changed
+		}
+		m.mu.RUnlock()
+		if c != nil {
+			return c.Close()
+		}
+		if changed == nil {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return nil
+		case <-m.ctx.Done():
+			return nil
+		}
 	}
-	return c.Close()
 }
 
 // CloseAll implements ConnectionManager.
@@ -298,6 +327,7 @@ func (m *Manager) Close() error {
 		m.h.RemoveStreamHandler(ProtocolID)
 		m.cancel()
 		err = m.CloseAll()
+		m.closeSubscriptions()
 		m.wg.Wait()
 		m.h.Network().StopNotify(m.notify)
 		log.Debugw("manager closed", "self", m.self)
@@ -327,6 +357,7 @@ func (m *Manager) establishLocked(st *peerState, c *conn) {
 	m.live++
 	m.h.ConnManager().Protect(c.id.PeerID(), protectTag)
 	m.changedLocked(c.id, st)
+	m.publish(Event{Kind: EventConnected, Peer: c.id, Inbound: c.inbound, Conn: c})
 }
 
 // start runs c's reader and, for an inbound connection, queues it for Accept.

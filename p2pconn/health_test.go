@@ -1,0 +1,112 @@
+package p2pconn_test
+
+import (
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/p2pconn"
+)
+
+// TestFrozenPeerDetected freezes a remote node's process with SIGSTOP: the
+// health check declares the connection lost within KeepaliveInterval plus
+// KeepaliveTimeout (plus one check period of slack).
+func TestFrozenPeerDetected(t *testing.T) {
+	ch := startChild(t)
+	c := newCluster(t, transports["tcp"])
+	cfg := testConfig()
+	cfg.KeepaliveInterval = time.Second
+	cfg.KeepaliveTimeout = time.Second
+	a := c.node(cfg)
+	c.table.Add(ch.id, ch.info.Addrs...)
+	ctx := ctxT(t, 30*time.Second)
+	conn, err := a.m.Connect(ctx, ch.id)
+	require.NoError(t, err)
+	require.NoError(t, conn.Send(ctx, []byte("ping")))
+	msg, err := conn.Next(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "ping", string(msg))
+
+	require.NoError(t, ch.cmd.Process.Signal(syscall.SIGSTOP))
+	frozen := time.Now()
+	defer func() { _ = ch.cmd.Process.Signal(syscall.SIGCONT) }()
+	select {
+	case <-conn.Done():
+	case <-ctx.Done():
+		t.Fatal("frozen peer not detected")
+	}
+	took := time.Since(frozen)
+	bound := cfg.KeepaliveInterval + cfg.KeepaliveTimeout + 500*time.Millisecond // slack: check period and scheduling
+	t.Logf("frozen peer detected after %s (KeepaliveInterval %s + KeepaliveTimeout %s; bound %s)", took, cfg.KeepaliveInterval, cfg.KeepaliveTimeout, bound)
+	require.Less(t, took, bound)
+	require.ErrorIs(t, conn.Err(), p2pconn.ErrConnectionLost)
+	require.Contains(t, conn.Err().Error(), "health check")
+	require.Equal(t, 0, a.m.ConnectionCount())
+}
+
+// TestKilledPeerDetected kills a remote node's process: the connection is
+// lost at once (the kernel closes its sockets).
+func TestKilledPeerDetected(t *testing.T) {
+	ch := startChild(t)
+	c := newCluster(t, transports["tcp"])
+	a := c.node(testConfig())
+	c.table.Add(ch.id, ch.info.Addrs...)
+	ctx := ctxT(t, 30*time.Second)
+	conn, err := a.m.Connect(ctx, ch.id)
+	require.NoError(t, err)
+	require.NoError(t, ch.cmd.Process.Kill())
+	killed := time.Now()
+	select {
+	case <-conn.Done():
+	case <-ctx.Done():
+		t.Fatal("killed peer not detected")
+	}
+	t.Logf("killed peer detected after %s", time.Since(killed))
+	require.Less(t, time.Since(killed), 2*time.Second)
+	require.ErrorIs(t, conn.Err(), p2pconn.ErrConnectionLost)
+}
+
+// TestRestartedPeerReconnects stops a node and restarts it on the same key and
+// port: the next Connect reaches it at once, although the dial made while it
+// was down left libp2p's dial backoff set; the old connection stays dead.
+func TestRestartedPeerReconnects(t *testing.T) {
+	c := newCluster(t, transports["tcp"])
+	a := c.node(testConfig())
+	key, err := identity.GenerateKey()
+	require.NoError(t, err)
+	bh := newHostWithKey(t, key, "/ip4/127.0.0.1/tcp/0")
+	port := bh.Addrs()[0]
+	bm, err := p2pconn.NewManager(bh, nil, testConfig())
+	require.NoError(t, err)
+	c.table.Add(bm.ID(), bh.Addrs()...)
+	ctx := ctxT(t, 30*time.Second)
+
+	old, err := a.m.Connect(ctx, bm.ID())
+	require.NoError(t, err)
+	// Crash: the host goes away without a skipwire close.
+	require.NoError(t, bh.Close())
+	require.NoError(t, bm.Close())
+	<-old.Done()
+	require.ErrorIs(t, old.Err(), p2pconn.ErrConnectionLost)
+	_, err = a.m.Connect(ctx, bm.ID())
+	require.Error(t, err, "the peer is down")
+
+	bh2 := newHostWithKey(t, key, port.String())
+	bm2, err := p2pconn.NewManager(bh2, nil, testConfig())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = bm2.Close() })
+	start := time.Now()
+	conn, err := a.m.Connect(ctx, bm2.ID())
+	require.NoError(t, err)
+	t.Logf("reconnected to the restarted peer in %s", time.Since(start))
+	require.NotSame(t, old, conn)
+	require.False(t, old.IsAlive())
+	require.ErrorIs(t, old.Send(ctx, []byte("x")), p2pconn.ErrConnectionClosed)
+	in, err := bm2.Accept(ctx)
+	require.NoError(t, err)
+	exchange(t, ctx, conn, in, 50)
+}
+
