@@ -3,6 +3,7 @@ package resolver
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -26,16 +27,22 @@ func NewStatic() *Static {
 }
 
 // Add records addrs for id, after any addresses already known for it.
-// Duplicates are ignored. Adding no address is a no-op.
+// Duplicates and empty addresses are ignored; adding no address is a no-op.
+// Addresses are stored as given: unlike Load, Add does not check or strip a
+// trailing /p2p component.
 func (s *Static) Add(id identity.Identifier, addrs ...ma.Multiaddr) {
 	if len(addrs) == 0 {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.addLocked(id, addrs)
+}
+
+func (s *Static) addLocked(id identity.Identifier, addrs []ma.Multiaddr) {
 	cur := s.addrs[id]
 	for _, a := range addrs {
-		if a == nil || containsAddr(cur, a) {
+		if len(a) == 0 || containsAddr(cur, a) {
 			continue
 		}
 		cur = append(cur, a)
@@ -52,18 +59,32 @@ func (s *Static) Remove(id identity.Identifier) {
 	delete(s.addrs, id)
 }
 
-// Resolve implements AddressResolver.
+// Addrs returns a copy of the addresses known for id, in the order they were
+// added, or nil if there are none.
+func (s *Static) Addrs(id identity.Identifier) []ma.Multiaddr {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return slices.Clone(s.addrs[id])
+}
+
+// Len returns the number of Identifiers with at least one address.
+func (s *Static) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.addrs)
+}
+
+// Resolve implements AddressResolver. It returns a copy of the table's
+// addresses for id, or an error wrapping ErrNotFound if there are none.
 func (s *Static) Resolve(ctx context.Context, id identity.Identifier) (peer.AddrInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return peer.AddrInfo{}, fmt.Errorf("resolve %s: static: %w", id.Short(), err)
 	}
-	s.mu.RLock()
-	addrs := s.addrs[id]
-	s.mu.RUnlock()
+	addrs := s.Addrs(id)
 	if len(addrs) == 0 {
 		return peer.AddrInfo{}, fmt.Errorf("resolve %s: static: %w", id.Short(), ErrNotFound)
 	}
-	return peer.AddrInfo{ID: id.PeerID(), Addrs: append([]ma.Multiaddr(nil), addrs...)}, nil
+	return peer.AddrInfo{ID: id.PeerID(), Addrs: addrs}, nil
 }
 
 func containsAddr(list []ma.Multiaddr, a ma.Multiaddr) bool {

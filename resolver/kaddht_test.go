@@ -1,0 +1,164 @@
+package resolver
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/stretchr/testify/require"
+)
+
+// dhtNodes is the size of the network in TestDHTResolvesEveryNode.
+const dhtNodes = 16
+
+// startKadDHTs starts a DHT on each host at once, each with bootstrap, and
+// closes them when the test ends (before the hosts, which were created first).
+func startKadDHTs(t testing.TB, hosts []host.Host, bootstrap []peer.AddrInfo) []*dht.IpfsDHT {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	dhts := make([]*dht.IpfsDHT, len(hosts))
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Go(func() { dhts[i], errs[i] = NewKadDHT(ctx, h, bootstrap) })
+	}
+	wg.Wait()
+	for _, d := range dhts {
+		if d != nil {
+			t.Cleanup(func() { require.NoError(t, d.Close()) })
+		}
+	}
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	return dhts
+}
+
+func TestNewKadDHTFirstNode(t *testing.T) {
+	h := newHost(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Listing itself as a bootstrap peer is the same as listing none.
+	d, err := NewKadDHT(ctx, h, []peer.AddrInfo{addrInfo(h)})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, d.Close()) })
+
+	require.Equal(t, dht.ModeServer, d.Mode())
+	require.Contains(t, h.Mux().Protocols(), DHTProtocolPrefix+"/kad/1.0.0")
+	require.NotContains(t, h.Mux().Protocols(), dht.DefaultPrefix+"/kad/1.0.0")
+	require.Equal(t, h.Addrs(), d.FilteredAddrs(), "loopback addresses must be kept")
+	require.Zero(t, d.RoutingTable().Size())
+}
+
+func TestNewKadDHTUnreachableBootstrap(t *testing.T) {
+	h := newHost(t)
+	gone := newHost(t)
+	ai := addrInfo(gone)
+	require.NoError(t, gone.Close())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := NewKadDHT(ctx, h, []peer.AddrInfo{ai})
+	require.ErrorContains(t, err, "no bootstrap peer reachable")
+	require.Nil(t, d)
+}
+
+func TestNewKadDHTSomeBootstrapUnreachable(t *testing.T) {
+	seed, h := newHost(t), newHost(t)
+	startKadDHTs(t, []host.Host{seed}, nil)
+	gone := newHost(t)
+	ai := addrInfo(gone)
+	require.NoError(t, gone.Close())
+
+	dhts := startKadDHTs(t, []host.Host{h}, []peer.AddrInfo{ai, addrInfo(seed)})
+	require.Equal(t, []peer.ID{seed.ID()}, dhts[0].RoutingTable().ListPeers())
+}
+
+// TestNewKadDHTBootstrapWithoutDHT checks that NewKadDHT gives up when ctx
+// ends and its routing table is still empty: here the only bootstrap peer is
+// reachable but runs no DHT.
+func TestNewKadDHTBootstrapWithoutDHT(t *testing.T) {
+	h, plain := newHost(t), newHost(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	d, err := NewKadDHT(ctx, h, []peer.AddrInfo{addrInfo(plain)})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, "routing table still empty")
+	require.Nil(t, d)
+}
+
+// TestDHTResolvesEveryNode builds a DHT of dhtNodes hosts on loopback, each
+// bootstrapped on the first, then has a newcomer, bootstrapped on another
+// node, resolve every node through the DHT alone, and proves each answer works
+// by connecting to it from a host that knew nothing.
+func TestDHTResolvesEveryNode(t *testing.T) {
+	hosts := make([]host.Host, dhtNodes)
+	for i := range hosts {
+		hosts[i] = newHost(t)
+	}
+	start := time.Now()
+	startKadDHTs(t, hosts[:1], nil)
+	startKadDHTs(t, hosts[1:], []peer.AddrInfo{addrInfo(hosts[0])})
+	newcomer, prober := newHost(t), newHost(t)
+	kad := startKadDHTs(t, []host.Host{newcomer}, []peer.AddrInfo{addrInfo(hosts[dhtNodes-1])})[0]
+	t.Logf("%d DHT nodes and a newcomer started in %v", dhtNodes, time.Since(start))
+	r := NewDHT(kad)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var unknown, stale []time.Duration
+	for i, h := range hosts {
+		id := hostID(t, h)
+		// Make the newcomer look: kad-dht answers from the peerstore for a
+		// connected peer, and bootstrapping may have connected it to h.
+		// Half the nodes it forgets entirely; of the other half it keeps
+		// the routing-table entry, as for a node that moved.
+		require.NoError(t, newcomer.Network().ClosePeer(h.ID()))
+		newcomer.Peerstore().ClearAddrs(h.ID())
+		forget := i%2 == 0
+		if forget {
+			kad.RoutingTable().RemovePeer(h.ID())
+		}
+
+		begin := time.Now()
+		info, err := r.Resolve(ctx, id)
+		if forget {
+			unknown = append(unknown, time.Since(begin))
+		} else {
+			stale = append(stale, time.Since(begin))
+		}
+		require.NoError(t, err, "resolve node %s", id.Short())
+		require.Equal(t, h.ID(), info.ID)
+		for _, a := range h.Addrs() {
+			require.True(t, containsAddr(info.Addrs, a), "node %s: answer %v lacks listen address %s", id.Short(), info.Addrs, a)
+		}
+
+		// The prober knows nothing but the answer.
+		require.Empty(t, prober.Peerstore().Addrs(h.ID()))
+		require.NoError(t, prober.Connect(ctx, info), "connect to node %s at %v", id.Short(), info.Addrs)
+		require.NoError(t, prober.Network().ClosePeer(h.ID()))
+		prober.Peerstore().ClearAddrs(h.ID())
+	}
+	all := append(slices.Clone(unknown), stale...)
+	t.Logf("DHT lookups of %d nodes: p50 %v, p99 %v", len(all), percentile(all, 50), percentile(all, 99))
+	t.Logf("  of %d nodes not in the routing table: p50 %v, p99 %v", len(unknown), percentile(unknown, 50), percentile(unknown, 99))
+	t.Logf("  of %d nodes in the routing table without addresses: p50 %v, p99 %v", len(stale), percentile(stale, 50), percentile(stale, 99))
+
+	// A node that does not exist is not found, once the lookup has asked everyone.
+	_, err := r.Resolve(ctx, newID(t))
+	require.ErrorIs(t, err, ErrNotFound)
+}
+
+// percentile returns the p-th percentile of ds (nearest rank).
+func percentile(ds []time.Duration, p int) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := (len(s)*p + 99) / 100
+	return s[max(i-1, 0)]
+}
