@@ -38,7 +38,8 @@ type conn struct {
 	wlock chan struct{}
 	debt  []byte // the rest of a frame whose Send was cancelled mid-write; guarded by wlock
 
-	frames   chan []byte // closed by the reader when it stops, after readErr is set
+	frames   chan []byte   // closed by the reader when it stops, after readErr is set
+	room     chan struct{} // signalled by Next when it takes a frame
 	readErr  error
 	received atomic.Uint64 // frames read, for the health check
 
@@ -72,6 +73,7 @@ func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool,
 		sendMax:  sendMax,
 		wlock:    make(chan struct{}, 1),
 		frames:   make(chan []byte, m.cfg.ReceiveBuffer),
+		room:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		closing:  make(chan struct{}),
 		lastSeen: time.Now(),
@@ -257,16 +259,28 @@ func (c *conn) received1(msg []byte, ok bool) ([]byte, error) {
 	if !ok {
 		return nil, c.readErr
 	}
+	select {
+	case c.room <- struct{}{}:
+	default:
+	}
 	return msg, nil
 }
 
 // readLoop moves frames from the stream to the frames channel until the
-// stream ends, then records how it ended. After a local Close it keeps reading
-// and discarding until the remote's half-close or the close deadline, so the
-// remote never sees its writes fail while it is still sending.
+// stream ends, then records how it ended. It reads a frame only when the
+// channel has room for it, so it never holds a frame it cannot hand over:
+// when the connection dies meanwhile, it stops at once and loses nothing
+// already received. After a local Close it keeps reading and discarding
+// until the remote's half-close or the close deadline, so the remote never
+// sees its writes fail while it is still sending.
 func (c *conn) readLoop() {
 	fr := frameReader{r: c.s, max: c.m.cfg.MaxMessageSize}
 	for {
+		if !c.waitRoom() {
+			c.readErr = c.Err()
+			close(c.frames)
+			return
+		}
 		msg, err := fr.next()
 		if err != nil {
 			c.readEnded(err)
@@ -274,10 +288,33 @@ func (c *conn) readLoop() {
 		}
 		c.received.Add(1)
 		select {
-		case c.frames <- msg:
 		case <-c.closing:
+		default:
+			c.frames <- msg // never blocks: waitRoom saw room, and only this goroutine sends
 		}
 	}
+}
+
+// waitRoom waits until the frames channel has room for one more frame, or
+// the connection is closed locally (frames are then discarded, so there is
+// always room). It returns false if the connection died of another cause
+// first: the stream is gone, there is nothing more to read.
+func (c *conn) waitRoom() bool {
+	for len(c.frames) == cap(c.frames) {
+		select {
+		case <-c.room:
+		case <-c.closing:
+			return true
+		case <-c.done:
+			select {
+			case <-c.closing:
+				return true
+			default:
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (c *conn) readEnded(err error) {
