@@ -3,6 +3,8 @@ package p2pconn
 import (
 	"fmt"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config tunes a Manager. In every field the zero value means the default,
@@ -49,6 +51,10 @@ type Config struct {
 	// before it stops reading from the stream, which pushes back on the sender
 	// through libp2p's flow control. Default 64.
 	ReceiveBuffer int
+
+	// Metrics, if set, receives the manager's Prometheus collectors (see
+	// metrics.go for the list). Nil means no metrics, at no cost.
+	Metrics prometheus.Registerer
 }
 
 // Defaults of Config, applied where a field is zero.

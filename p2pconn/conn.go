@@ -125,6 +125,7 @@ func (c *conn) die(err error) bool {
 	c.dead.Store(true)
 	close(c.done)
 	c.mu.Unlock()
+	c.m.metrics.connDown(c.inbound, err)
 	c.m.connDied(c, err)
 	c.m.publish(Event{Kind: EventDisconnected, Peer: c.id, Inbound: c.inbound, Conn: c, Err: err})
 	return true
@@ -160,7 +161,15 @@ func (c *conn) Send(ctx context.Context, msg []byte) error {
 	if c.dead.Load() {
 		return c.Err()
 	}
-	return c.writeFrame(ctx, msg)
+	if c.m.metrics == nil {
+		return c.writeFrame(ctx, msg)
+	}
+	start := time.Now()
+	err := c.writeFrame(ctx, msg)
+	if err == nil {
+		c.m.metrics.sent(len(msg), start)
+	}
+	return err
 }
 
 // writeFrame writes the pending debt, then msg as one frame. The caller holds
@@ -235,6 +244,9 @@ func (c *conn) writeFailed(ctx context.Context, cancelled *deadlineOnCancel, err
 
 // Next implements Connection.
 func (c *conn) Next(ctx context.Context) ([]byte, error) {
+	if c.m.metrics != nil {
+		defer c.m.metrics.waited(time.Now())
+	}
 	select {
 	case <-c.closing:
 		return nil, c.Err()
@@ -287,6 +299,7 @@ func (c *conn) readLoop() {
 			return
 		}
 		c.received.Add(1)
+		c.m.metrics.received(len(msg))
 		select {
 		case <-c.closing:
 		default:
@@ -341,6 +354,7 @@ func (c *conn) readEnded(err error) {
 		return
 	case errors.Is(err, errFraming):
 		log.Warnw("closing connection: bad frame from remote", "peer", c.id, "addr", c.addr, "err", err)
+		c.m.metrics.frameError("frame")
 		c.fail("read", err)
 	default:
 		c.fail("read", err)

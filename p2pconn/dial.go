@@ -37,6 +37,7 @@ func (m *Manager) startDial(id identity.Identifier, st *peerState) *dialCall {
 	m.goroutine(func() {
 		c, err := m.dialLoop(ctx, id)
 		cancel()
+		m.metrics.connectResult(err)
 		m.mu.Lock()
 		if st := m.peers[id]; st != nil && st.dial == d {
 			st.dial = nil
@@ -76,6 +77,7 @@ func (m *Manager) dialLoop(ctx context.Context, id identity.Identifier) (*conn, 
 	for attempt := 0; ; {
 		changed := m.changedChan(id)
 		actx, cancel := context.WithTimeout(ctx, m.cfg.ConnectTimeout)
+		m.metrics.attempt(attempt)
 		c, err := m.attempt(actx, id)
 		cancel()
 		if err == nil {

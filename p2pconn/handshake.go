@@ -72,6 +72,9 @@ func (m *Manager) handleStream(s network.Stream) {
 		err = fmt.Errorf("%w: expected HELLO, got message %#x", errFraming, hello.typ)
 	}
 	if err != nil {
+		if errors.Is(err, errFraming) {
+			m.metrics.frameError("handshake")
+		}
 		log.Debugw("inbound handshake failed", "peer", remote, "step", "read hello", "err", err)
 		_ = s.Reset()
 		return

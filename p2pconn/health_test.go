@@ -109,4 +109,3 @@ func TestRestartedPeerReconnects(t *testing.T) {
 	require.NoError(t, err)
 	exchange(t, ctx, conn, in, 50)
 }
-

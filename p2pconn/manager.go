@@ -47,6 +47,8 @@ type Manager struct {
 	subs       map[*subscription]struct{}
 	subsClosed bool
 
+	metrics *metrics // nil when Config.Metrics is nil
+
 	closeOnce sync.Once
 }
 
@@ -87,15 +89,22 @@ func NewManager(h host.Host, r resolver.AddressResolver, cfg Config) (*Manager, 
 	if r == nil {
 		r = resolver.NewPeerstore(h.Peerstore())
 	}
+	var mx *metrics
+	if cfg.Metrics != nil {
+		if mx, err = newMetrics(cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("p2pconn: new manager: %w", err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{
-		h:      h,
-		r:      r,
-		cfg:    cfg.withDefaults(),
-		self:   self,
-		ctx:    ctx,
-		cancel: cancel,
-		peers:  make(map[identity.Identifier]*peerState),
+		metrics: mx,
+		h:       h,
+		r:       r,
+		cfg:     cfg.withDefaults(),
+		self:    self,
+		ctx:     ctx,
+		cancel:  cancel,
+		peers:   make(map[identity.Identifier]*peerState),
 
 		persistent: make(map[identity.Identifier]context.CancelFunc),
 		subs:       make(map[*subscription]struct{}),
@@ -357,6 +366,7 @@ func (m *Manager) establishLocked(st *peerState, c *conn) {
 	m.live++
 	m.h.ConnManager().Protect(c.id.PeerID(), protectTag)
 	m.changedLocked(c.id, st)
+	m.metrics.connUp(c.inbound)
 	m.publish(Event{Kind: EventConnected, Peer: c.id, Inbound: c.inbound, Conn: c})
 }
 

@@ -55,7 +55,7 @@ func (m *Manager) PersistentPeers() []identity.Identifier {
 
 // keep connects to id and reconnects whenever the connection dies, until ctx ends.
 func (m *Manager) keep(ctx context.Context, id identity.Identifier) {
-	failures := 0
+	failures, connected := 0, false
 	for {
 		c, err := m.Connect(ctx, id)
 		if ctx.Err() != nil {
@@ -71,6 +71,10 @@ func (m *Manager) keep(ctx context.Context, id identity.Identifier) {
 			continue
 		}
 		failures = 0
+		if connected {
+			m.metrics.reconnect()
+		}
+		connected = true
 		select {
 		case <-c.Done():
 		case <-ctx.Done():

@@ -1,0 +1,179 @@
+package p2pconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/skipwire/skipwire/resolver"
+)
+
+// Metrics, when Config.Metrics is set, registered there by NewManager. All
+// are in the "skipwire" namespace. Wrap the registerer with
+// prometheus.WrapRegistererWith to tell several managers of one process apart.
+//
+//	skipwire_connections{direction}              gauge: live connections, "inbound" or "outbound"
+//	skipwire_connects_total{result}              Connects that dialed, by result: ok, not_found,
+//	                                             refused, too_many, peer_mismatch, canceled, error
+//	skipwire_dial_attempts_total                 dial attempts, first ones and retries
+//	skipwire_dial_retries_total                  dial attempts after a failed one
+//	skipwire_reconnects_total                    connections re-established to persistent peers
+//	skipwire_disconnects_total{reason}           dead connections: closed_local, closed_remote, lost
+//	skipwire_messages_total{direction}           messages sent ("out") and received ("in")
+//	skipwire_bytes_total{direction}              message payload bytes sent and received
+//	skipwire_frame_errors_total{kind}            bad input from remotes: frame (a bad data
+//	                                             frame) or handshake (a bad handshake message)
+//	skipwire_send_duration_seconds               Send latency, histogram
+//	skipwire_next_wait_seconds                   time Next waited for a message, histogram
+type metrics struct {
+	conns       *prometheus.GaugeVec
+	connects    *prometheus.CounterVec
+	attempts    prometheus.Counter
+	retries     prometheus.Counter
+	reconnects  prometheus.Counter
+	disconnects *prometheus.CounterVec
+	msgsOut     prometheus.Counter
+	msgsIn      prometheus.Counter
+	bytesOut    prometheus.Counter
+	bytesIn     prometheus.Counter
+	frameErrs   *prometheus.CounterVec
+	sendTime    prometheus.Histogram
+	nextWait    prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	const ns = "skipwire"
+	msgs := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "messages_total", Help: "Messages sent (out) and received (in)."}, []string{"direction"})
+	bytes := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "bytes_total", Help: "Message payload bytes sent (out) and received (in)."}, []string{"direction"})
+	x := &metrics{
+		conns:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "connections", Help: "Live managed connections."}, []string{"direction"}),
+		connects:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "connects_total", Help: "Connect calls that dialed, by result."}, []string{"result"}),
+		attempts:    prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "dial_attempts_total", Help: "Dial attempts, first ones and retries."}),
+		retries:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "dial_retries_total", Help: "Dial attempts after a failed one."}),
+		reconnects:  prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "reconnects_total", Help: "Connections re-established to persistent peers."}),
+		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "disconnects_total", Help: "Dead connections, by reason."}, []string{"reason"}),
+		frameErrs:   prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "frame_errors_total", Help: "Bad input from remotes, by kind."}, []string{"kind"}),
+		sendTime: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "send_duration_seconds", Help: "Send latency.",
+			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12)}),
+		nextWait: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "next_wait_seconds", Help: "Time Next waited for a message.",
+			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 14)}),
+	}
+	x.msgsOut, x.msgsIn = msgs.WithLabelValues("out"), msgs.WithLabelValues("in")
+	x.bytesOut, x.bytesIn = bytes.WithLabelValues("out"), bytes.WithLabelValues("in")
+	for _, d := range []string{"inbound", "outbound"} {
+		x.conns.WithLabelValues(d)
+	}
+	for _, r := range []string{"closed_local", "closed_remote", "lost"} {
+		x.disconnects.WithLabelValues(r)
+	}
+	for _, k := range []string{"frame", "handshake"} {
+		x.frameErrs.WithLabelValues(k)
+	}
+	for _, c := range []prometheus.Collector{x.conns, x.connects, x.attempts, x.retries, x.reconnects, x.disconnects, msgs, bytes, x.frameErrs, x.sendTime, x.nextWait} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return x, nil
+}
+
+func direction(inbound bool) string {
+	if inbound {
+		return "inbound"
+	}
+	return "outbound"
+}
+
+// The methods below are no-ops on a nil *metrics, so that code paths need no
+// checks when metrics are off.
+
+func (x *metrics) connUp(inbound bool) {
+	if x != nil {
+		x.conns.WithLabelValues(direction(inbound)).Inc()
+	}
+}
+
+func (x *metrics) connDown(inbound bool, err error) {
+	if x == nil {
+		return
+	}
+	x.conns.WithLabelValues(direction(inbound)).Dec()
+	reason := "closed_remote"
+	var ce *closeError
+	switch {
+	case isLost(err):
+		reason = "lost"
+	case errors.As(err, &ce) && ce.reason == "closed locally":
+		reason = "closed_local"
+	}
+	x.disconnects.WithLabelValues(reason).Inc()
+}
+
+func (x *metrics) connectResult(err error) {
+	if x == nil {
+		return
+	}
+	result := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, resolver.ErrNotFound):
+		result = "not_found"
+	case errors.Is(err, ErrRefused):
+		result = "refused"
+	case errors.Is(err, ErrTooManyConnections):
+		result = "too_many"
+	case errors.Is(err, ErrPeerMismatch):
+		result = "peer_mismatch"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		result = "canceled"
+	default:
+		result = "error"
+	}
+	x.connects.WithLabelValues(result).Inc()
+}
+
+func (x *metrics) attempt(n int) {
+	if x == nil {
+		return
+	}
+	x.attempts.Inc()
+	if n > 0 {
+		x.retries.Inc()
+	}
+}
+
+func (x *metrics) reconnect() {
+	if x != nil {
+		x.reconnects.Inc()
+	}
+}
+
+func (x *metrics) frameError(kind string) {
+	if x != nil {
+		x.frameErrs.WithLabelValues(kind).Inc()
+	}
+}
+
+func (x *metrics) sent(n int, since time.Time) {
+	if x != nil {
+		x.msgsOut.Inc()
+		x.bytesOut.Add(float64(n))
+		x.sendTime.Observe(time.Since(since).Seconds())
+	}
+}
+
+func (x *metrics) received(n int) {
+	if x != nil {
+		x.msgsIn.Inc()
+		x.bytesIn.Add(float64(n))
+	}
+}
+
+func (x *metrics) waited(since time.Time) {
+	if x != nil {
+		x.nextWait.Observe(time.Since(since).Seconds())
+	}
+}

@@ -1,0 +1,96 @@
+package p2pconn_test
+
+import (
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/p2pconn"
+	"github.com/skipwire/skipwire/resolver"
+)
+
+// gather returns every sample of reg as "name{k=v,...}" -> value (histograms
+// as their sample count).
+func gather(t testing.TB, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	out := make(map[string]float64)
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			sort.Strings(labels)
+			key := f.GetName()
+			if len(labels) > 0 {
+				key += "{" + strings.Join(labels, ",") + "}"
+			}
+			switch {
+			case m.GetCounter() != nil:
+				out[key] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				out[key] = m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				out[key] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return out
+}
+
+func TestMetrics(t *testing.T) {
+	c := newCluster(t, transports["tcp"])
+	regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
+	cfgA, cfgB := testConfig(), testConfig()
+	cfgA.Metrics, cfgB.Metrics = regA, regB
+	cfgA.RetryAttempts = 1
+	a, b := c.node(cfgA), c.node(cfgB)
+	ctx := ctxT(t, 10*time.Second)
+
+	ca, err := a.m.Connect(ctx, b.id)
+	require.NoError(t, err)
+	cb, err := b.m.Accept(ctx)
+	require.NoError(t, err)
+	for range 3 {
+		require.NoError(t, ca.Send(ctx, []byte("12345")))
+		_, err := cb.Next(ctx)
+		require.NoError(t, err)
+	}
+	_, err = a.m.Connect(ctx, identity.Identifier{7})
+	require.ErrorIs(t, err, resolver.ErrNotFound)
+
+	ma := gather(t, regA)
+	require.Equal(t, 1.0, ma["skipwire_connections{direction=outbound}"])
+	require.Equal(t, 1.0, ma["skipwire_connects_total{result=ok}"])
+	require.Equal(t, 1.0, ma["skipwire_connects_total{result=not_found}"])
+	require.Equal(t, 2.0, ma["skipwire_dial_attempts_total"])
+	require.Equal(t, 0.0, ma["skipwire_dial_retries_total"], "not found is not retried")
+	require.Equal(t, 3.0, ma["skipwire_messages_total{direction=out}"])
+	require.Equal(t, 15.0, ma["skipwire_bytes_total{direction=out}"])
+	require.Equal(t, 3.0, ma["skipwire_send_duration_seconds"])
+	mb := gather(t, regB)
+	require.Equal(t, 1.0, mb["skipwire_connections{direction=inbound}"])
+	require.Equal(t, 3.0, mb["skipwire_messages_total{direction=in}"])
+	require.Equal(t, 15.0, mb["skipwire_bytes_total{direction=in}"])
+	require.Equal(t, 3.0, mb["skipwire_next_wait_seconds"])
+
+	require.NoError(t, ca.Close())
+	require.Eventually(t, func() bool {
+		return gather(t, regB)["skipwire_disconnects_total{reason=closed_remote}"] == 1
+	}, 5*time.Second, 5*time.Millisecond)
+	ma = gather(t, regA)
+	require.Equal(t, 1.0, ma["skipwire_disconnects_total{reason=closed_local}"])
+	require.Equal(t, 0.0, ma["skipwire_connections{direction=outbound}"])
+
+	// A second manager on the same registry is refused, not silently merged.
+	h := newHost(t, transports["tcp"], cfgA)
+	_, err = p2pconn.NewManager(h, nil, cfgA)
+	require.Error(t, err)
+}
