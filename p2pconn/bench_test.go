@@ -639,14 +639,40 @@ func BenchmarkIdleConnections1000(b *testing.B) {
 	// Warm-up: hold 1000 connections of each kind once, so that what the
 	// first round fills and keeps (peerstores, identify's caches, maps that
 	// grew to 1000 entries) is charged to neither.
+	var target uint64 // the heap to wait for before a measurement; 0: until it stops shrinking
+	tolerance := uint64(conns) << 10
 	for _, open := range []func(int) (func(), error){openLibp2p, openSkipwire} {
+		before := benchQuiesce(target, tolerance)
 		closers, _, err := benchIdleOpen(peers, open)
 		benchIdleClose(b, peers, closers)
 		require.NoError(b, err)
+		target = before.heap + tolerance
 	}
 
-	b.Run("skipwire", func(b *testing.B) { benchIdle(b, peers, openSkipwire) })
-	b.Run("libp2p", func(b *testing.B) { benchIdle(b, peers, openLibp2p) })
+	b.Run("skipwire", func(b *testing.B) { benchIdle(b, peers, openSkipwire, &target) })
+	b.Run("libp2p", func(b *testing.B) { benchIdle(b, peers, openLibp2p, &target) })
+}
+
+// benchQuiesce waits until the live heap is at most target, or, when target
+// is 0, until it has stopped shrinking for 1.5 s; at most 8 s either way.
+// libp2p lets go of a closed connection's state (yamux session, TLS state) a
+// few seconds after the close, so a snapshot taken at once would count that
+// garbage in the next measurement's baseline.
+func benchQuiesce(target, tolerance uint64) benchMemStats {
+	benchSettle()
+	s := benchMem()
+	low, lowAt := s.heap, time.Now()
+	for deadline := time.Now().Add(8 * time.Second); time.Now().Before(deadline); {
+		if target > 0 && s.heap <= target || target == 0 && time.Since(lowAt) >= 1500*time.Millisecond {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+		s = benchMem()
+		if s.heap+tolerance < low {
+			low, lowAt = s.heap, time.Now()
+		}
+	}
+	return s
 }
 
 // benchIdleOpen opens one connection to each peer with open, 16 at a time,
@@ -673,11 +699,13 @@ func benchIdleClose(b *testing.B, peers []*benchNode, closers []func()) {
 }
 
 // benchIdle measures the memory and goroutines one connection opened by open
-// holds, then closes them all.
-func benchIdle(b *testing.B, peers []*benchNode, open func(i int) (close func(), err error)) {
+// holds, then closes them all. It waits for the heap to be down to *target
+// first, and sets *target for the next measurement.
+func benchIdle(b *testing.B, peers []*benchNode, open func(i int) (close func(), err error), target *uint64) {
 	n := float64(len(peers))
-	benchSettle() // let earlier connections' goroutines end
-	before := benchMem()
+	tolerance := uint64(len(peers)) << 10
+	before := benchQuiesce(*target, tolerance)
+	*target = before.heap + tolerance
 	closers, took, err := benchIdleOpen(peers, open)
 	b.Cleanup(func() { benchIdleClose(b, peers, closers) })
 	require.NoError(b, err)

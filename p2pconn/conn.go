@@ -41,7 +41,8 @@ type conn struct {
 	frames   chan []byte   // closed by the reader when it stops, after readErr is set
 	room     chan struct{} // signalled by Next when it takes a frame
 	readErr  error
-	received atomic.Uint64 // frames read, for the health check
+	received atomic.Uint64 // bytes read, for the health check
+	inFrame  atomic.Bool   // the reader is inside a frame
 
 	dead      atomic.Bool
 	mu        sync.Mutex
@@ -52,8 +53,8 @@ type conn struct {
 	writeOnce sync.Once // the final half-close
 
 	// Health-check state, owned by the manager's health loop.
-	seen     uint64
-	lastSeen time.Time
+	seen     uint64    // received at the last check
+	lastSeen time.Time // when received last changed
 	pinging  atomic.Bool
 }
 
@@ -249,7 +250,7 @@ func (c *conn) Next(ctx context.Context) ([]byte, error) {
 	}
 	select {
 	case <-c.closing:
-		return nil, c.Err()
+		return nil, c.closedErr()
 	default:
 	}
 	select {
@@ -263,8 +264,17 @@ func (c *conn) Next(ctx context.Context) ([]byte, error) {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("next from %s: %w", c.id.Short(), ctx.Err())
 	case <-c.closing:
-		return nil, c.Err()
+		return nil, c.closedErr()
 	}
+}
+
+// closedErr is Next's error after a local Close: why the connection died,
+// which Close may not have recorded yet.
+func (c *conn) closedErr() error {
+	if err := c.Err(); err != nil {
+		return err
+	}
+	return errLocalClose(c.id)
 }
 
 func (c *conn) received1(msg []byte, ok bool) ([]byte, error) {
@@ -286,7 +296,7 @@ func (c *conn) received1(msg []byte, ok bool) ([]byte, error) {
 // until the remote's half-close or the close deadline, so the remote never
 // sees its writes fail while it is still sending.
 func (c *conn) readLoop() {
-	fr := frameReader{r: c.s, max: c.m.cfg.MaxMessageSize}
+	fr := frameReader{r: countingReader{c.s, &c.received}, max: c.m.cfg.MaxMessageSize, inFrame: &c.inFrame}
 	for {
 		if !c.waitRoom() {
 			c.readErr = c.Err()
@@ -298,7 +308,6 @@ func (c *conn) readLoop() {
 			c.readEnded(err)
 			return
 		}
-		c.received.Add(1)
 		c.m.metrics.received(len(msg))
 		select {
 		case <-c.closing:
@@ -402,6 +411,18 @@ func (c *conn) Close() error {
 		_ = c.s.SetReadDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
 	})
 	return nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Uint64
+}
+
+func (cr countingReader) Read(b []byte) (int, error) {
+	n, err := cr.r.Read(b)
+	cr.n.Add(uint64(n))
+	return n, err
 }
 
 // deadlineOnCancel sets a stream's write deadline to the past when a ctx ends,

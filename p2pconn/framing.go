@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/multiformats/go-varint"
 )
@@ -21,6 +22,10 @@ type frameReader struct {
 	r   io.Reader
 	max int
 	b   [1]byte
+
+	// inFrame, if set, is true from the first byte of a frame to its last,
+	// so that a watchdog can tell a stalled frame from an idle stream.
+	inFrame *atomic.Bool
 }
 
 // ReadByte implements io.ByteReader for varint.ReadUvarint.
@@ -28,6 +33,9 @@ func (fr *frameReader) ReadByte() (byte, error) {
 	for {
 		n, err := fr.r.Read(fr.b[:])
 		if n == 1 {
+			if fr.inFrame != nil {
+				fr.inFrame.Store(true)
+			}
 			return fr.b[0], nil
 		}
 		if err != nil {
@@ -67,6 +75,9 @@ func (fr *frameReader) next() ([]byte, error) {
 			return nil, fmt.Errorf("%w: stream ended inside a frame of %d bytes", errFraming, n)
 		}
 		return nil, err
+	}
+	if fr.inFrame != nil {
+		fr.inFrame.Store(false)
 	}
 	return buf, nil
 }

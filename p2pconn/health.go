@@ -2,6 +2,7 @@ package p2pconn
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -41,7 +42,16 @@ func (m *Manager) checkHealth(now time.Time) {
 			c.seen, c.lastSeen = n, now
 			continue
 		}
-		if now.Sub(c.lastSeen) < m.cfg.KeepaliveInterval || !c.pinging.CompareAndSwap(false, true) {
+		silence := now.Sub(c.lastSeen)
+		if c.inFrame.Load() && silence >= m.cfg.KeepaliveInterval+m.cfg.KeepaliveTimeout {
+			// The remote started a frame and stopped sending: it may
+			// answer pings, but the stream is stuck.
+			log.Warnw("closing connection: frame stalled", "peer", c.id, "addr", c.addr, "for", silence)
+			m.metrics.frameError("frame")
+			c.fail("read", fmt.Errorf("%w: no byte of a started frame for %s", errFraming, silence.Round(time.Millisecond)))
+			continue
+		}
+		if silence < m.cfg.KeepaliveInterval || !c.pinging.CompareAndSwap(false, true) {
 			continue
 		}
 		m.goroutine(func() { m.ping(c) })
@@ -64,5 +74,7 @@ func (m *Manager) ping(c *conn) {
 		c.fail("health check", res.Error)
 		return
 	}
-	c.received.Add(1) // counts as a sign of life for the next check
+	if !c.inFrame.Load() {
+		c.received.Add(1) // counts as a sign of life for the next check
+	}
 }
