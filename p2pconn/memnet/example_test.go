@@ -1,0 +1,61 @@
+package memnet_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/p2pconn"
+	"github.com/skipwire/skipwire/p2pconn/memnet"
+)
+
+// Two nodes exchange a message, then a partition cuts them apart until it is
+// healed.
+func Example() {
+	ctx := context.Background()
+	net := memnet.NewNetwork()
+	aliceID, bobID := identity.Identifier{0xa1}, identity.Identifier{0xb0}
+	alice, err := net.NewManager(aliceID, p2pconn.Config{})
+	if err != nil {
+		panic(err)
+	}
+	defer alice.Close()
+	bob, err := net.NewManager(bobID, p2pconn.Config{})
+	if err != nil {
+		panic(err)
+	}
+	defer bob.Close()
+
+	c, err := alice.Connect(ctx, bobID)
+	if err != nil {
+		panic(err)
+	}
+	if err := c.Send(ctx, []byte("hello")); err != nil {
+		panic(err)
+	}
+	in, err := bob.Accept(ctx)
+	if err != nil {
+		panic(err)
+	}
+	msg, err := in.Next(ctx)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("bob got %q from %s at %s...\n", msg, in.RemoteID().Short(), in.RemoteAddr()[:16])
+
+	net.Partition(aliceID, bobID)
+	_, err = in.Next(ctx)
+	fmt.Println("lost:", errors.Is(err, p2pconn.ErrConnectionLost))
+	_, err = alice.Connect(ctx, bobID)
+	fmt.Println("unreachable:", errors.Is(err, memnet.ErrUnreachable))
+
+	net.Heal(aliceID, bobID)
+	_, err = alice.Connect(ctx, bobID)
+	fmt.Println("healed:", err == nil)
+	// Output:
+	// bob got "hello" from a1000000 at /memnet/a1000000...
+	// lost: true
+	// unreachable: true
+	// healed: true
+}

@@ -1,0 +1,273 @@
+package memnet
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/p2pconn"
+	"github.com/skipwire/skipwire/resolver"
+)
+
+// Manager is one node of a Network: an in-memory p2pconn.ConnectionManager.
+// Create it with Network.NewManager. Every method is safe for concurrent use.
+// A Manager starts no goroutines.
+type Manager struct {
+	net *Network
+	id  identity.Identifier
+	cfg p2pconn.Config // defaults filled in
+
+	// Guarded by net.mu.
+	conns     map[identity.Identifier]*Conn // the pool: live connections only
+	pipes     map[*pipe]struct{}            // every connection of this node not yet settled
+	accepts   []*Conn                       // opened by remotes, not yet accepted
+	acceptCh  chan struct{}                 // closed and cleared when accepts grows or the manager closes
+	closed    bool
+	closeDone chan struct{} // closed when Close (or Crash) has finished
+}
+
+var _ p2pconn.ConnectionManager = (*Manager)(nil)
+
+// ID returns the Identifier this manager joined the Network with.
+func (m *Manager) ID() identity.Identifier { return m.id }
+
+// Connect returns the live connection to id, opening one if there is none;
+// the connection may have been opened by id, in which case it is the one id's
+// Accept yields. Connect never blocks: it returns the cached connection, a new
+// one, or an error at once. It fails with an error wrapping
+// p2pconn.ErrSelfConnect for the manager's own Identifier,
+// resolver.ErrNotFound for an Identifier no live manager of the Network uses,
+// ErrUnreachable across a partition, p2pconn.ErrTooManyConnections when this
+// manager holds MaxConnections connections, p2pconn.ErrRefused when the remote
+// does, and p2pconn.ErrManagerClosed after Close. A ctx that has ended fails
+// a Connect that would open a connection.
+func (m *Manager) Connect(ctx context.Context, id identity.Identifier) (p2pconn.Connection, error) {
+	n := m.net
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if m.closed {
+		return nil, fmt.Errorf("connect %s: %w", id.Short(), p2pconn.ErrManagerClosed)
+	}
+	if c, ok := m.conns[id]; ok {
+		return c, nil
+	}
+	if id == m.id {
+		return nil, fmt.Errorf("connect %s: %w", id.Short(), p2pconn.ErrSelfConnect)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("connect %s: %w", id.Short(), err)
+	}
+	r := n.nodes[id]
+	if r == nil {
+		return nil, fmt.Errorf("connect %s: resolve: %w", id.Short(), resolver.ErrNotFound)
+	}
+	if n.cutLocked(m.id, id) {
+		return nil, fmt.Errorf("connect %s: dial: %w", id.Short(), ErrUnreachable)
+	}
+	if len(m.conns) >= m.cfg.MaxConnections {
+		return nil, fmt.Errorf("connect %s: %w (limit %d)", id.Short(), p2pconn.ErrTooManyConnections, m.cfg.MaxConnections)
+	}
+	if len(r.conns) >= r.cfg.MaxConnections || !r.makeAcceptRoomLocked() {
+		return nil, fmt.Errorf("connect %s: open: %w (remote at its limit of %d connections)", id.Short(), p2pconn.ErrRefused, r.cfg.MaxConnections)
+	}
+	c, rc := newPipe(m, r)
+	m.conns[id], r.conns[m.id] = c, rc
+	m.pipes[c.p], r.pipes[c.p] = struct{}{}, struct{}{}
+	r.accepts = append(r.accepts, rc)
+	r.notifyAcceptLocked()
+	log.Debugf("%s: connected to %s", m.id.Short(), id.Short())
+	return c, nil
+}
+
+// Accept blocks until a remote node opens a connection, ctx ends or the
+// manager closes, and returns each such connection once, in the order they
+// were opened, even one that has died since (its queued messages stay
+// readable). The queue holds at most MaxConnections connections; when it is
+// full, a new inbound connection pushes out the oldest dead one. After Close it
+// fails with p2pconn.ErrManagerClosed.
+func (m *Manager) Accept(ctx context.Context) (p2pconn.Connection, error) {
+	n := m.net
+	n.mu.Lock()
+	for {
+		if m.closed {
+			n.mu.Unlock()
+			return nil, fmt.Errorf("accept: %w", p2pconn.ErrManagerClosed)
+		}
+		if len(m.accepts) > 0 {
+			c := m.accepts[0]
+			m.accepts[0] = nil
+			m.accepts = m.accepts[1:]
+			n.mu.Unlock()
+			return c, nil
+		}
+		if m.acceptCh == nil {
+			m.acceptCh = make(chan struct{})
+		}
+		ch := m.acceptCh
+		n.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("accept: %w", ctx.Err())
+		}
+		n.mu.Lock()
+	}
+}
+
+// GetConnection returns the live connection to id, inbound or outbound, if
+// any. It does not block.
+func (m *Manager) GetConnection(id identity.Identifier) (p2pconn.Connection, bool) {
+	m.net.mu.Lock()
+	defer m.net.mu.Unlock()
+	c, ok := m.conns[id]
+	if !ok {
+		return nil, false
+	}
+	return c, true
+}
+
+// Disconnect closes the connection to id gracefully, as Conn.Close does.
+// Disconnecting a peer without a live connection returns nil.
+func (m *Manager) Disconnect(id identity.Identifier) error {
+	m.net.mu.Lock()
+	c := m.conns[id]
+	m.net.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	return c.Close()
+}
+
+// CloseAll closes every live connection gracefully, all at once, and returns
+// after they are closed: within CloseTimeout, however many there are. The
+// manager stays usable. It always returns nil.
+func (m *Manager) CloseAll() error {
+	m.net.mu.Lock()
+	conns := m.beginCloseAllLocked()
+	m.net.mu.Unlock()
+	finishCloseAll(conns, time.Now().Add(m.cfg.CloseTimeout))
+	return nil
+}
+
+// ConnectionCount returns the number of live connections. It does not block.
+func (m *Manager) ConnectionCount() int {
+	m.net.mu.Lock()
+	defer m.net.mu.Unlock()
+	return len(m.conns)
+}
+
+// ConnectedPeers returns the Identifiers of the live connections, in no
+// particular order. It does not block.
+func (m *Manager) ConnectedPeers() []identity.Identifier {
+	m.net.mu.Lock()
+	defer m.net.mu.Unlock()
+	ids := make([]identity.Identifier, 0, len(m.conns))
+	for id := range m.conns {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// Close stops the manager for good. In order: it leaves the Network (so
+// Connects to its Identifier fail with resolver.ErrNotFound and the Identifier
+// may join again), drops its accept queue and wakes blocked Accepts, closes
+// every connection as CloseAll does, and returns once they are closed. Later
+// Connect and Accept calls fail with p2pconn.ErrManagerClosed; Disconnect and
+// CloseAll have nothing left to close and return nil. Close is idempotent:
+// every call returns nil after the first has finished.
+func (m *Manager) Close() error {
+	n := m.net
+	n.mu.Lock()
+	if m.closed {
+		done := m.closeDone
+		n.mu.Unlock()
+		<-done
+		return nil
+	}
+	if n.nodes[m.id] == m {
+		delete(n.nodes, m.id)
+	}
+	m.shutdownLocked()
+	conns := m.beginCloseAllLocked()
+	n.mu.Unlock()
+	finishCloseAll(conns, time.Now().Add(m.cfg.CloseTimeout))
+	close(m.closeDone)
+	log.Debugf("%s: manager closed", m.id.Short())
+	return nil
+}
+
+// shutdownLocked marks m closed and empties its accept queue.
+func (m *Manager) shutdownLocked() {
+	m.closed = true
+	m.closeDone = make(chan struct{})
+	m.accepts = nil
+	m.notifyAcceptLocked()
+}
+
+// closeJob is a Close that beginCloseAllLocked started, or one that another
+// caller started and that finishCloseAll waits for.
+type closeJob struct {
+	c       *Conn
+	started bool
+	closing chan struct{}
+}
+
+// beginCloseAllLocked starts closing every connection of the pool, which it
+// empties, and returns them for finishCloseAll.
+func (m *Manager) beginCloseAllLocked() []closeJob {
+	jobs := make([]closeJob, 0, len(m.conns))
+	for _, c := range m.conns {
+		c.p.mu.Lock()
+		started := c.beginCloseLocked()
+		jobs = append(jobs, closeJob{c: c, started: started, closing: c.closing})
+		c.p.mu.Unlock()
+	}
+	return jobs
+}
+
+// finishCloseAll completes the closes that beginCloseAllLocked started, with
+// one deadline for all of them, so that they run in parallel in effect.
+func finishCloseAll(jobs []closeJob, deadline time.Time) {
+	for _, j := range jobs {
+		if j.started {
+			j.c.finishClose(deadline)
+		} else {
+			<-j.closing
+		}
+	}
+}
+
+// makeAcceptRoomLocked makes room in the accept queue for one more
+// connection, dropping the oldest dead one if the queue is full, and reports
+// whether there is room.
+func (m *Manager) makeAcceptRoomLocked() bool {
+	if len(m.accepts) < m.cfg.MaxConnections {
+		return true
+	}
+	for i, c := range m.accepts {
+		if !c.IsAlive() {
+			log.Warnf("%s: accept queue full (%d): dropping the unaccepted dead connection from %s",
+				m.id.Short(), len(m.accepts), c.remote.Short())
+			m.accepts = slices.Delete(m.accepts, i, i+1)
+			return true
+		}
+	}
+	return false
+}
+
+// notifyAcceptLocked wakes every blocked Accept.
+func (m *Manager) notifyAcceptLocked() {
+	if m.acceptCh != nil {
+		close(m.acceptCh)
+		m.acceptCh = nil
+	}
+}
+
+// dropLocked removes c from the pool if it is there.
+func (m *Manager) dropLocked(c *Conn) {
+	if m.conns[c.remote] == c {
+		delete(m.conns, c.remote)
+	}
+}

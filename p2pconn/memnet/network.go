@@ -1,0 +1,173 @@
+package memnet
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	logging "github.com/ipfs/go-log/v2"
+
+	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/p2pconn"
+)
+
+var log = logging.Logger("skipwire/memnet")
+
+// ErrDuplicateIdentifier is returned, wrapped, by Network.NewManager for an
+// Identifier that a live manager of the same Network already uses.
+var ErrDuplicateIdentifier = errors.New("memnet: identifier already in use")
+
+// ErrUnreachable is returned, wrapped, by Connect to a node that is cut off by
+// Network.Partition. It stands for a dial that fails; it does not match
+// resolver.ErrNotFound.
+var ErrUnreachable = errors.New("memnet: peer unreachable")
+
+// Network is an in-memory wire between Managers: it knows every node by
+// Identifier and holds the partitions. The zero value is not usable; call
+// NewNetwork. Every method is safe for concurrent use.
+//
+// One mutex, mu, guards the topology of the whole Network: the nodes, the
+// partitions, and each Manager's pool, accept queue and pipes. Connection
+// set-up and tear-down happen under it, which is what makes one connection
+// per pair trivially true. Message traffic never takes it: each connection has
+// a mutex of its own (pipe.mu), always taken after mu, never before.
+type Network struct {
+	mu    sync.Mutex
+	nodes map[identity.Identifier]*Manager
+	cuts  map[pairKey]struct{}
+}
+
+// pairKey names an unordered pair of nodes.
+type pairKey struct{ lo, hi identity.Identifier }
+
+func keyOf(a, b identity.Identifier) pairKey {
+	if a.Compare(b) > 0 {
+		a, b = b, a
+	}
+	return pairKey{a, b}
+}
+
+// NewNetwork returns an empty Network without partitions.
+func NewNetwork() *Network {
+	return &Network{
+		nodes: make(map[identity.Identifier]*Manager),
+		cuts:  make(map[pairKey]struct{}),
+	}
+}
+
+// NewManager adds a node named id to the network and returns its manager.
+// cfg is checked with Config.Validate and zero fields take their defaults;
+// the fields that matter in memory are MaxConnections, MaxMessageSize,
+// ReceiveBuffer and CloseTimeout. It fails with an error wrapping
+// ErrDuplicateIdentifier if a manager that is not closed already uses id, and
+// wrapping p2pconn.ErrInvalidConfig for a bad cfg. Once a manager is closed or
+// crashed, its Identifier may join again.
+func (n *Network) NewManager(id identity.Identifier, cfg p2pconn.Config) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("memnet: new manager %s: %w", id.Short(), err)
+	}
+	m := &Manager{
+		net:   n,
+		id:    id,
+		cfg:   withDefaults(cfg),
+		conns: make(map[identity.Identifier]*Conn),
+		pipes: make(map[*pipe]struct{}),
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.nodes[id]; ok {
+		return nil, fmt.Errorf("memnet: new manager %s: %w", id.Short(), ErrDuplicateIdentifier)
+	}
+	n.nodes[id] = m
+	return m, nil
+}
+
+// Partition cuts the link between a and b, in both directions, until Heal.
+// The connection between them, if any, is lost on both sides: Send and Next
+// fail with errors matching p2pconn.ErrConnectionLost (Next after returning
+// the messages already queued), and it leaves both pools. While the cut lasts,
+// Connect between a and b fails with an error wrapping ErrUnreachable. Links
+// to other nodes are untouched. a and b need not have joined yet; Partition of
+// a pair already cut does nothing more.
+func (n *Network) Partition(a, b identity.Identifier) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.cuts[keyOf(a, b)] = struct{}{}
+	m := n.nodes[a]
+	if m == nil {
+		return
+	}
+	for p := range m.pipes {
+		if p.joins(a, b) {
+			p.loseLocked(func(*Conn) string { return "network partitioned" })
+		}
+	}
+	log.Debugf("partition %s <-> %s", a.Short(), b.Short())
+}
+
+// Heal restores the link between a and b that Partition cut. Connections lost
+// to the partition stay dead; the next Connect opens a new one.
+func (n *Network) Heal(a, b identity.Identifier) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.cuts, keyOf(a, b))
+	log.Debugf("heal %s <-> %s", a.Short(), b.Short())
+}
+
+// Crash makes the node id vanish as a killed process would: no clean close.
+// Each of its connections is lost on both sides (errors match
+// p2pconn.ErrConnectionLost), its manager is closed (later calls fail with
+// p2pconn.ErrManagerClosed, its unaccepted connections are dropped), and the
+// Identifier is free to join again with NewManager. Crash of an Identifier
+// that no live manager uses does nothing.
+func (n *Network) Crash(id identity.Identifier) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	m := n.nodes[id]
+	if m == nil {
+		return
+	}
+	delete(n.nodes, id)
+	m.shutdownLocked()
+	for p := range m.pipes {
+		p.loseLocked(func(c *Conn) string {
+			if c.mgr == m {
+				return "local node crashed"
+			}
+			return "remote node crashed"
+		})
+	}
+	close(m.closeDone)
+	log.Debugf("crash %s", id.Short())
+}
+
+// cutLocked reports whether the link between a and b is partitioned.
+func (n *Network) cutLocked(a, b identity.Identifier) bool {
+	_, ok := n.cuts[keyOf(a, b)]
+	return ok
+}
+
+// forget removes p from its managers' pipe sets once it is settled.
+func (n *Network) forget(p *pipe) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	p.forgetLocked()
+}
+
+// withDefaults fills the zero fields of cfg that memnet uses, as
+// p2pconn.Config's own defaults do.
+func withDefaults(cfg p2pconn.Config) p2pconn.Config {
+	if cfg.MaxConnections == 0 {
+		cfg.MaxConnections = p2pconn.DefaultMaxConnections
+	}
+	if cfg.MaxMessageSize == 0 {
+		cfg.MaxMessageSize = p2pconn.DefaultMaxMessageSize
+	}
+	if cfg.ReceiveBuffer == 0 {
+		cfg.ReceiveBuffer = p2pconn.DefaultReceiveBuffer
+	}
+	if cfg.CloseTimeout == 0 {
+		cfg.CloseTimeout = p2pconn.DefaultCloseTimeout
+	}
+	return cfg
+}
