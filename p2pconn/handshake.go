@@ -222,6 +222,9 @@ func (m *Manager) acceptHandshake(remote identity.Identifier, in *inStream, dupN
 		}
 		return nil, fmt.Errorf("inbound from %s: %w", remote.Short(), err)
 	}
+	// Clear the handshake deadline before anyone can Close the connection
+	// (which sets its own).
+	_ = s.SetDeadline(timeZero)
 	c := newConn(m, remote, s, true, in.hello.maxSize)
 	m.establishLocked(st, c)
 	m.mu.Unlock()
@@ -282,6 +285,7 @@ func (m *Manager) openStream(ctx context.Context, id identity.Identifier, s netw
 		if !stop() {
 			err = ctx.Err()
 		} else if err = writeHandshake(s, handshake{typ: msgConfirm}); err == nil {
+			_ = s.SetDeadline(timeZero)
 			return m.outboundSettled(id, out, reply), nil
 		}
 	}

@@ -372,7 +372,6 @@ func (m *Manager) establishLocked(st *peerState, c *conn) {
 
 // start runs c's reader and, for an inbound connection, queues it for Accept.
 func (m *Manager) start(c *conn) {
-	_ = c.s.SetDeadline(timeZero)
 	m.goroutine(c.readLoop)
 	if c.inbound {
 		m.accept.push(c, m.cfg.MaxConnections)

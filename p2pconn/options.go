@@ -14,7 +14,7 @@ import (
 )
 
 // HostOptions returns the libp2p options a skipwire host should use with cfg:
-// TCP and QUIC transports; TLS 1.3 and Noise, both encrypted and
+// TCP (without port reuse) and QUIC transports; TLS 1.3 and Noise, both encrypted and
 // authenticated (never plaintext); yamux; libp2p's ping service, which the
 // health check uses; a connection manager whose low watermark is
 // MaxConnections; and a resource manager whose connection limits leave room
@@ -28,7 +28,11 @@ import (
 // options, and closed with the host. An invalid cfg makes libp2p.New fail.
 func HostOptions(cfg Config) []libp2p.Option {
 	return []libp2p.Option{
-		libp2p.Transport(tcp.NewTCPTransport),
+		// Without port reuse, a dial never leaves from the listening port, so
+		// two hosts dialing each other at once cannot meet in a TCP
+		// simultaneous open (one connection on which both sides act as the
+		// client and the secure handshake fails).
+		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.Security(tls.ID, tls.New),
 		libp2p.Security(noise.ID, noise.New),
