@@ -62,6 +62,12 @@ func (m *Manager) handleStream(s network.Stream) {
 		_ = s.Reset()
 		return
 	}
+	if !m.enterHandshake(remote) {
+		log.Debugw("refusing stream: too many unsettled streams from the peer", "peer", remote, "max", maxUnsettledPerPeer)
+		_ = s.Reset()
+		return
+	}
+	defer m.leaveHandshake(remote)
 	deadline := time.Now().Add(m.cfg.ConnectTimeout)
 	_ = s.SetDeadline(deadline)
 	stop := context.AfterFunc(m.ctx, func() { _ = s.Reset() })
@@ -115,6 +121,30 @@ func (m *Manager) handleStream(s network.Stream) {
 		return
 	}
 	m.start(c)
+}
+
+// maxUnsettledPerPeer bounds the inbound streams of one peer that have not
+// settled yet. An honest peer has one (two around a race); a peer opening
+// streams it never completes holds no more than this many, each for at most
+// ConnectTimeout.
+const maxUnsettledPerPeer = 4
+
+func (m *Manager) enterHandshake(remote identity.Identifier) bool {
+	m.hsMu.Lock()
+	defer m.hsMu.Unlock()
+	if m.handshakes[remote] >= maxUnsettledPerPeer {
+		return false
+	}
+	m.handshakes[remote]++
+	return true
+}
+
+func (m *Manager) leaveHandshake(remote identity.Identifier) {
+	m.hsMu.Lock()
+	defer m.hsMu.Unlock()
+	if m.handshakes[remote]--; m.handshakes[remote] <= 0 {
+		delete(m.handshakes, remote)
+	}
 }
 
 // admit decides what to do with an inbound HELLO, under m.mu. On accept, the

@@ -39,6 +39,9 @@ type Manager struct {
 
 	persistent map[identity.Identifier]context.CancelFunc // guarded by mu
 
+	hsMu       sync.Mutex
+	handshakes map[identity.Identifier]int // inbound streams not settled yet, per peer
+
 	accept acceptQueue
 	dedupe dedupeWorker
 	notify network.Notifiee
@@ -107,6 +110,7 @@ func NewManager(h host.Host, r resolver.AddressResolver, cfg Config) (*Manager, 
 		peers:   make(map[identity.Identifier]*peerState),
 
 		persistent: make(map[identity.Identifier]context.CancelFunc),
+		handshakes: make(map[identity.Identifier]int),
 		subs:       make(map[*subscription]struct{}),
 	}
 	m.accept.init()
