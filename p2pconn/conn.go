@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,16 +14,11 @@ import (
 	"github.com/skipwire/skipwire/identity"
 )
 
-// copyLimit is the largest message Send copies behind its header so that both
-// go out in one stream write; larger messages are written in two.
-const copyLimit = 8 << 10
-
-var framePool = sync.Pool{New: func() any { b := make([]byte, 0, copyLimit+maxHeaderSize); return &b }}
-
 // conn is the libp2p Connection: one settled skipwire stream.
 //
 // Writers take wlock, a one-slot semaphore, so a Send waiting for another can
-// give up when its ctx ends. One reader goroutine moves frames from the stream
+// give up when its ctx ends; small messages of concurrent senders go out
+// together (send.go). One reader goroutine moves frames from the stream
 // to the frames channel; it is the only one that reads the stream, and it also
 // notices a remote close or a loss while nobody calls Next.
 type conn struct {
@@ -35,8 +29,12 @@ type conn struct {
 	inbound bool
 	sendMax int // the smaller of both sides' MaxMessageSize
 
-	wlock chan struct{}
-	debt  []byte // the rest of a frame whose Send was cancelled mid-write; guarded by wlock
+	wlock     chan struct{}
+	debt      []byte // the rest of a batch whose write a ctx cut short; guarded by wlock
+	qmu       sync.Mutex
+	queue     []*sendReq // small messages waiting for the wlock holder; guarded by qmu
+	spare     []*sendReq // the other queue buffer; guarded by wlock
+	contended atomic.Bool
 
 	frames   chan []byte   // closed by the reader when it stops, after readErr is set
 	room     chan struct{} // signalled by Next when it takes a frame
@@ -137,110 +135,6 @@ func (c *conn) fail(reason string, cause error) {
 	if c.die(&closeError{peer: c.id, reason: reason, lost: true, cause: cause}) {
 		_ = c.s.Reset()
 	}
-}
-
-// Send implements Connection.
-func (c *conn) Send(ctx context.Context, msg []byte) error {
-	if len(msg) > c.sendMax {
-		return fmt.Errorf("send to %s: %d bytes, limit %d: %w", c.id.Short(), len(msg), c.sendMax, ErrMessageTooLarge)
-	}
-	if c.dead.Load() {
-		return c.Err()
-	}
-	select {
-	case c.wlock <- struct{}{}:
-	default:
-		select {
-		case c.wlock <- struct{}{}:
-		case <-ctx.Done():
-			return fmt.Errorf("send to %s: %w", c.id.Short(), ctx.Err())
-		case <-c.done:
-			return c.Err()
-		}
-	}
-	defer func() { <-c.wlock }()
-	if c.dead.Load() {
-		return c.Err()
-	}
-	if c.m.metrics == nil {
-		return c.writeFrame(ctx, msg)
-	}
-	start := time.Now()
-	err := c.writeFrame(ctx, msg)
-	if err == nil {
-		c.m.metrics.sent(len(msg), start)
-	}
-	return err
-}
-
-// writeFrame writes the pending debt, then msg as one frame. The caller holds
-// wlock. If ctx ends mid-frame, the unwritten rest becomes the debt the next
-// writer sends first, so the stream never carries a torn frame.
-func (c *conn) writeFrame(ctx context.Context, msg []byte) error {
-	var cancelled *deadlineOnCancel
-	if ctx.Done() != nil {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("send to %s: %w", c.id.Short(), err)
-		}
-		cancelled = armWriteDeadline(ctx, c.s)
-		defer cancelled.disarm(c.s)
-	}
-
-	if len(c.debt) > 0 {
-		n, err := c.s.Write(c.debt)
-		c.debt = c.debt[n:]
-		if err != nil {
-			return c.writeFailed(ctx, cancelled, err)
-		}
-		c.debt = nil
-	}
-
-	var hdr [maxHeaderSize]byte
-	h := putHeader(hdr[:], len(msg))
-	var err error
-	var n int
-	if len(msg) <= copyLimit {
-		bp := framePool.Get().(*[]byte)
-		frame := append(append((*bp)[:0], hdr[:h]...), msg...)
-		n, err = c.s.Write(frame)
-		if err != nil && n > 0 && n < len(frame) {
-			c.debt = append([]byte(nil), frame[n:]...)
-		}
-		*bp = frame
-		framePool.Put(bp)
-	} else {
-		n, err = c.s.Write(hdr[:h])
-		if err == nil {
-			var m int
-			m, err = c.s.Write(msg)
-			n += m
-		}
-		if err != nil && n > 0 && n < h+len(msg) {
-			c.debt = make([]byte, 0, h+len(msg)-n)
-			if n < h {
-				c.debt = append(c.debt, hdr[n:h]...)
-				c.debt = append(c.debt, msg...)
-			} else {
-				c.debt = append(c.debt, msg[n-h:]...)
-			}
-		}
-	}
-	if err != nil {
-		return c.writeFailed(ctx, cancelled, err)
-	}
-	return nil
-}
-
-// writeFailed turns a stream write error into Send's error. A write cut by the
-// ctx's deadline leaves the connection alive (the debt holds any unwritten
-// rest); any other error loses the connection.
-func (c *conn) writeFailed(ctx context.Context, cancelled *deadlineOnCancel, err error) error {
-	if cancelled != nil && cancelled.fired() && isTimeout(err) {
-		return fmt.Errorf("send to %s: %w", c.id.Short(), ctx.Err())
-	}
-	c.debt = nil
-	c.fail("write", err)
-	return c.Err()
 }
 
 // Next implements Connection.
@@ -423,41 +317,4 @@ func (cr countingReader) Read(b []byte) (int, error) {
 	n, err := cr.r.Read(b)
 	cr.n.Add(uint64(n))
 	return n, err
-}
-
-// deadlineOnCancel sets a stream's write deadline to the past when a ctx ends,
-// which interrupts a blocked Write.
-type deadlineOnCancel struct {
-	stop  func() bool
-	set   chan struct{} // closed once the deadline is set
-	state atomic.Bool
-}
-
-func armWriteDeadline(ctx context.Context, s network.Stream) *deadlineOnCancel {
-	d := &deadlineOnCancel{set: make(chan struct{})}
-	d.stop = context.AfterFunc(ctx, func() {
-		d.state.Store(true)
-		_ = s.SetWriteDeadline(time.Now())
-		close(d.set)
-	})
-	return d
-}
-
-func (d *deadlineOnCancel) fired() bool { return d.state.Load() }
-
-// disarm stops the ctx watch and, if it fired, clears the deadline once it is set.
-func (d *deadlineOnCancel) disarm(s network.Stream) {
-	if d.stop() {
-		return
-	}
-	<-d.set
-	_ = s.SetWriteDeadline(time.Time{})
-}
-
-func isTimeout(err error) bool {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return true
-	}
-	var t interface{ Timeout() bool }
-	return errors.As(err, &t) && t.Timeout()
 }
