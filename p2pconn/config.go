@@ -123,6 +123,10 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// WithDefaults returns c with every zero field but RetryAttempts set to its
+// default: the configuration a Manager actually runs with.
+func (c Config) WithDefaults() Config { return c.withDefaults() }
+
 // withDefaults returns c with every zero field but RetryAttempts set to its default.
 func (c Config) withDefaults() Config {
 	setDur := func(v *time.Duration, def time.Duration) {

@@ -69,7 +69,7 @@ func (n *Network) NewManager(id identity.Identifier, cfg p2pconn.Config) (*Manag
 	m := &Manager{
 		net:   n,
 		id:    id,
-		cfg:   withDefaults(cfg),
+		cfg:   cfg.WithDefaults(),
 		conns: make(map[identity.Identifier]*Conn),
 		pipes: make(map[*pipe]struct{}),
 	}
@@ -152,22 +152,4 @@ func (n *Network) forget(p *pipe) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	p.forgetLocked()
-}
-
-// withDefaults fills the zero fields of cfg that memnet uses, as
-// p2pconn.Config's own defaults do.
-func withDefaults(cfg p2pconn.Config) p2pconn.Config {
-	if cfg.MaxConnections == 0 {
-		cfg.MaxConnections = p2pconn.DefaultMaxConnections
-	}
-	if cfg.MaxMessageSize == 0 {
-		cfg.MaxMessageSize = p2pconn.DefaultMaxMessageSize
-	}
-	if cfg.ReceiveBuffer == 0 {
-		cfg.ReceiveBuffer = p2pconn.DefaultReceiveBuffer
-	}
-	if cfg.CloseTimeout == 0 {
-		cfg.CloseTimeout = p2pconn.DefaultCloseTimeout
-	}
-	return cfg
 }
