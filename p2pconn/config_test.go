@@ -1,0 +1,59 @@
+package p2pconn_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/skipwire/skipwire/p2pconn"
+)
+
+func TestDefaultConfig(t *testing.T) {
+	d := p2pconn.DefaultConfig()
+	require.NoError(t, d.Validate())
+	require.Equal(t, 10*time.Second, d.ConnectTimeout)
+	require.Equal(t, 15*time.Second, d.KeepaliveInterval)
+	require.Equal(t, 10*time.Second, d.KeepaliveTimeout)
+	require.Equal(t, 1000, d.MaxConnections)
+	require.Equal(t, 3, d.RetryAttempts)
+	require.Equal(t, time.Second, d.RetryDelay)
+	require.Equal(t, 4<<20, d.MaxMessageSize)
+	require.Equal(t, 5*time.Second, d.CloseTimeout)
+
+	// Zero means default, except RetryAttempts where it means no retry.
+	z := p2pconn.Config{}.WithDefaults()
+	require.Equal(t, 0, z.RetryAttempts)
+	z.RetryAttempts = d.RetryAttempts
+	require.Equal(t, d, z)
+
+	// KeepaliveTimeout follows a short KeepaliveInterval.
+	require.Equal(t, time.Second, p2pconn.Config{KeepaliveInterval: time.Second}.WithDefaults().KeepaliveTimeout)
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		field string // named in the error
+		cfg   p2pconn.Config
+	}{
+		{"ConnectTimeout", p2pconn.Config{ConnectTimeout: -1}},
+		{"KeepaliveInterval", p2pconn.Config{KeepaliveInterval: -1}},
+		{"KeepaliveTimeout", p2pconn.Config{KeepaliveTimeout: -1}},
+		{"MaxConnections", p2pconn.Config{MaxConnections: -1}},
+		{"RetryAttempts", p2pconn.Config{RetryAttempts: -1}},
+		{"RetryDelay", p2pconn.Config{RetryDelay: -time.Second}},
+		{"MaxRetryDelay", p2pconn.Config{MaxRetryDelay: -time.Second}},
+		{"MaxMessageSize", p2pconn.Config{MaxMessageSize: -1}},
+		{"CloseTimeout", p2pconn.Config{CloseTimeout: -1}},
+		{"ReceiveBuffer", p2pconn.Config{ReceiveBuffer: -1}},
+		{"MaxMessageSize", p2pconn.Config{MaxMessageSize: p2pconn.MaxMessageSizeLimit + 1}},
+		{"MaxRetryDelay", p2pconn.Config{RetryDelay: time.Minute, MaxRetryDelay: time.Second}},
+	} {
+		t.Run(tc.field, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			require.ErrorIs(t, err, p2pconn.ErrInvalidConfig)
+			require.Contains(t, err.Error(), tc.field)
+		})
+	}
+	require.NoError(t, p2pconn.Config{RetryDelay: time.Minute}.Validate(), "MaxRetryDelay defaults to at least RetryDelay")
+}
