@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/sec"
@@ -122,6 +123,42 @@ func (m *Manager) dialLoop(ctx context.Context, id identity.Identifier) (*conn, 
 	}
 }
 
+// dial makes sure there is a libp2p connection to p: it resolves id's
+// addresses and connects, unless a connection exists, or appears while the
+// resolver works (the peer dialed us; a DHT lookup may then even answer
+// without addresses).
+func (m *Manager) dial(ctx context.Context, id identity.Identifier, p peer.ID) error {
+	connected := func() bool { return m.h.Network().Connectedness(p) == network.Connected }
+	if connected() {
+		return nil
+	}
+	info, err := m.r.Resolve(ctx, id)
+	if err == nil && info.ID != p {
+		return fmt.Errorf("resolve: got peer %s: %w", info.ID, ErrPeerMismatch)
+	}
+	if err == nil && len(info.Addrs) == 0 {
+		err = resolver.ErrNotFound
+	}
+	if err != nil {
+		if connected() {
+			return nil
+		}
+		return fmt.Errorf("resolve: %w", err)
+	}
+	m.h.Peerstore().AddAddrs(p, info.Addrs, peerstore.TempAddrTTL)
+	if b, ok := m.h.Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
+		b.Backoff().Clear(p)
+	}
+	if err := m.h.Connect(network.WithDialPeerTimeout(ctx, m.cfg.ConnectTimeout), info); err != nil {
+		var mismatch sec.ErrPeerIDMismatch
+		if errors.As(err, &mismatch) {
+			return fmt.Errorf("dial: %w: %w", ErrPeerMismatch, err)
+		}
+		return fmt.Errorf("dial: %w", err)
+	}
+	return nil
+}
+
 // maxSettleWaits bounds how often one Connect waits for a stream of the
 // remote's to settle instead of making its own attempt.
 const maxSettleWaits = 8
@@ -142,28 +179,8 @@ func (m *Manager) attempt(ctx context.Context, id identity.Identifier) (*conn, e
 	}
 
 	p := id.PeerID()
-	if m.h.Network().Connectedness(p) != network.Connected {
-		info, err := m.r.Resolve(ctx, id)
-		if err != nil {
-			return nil, fmt.Errorf("resolve: %w", err)
-		}
-		if info.ID != p {
-			return nil, fmt.Errorf("resolve: got peer %s: %w", info.ID, ErrPeerMismatch)
-		}
-		if len(info.Addrs) == 0 {
-			return nil, fmt.Errorf("resolve: %w", resolver.ErrNotFound)
-		}
-		m.h.Peerstore().AddAddrs(p, info.Addrs, peerstore.TempAddrTTL)
-		if b, ok := m.h.Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
-			b.Backoff().Clear(p)
-		}
-		if err := m.h.Connect(network.WithDialPeerTimeout(ctx, m.cfg.ConnectTimeout), info); err != nil {
-			var mismatch sec.ErrPeerIDMismatch
-			if errors.As(err, &mismatch) {
-				return nil, fmt.Errorf("dial: %w: %w", ErrPeerMismatch, err)
-			}
-			return nil, fmt.Errorf("dial: %w", err)
-		}
+	if err := m.dial(ctx, id, p); err != nil {
+		return nil, err
 	}
 	s, err := m.h.NewStream(network.WithNoDial(ctx, "skipwire stream"), p, ProtocolID)
 	if err != nil {

@@ -266,9 +266,9 @@ func rejectStream(s network.Stream, reason byte) {
 		_ = s.Reset()
 		return
 	}
-	_ = s.CloseWrite()
-	// The opener resets or closes once it has read the reply; don't wait.
-	_ = s.CloseRead()
+	// Close (not only half-close both ways) so the swarm releases the
+	// stream and its resource-manager slot; the REJECT still goes out first.
+	_ = s.Close()
 }
 
 // openStream runs one outbound handshake on s. ctx bounds it: if ctx ends

@@ -38,6 +38,9 @@ func HostOptions(cfg Config) []libp2p.Option {
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.Ping(true),
+		// skipwire connects nodes directly; a relay transport would only add
+		// /p2p-circuit addresses to the host's listen addresses.
+		libp2p.DisableRelay(),
 		managersOption(cfg),
 	}
 }

@@ -181,3 +181,32 @@ func TestConcurrentConnectOneDial(t *testing.T) {
 	require.Equal(t, 1, streams)
 	require.Eventually(t, func() bool { return b.m.ConnectionCount() == 1 }, 5*time.Second, 5*time.Millisecond)
 }
+
+// TestSettlingReleasesStreams repeats simultaneous Connects over one libp2p
+// connection: the losing streams are released each time, so no skipwire
+// stream piles up in the swarm.
+func TestSettlingReleasesStreams(t *testing.T) {
+	c := newCluster(t, transports["tcp"])
+	a, b := c.node(testConfig()), c.node(testConfig())
+	ctx := ctxT(t, 30*time.Second)
+	skipwireStreams := func(n *node, other *node) int {
+		count := 0
+		for _, conn := range n.h.Network().ConnsToPeer(other.h.ID()) {
+			for _, s := range conn.GetStreams() {
+				if s.Protocol() == p2pconn.ProtocolID {
+					count++
+				}
+			}
+		}
+		return count
+	}
+	for range 20 {
+		ca, cb := connectBoth(t, ctx, a, b, nil)
+		exchange(t, ctx, ca, cb, 5)
+		require.NoError(t, a.m.CloseAll())
+		require.NoError(t, b.m.CloseAll())
+	}
+	require.Eventually(t, func() bool {
+		return skipwireStreams(a, b) == 0 && skipwireStreams(b, a) == 0
+	}, 5*time.Second, 10*time.Millisecond, "skipwire streams left: a %d, b %d", skipwireStreams(a, b), skipwireStreams(b, a))
+}
