@@ -1,0 +1,386 @@
+// Command chat is a terminal chat between skipwire nodes. Started with no
+// argument it listens and prints the command that joins it; started with
+// the address of a node already in the chat, it joins, and meets every
+// other member through it. Each line typed is sent to every member.
+//
+//	go run ./examples/chat                                     # terminal 1
+//	go run ./examples/chat /ip4/127.0.0.1/tcp/.../p2p/12D3KooW...  # terminal 2
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/skipwire/skipwire/examples/internal/cli"
+	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/p2pconn"
+	"github.com/skipwire/skipwire/resolver"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first Ctrl-C leaves the chat cleanly; a second one kills the program.
+	context.AfterFunc(ctx, stop)
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+const usage = `Usage:
+  chat [flags]                  start a chat and print how to join it
+  chat [flags] <multiaddr>...   join the chat of the node(s) at these addresses
+
+Lines typed are sent to every member of the chat, and lines from others are
+printed with their sender's short Identifier. Ctrl-D (end of input) or Ctrl-C
+leaves. Use -key to keep the same Identifier across runs.
+`
+
+// Chat messages: one type byte, then the payload.
+const (
+	msgText  = 'M' // a line of text
+	msgHello = 'H' // full multiaddrs, one per line: the sender's, then the members it knows
+)
+
+// sendTimeout bounds the Send of one line to one member.
+const sendTimeout = 5 * time.Second
+
+// run is the program; main passes it the process's arguments and streams.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := cli.NewFlagSet("chat", stderr, usage)
+	listen := fs.String("listen", "/ip4/127.0.0.1/tcp/0", "listen address, e.g. /ip4/0.0.0.0/tcp/4001 to be reachable from other machines (0 picks a free port)")
+	keyFile := fs.String("key", "", "file holding this node's private key, created if absent, so that its Identifier survives restarts (default: a new key each run)")
+	logLevel := fs.String("log", "", "go-log level of libp2p and skipwire logs: debug, info, warn or error (default: error, or $GOLOG_LOG_LEVEL)")
+	if code, ok := cli.Parse(fs, args); !ok {
+		return code
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "chat: %s\n", err)
+		return cli.ExitUsage
+	}
+	if err := cli.SetLogLevel(*logLevel); err != nil {
+		return fail(err)
+	}
+	var join []peer.AddrInfo
+	for _, a := range fs.Args() {
+		info, _, err := cli.ParsePeer(a)
+		if err != nil {
+			return fail(err)
+		}
+		join = append(join, info)
+	}
+
+	key, err := cli.LoadKey(*keyFile)
+	if err != nil {
+		return fail(errors.New(cli.OneLine(err)))
+	}
+	h, err := cli.NewHost(p2pconn.Config{}, key, *listen)
+	if err != nil {
+		return fail(err)
+	}
+	c, err := newChat(h, stdout)
+	if err != nil {
+		_ = h.Close()
+		return fail(errors.New(cli.OneLine(err)))
+	}
+	defer c.close()
+	c.banner()
+
+	for _, info := range join {
+		id, _ := identity.FromPeerID(info.ID) // checked by ParsePeer
+		c.learn(id, info.Addrs)
+		if _, err := c.connect(ctx, id); err != nil {
+			if ctx.Err() != nil {
+				return cli.ExitOK
+			}
+			return fail(fmt.Errorf("cannot reach %s: %s", id.Short(), cli.ConnectError(err)))
+		}
+	}
+
+	lines := make(chan string)
+	go readLines(stdin, lines) // ends with stdin; not waited for, as a read cannot be interrupted
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				c.out.printf("* leaving\n")
+				return cli.ExitOK
+			}
+			c.say(ctx, line)
+		case <-ctx.Done():
+			c.out.printf("* leaving\n")
+			return cli.ExitOK
+		}
+	}
+}
+
+// readLines sends each line of r to lines, and closes lines at the end of r.
+func readLines(r io.Reader, lines chan<- string) {
+	defer close(lines)
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		lines <- sc.Text()
+	}
+}
+
+// chat is one member of a chat: its manager, the members it knows, and a
+// reader per connection.
+type chat struct {
+	h     host.Host
+	m     *p2pconn.Manager
+	self  identity.Identifier
+	addrs []ma.Multiaddr // this node's full multiaddrs
+	table *resolver.Static
+	out   *printer
+
+	ctx     context.Context // cancelled by close
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	closing atomic.Bool // set by close: connections ending then are ours closing
+
+	mu      sync.Mutex
+	conns   map[p2pconn.Connection]bool
+	known   map[identity.Identifier][]ma.Multiaddr // members' full multiaddrs
+	dialing map[identity.Identifier]bool
+}
+
+func newChat(h host.Host, stdout io.Writer) (*chat, error) {
+	table := resolver.NewStatic()
+	// The table holds the addresses given on the command line and announced
+	// by members; the peerstore those libp2p learned by itself.
+	m, err := p2pconn.NewManager(h, resolver.NewChain(table, resolver.NewPeerstore(h.Peerstore())), p2pconn.Config{})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &chat{
+		h:       h,
+		m:       m,
+		self:    m.ID(),
+		addrs:   cli.FullAddrs(h),
+		table:   table,
+		out:     &printer{w: stdout},
+		ctx:     ctx,
+		cancel:  cancel,
+		conns:   make(map[p2pconn.Connection]bool),
+		known:   make(map[identity.Identifier][]ma.Multiaddr),
+		dialing: make(map[identity.Identifier]bool),
+	}
+	c.wg.Go(c.acceptLoop)
+	return c, nil
+}
+
+// close leaves the chat: every connection closes gracefully, so the others
+// see this node leave rather than vanish. Shutdown order: manager (its
+// Close waits for the graceful closes), then the chat's goroutines, then the
+// host.
+func (c *chat) close() {
+	c.closing.Store(true)
+	_ = c.m.Close()
+	c.cancel()
+	c.wg.Wait()
+	_ = c.h.Close()
+}
+
+func (c *chat) banner() {
+	c.out.printf("skipwire chat: you are %s\n", c.self.Short())
+	c.out.printf("  Identifier %s\n", c.self)
+	for _, a := range c.addrs {
+		c.out.printf("  listening on %s\n", a)
+	}
+	if len(c.addrs) > 0 {
+		c.out.printf("To join this chat from another terminal, run:\n  %s %s\n", cli.Command("chat"), c.addrs[0])
+	}
+	c.out.printf("Type a line and press Enter to send it to everyone; Ctrl-D or Ctrl-C leaves.\n")
+}
+
+// acceptLoop tracks every connection a member opens to us.
+func (c *chat) acceptLoop() {
+	for {
+		conn, err := c.m.Accept(c.ctx)
+		if err != nil {
+			return
+		}
+		c.track(conn)
+	}
+}
+
+// connect opens (or returns) the connection to id and tracks it.
+func (c *chat) connect(ctx context.Context, id identity.Identifier) (p2pconn.Connection, error) {
+	conn, err := c.m.Connect(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	c.track(conn)
+	return conn, nil
+}
+
+// track announces a new connection, starts its reader and sends it our hello.
+// A connection Connect returned may also come from Accept: it is tracked once.
+func (c *chat) track(conn p2pconn.Connection) {
+	c.mu.Lock()
+	if c.conns[conn] || c.ctx.Err() != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.conns[conn] = true
+	c.mu.Unlock()
+	c.out.printf("* %s joined (%s)\n", conn.RemoteID().Short(), conn.RemoteAddr())
+	c.wg.Go(func() { c.read(conn) })
+	ctx, cancel := context.WithTimeout(c.ctx, sendTimeout)
+	defer cancel()
+	_ = conn.Send(ctx, c.hello(conn.RemoteID()))
+}
+
+// hello lists our addresses, then those of the members we know, except to's.
+func (c *chat) hello(to identity.Identifier) []byte {
+	var b strings.Builder
+	b.WriteByte(msgHello)
+	for _, a := range c.addrs {
+		b.WriteString(a.String() + "\n")
+	}
+	c.mu.Lock()
+	for id, addrs := range c.known {
+		if id == to {
+			continue
+		}
+		for _, a := range addrs {
+			b.WriteString(a.String() + "\n")
+		}
+	}
+	c.mu.Unlock()
+	return []byte(b.String())
+}
+
+// read prints the lines conn brings and acts on its hellos, until it dies.
+func (c *chat) read(conn p2pconn.Connection) {
+	defer func() {
+		c.mu.Lock()
+		delete(c.conns, conn)
+		c.mu.Unlock()
+	}()
+	from := conn.RemoteID()
+	for {
+		msg, err := conn.Next(c.ctx)
+		if err != nil {
+			if !c.closing.Load() {
+				if errors.Is(err, p2pconn.ErrConnectionLost) {
+					c.out.printf("* %s lost (connection lost)\n", from.Short())
+				} else {
+					c.out.printf("* %s left\n", from.Short())
+				}
+			}
+			return
+		}
+		if len(msg) == 0 {
+			continue
+		}
+		switch msg[0] {
+		case msgText:
+			c.out.printf("[%s] %s\n", from.Short(), msg[1:])
+		case msgHello:
+			c.meet(from, string(msg[1:]))
+		}
+	}
+}
+
+// meet records the addresses a hello lists and connects to the members we
+// are not connected to yet.
+func (c *chat) meet(from identity.Identifier, hello string) {
+	byPeer := make(map[identity.Identifier][]ma.Multiaddr)
+	for _, line := range strings.Fields(hello) {
+		info, id, err := cli.ParsePeer(line)
+		if err != nil || id == c.self {
+			continue
+		}
+		for _, a := range info.Addrs {
+			byPeer[id] = append(byPeer[id], a)
+		}
+	}
+	for id, addrs := range byPeer {
+		c.learn(id, addrs)
+		if id == from {
+			continue
+		}
+		if _, ok := c.m.GetConnection(id); ok {
+			continue
+		}
+		c.mu.Lock()
+		busy := c.dialing[id] || c.ctx.Err() != nil
+		c.dialing[id] = true
+		c.mu.Unlock()
+		if busy {
+			continue
+		}
+		c.wg.Go(func() {
+			defer func() {
+				c.mu.Lock()
+				delete(c.dialing, id)
+				c.mu.Unlock()
+			}()
+			if _, err := c.connect(c.ctx, id); err != nil && c.ctx.Err() == nil {
+				c.out.printf("* could not reach %s, introduced by %s: %s\n", id.Short(), from.Short(), cli.ConnectError(err))
+			}
+		})
+	}
+}
+
+// learn records addrs (transport parts, without /p2p) as id's addresses.
+func (c *chat) learn(id identity.Identifier, addrs []ma.Multiaddr) {
+	c.table.Add(id, addrs...)
+	full, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: id.PeerID(), Addrs: addrs})
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	c.known[id] = full
+	c.mu.Unlock()
+}
+
+// say sends line to every member.
+func (c *chat) say(ctx context.Context, line string) {
+	if strings.TrimSpace(line) == "" {
+		return
+	}
+	peers := c.m.ConnectedPeers()
+	if len(peers) == 0 {
+		c.out.printf("* nobody else is here yet\n")
+		return
+	}
+	msg := append([]byte{msgText}, line...)
+	for _, id := range peers {
+		conn, ok := c.m.GetConnection(id)
+		if !ok {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, sendTimeout)
+		err := conn.Send(sctx, msg)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			c.out.printf("* could not send to %s: %s\n", id.Short(), cli.OneLine(err))
+		}
+	}
+}
+
+// printer serialises lines written by several goroutines.
+type printer struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (p *printer) printf(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, format, args...)
+}

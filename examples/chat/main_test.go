@@ -1,0 +1,302 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/skipwire/skipwire/identity"
+)
+
+// binDir holds the chat binary, built once by chatBinary.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "skipwire-chat-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}))
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// chatBinary builds the program once per test run.
+func chatBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binPath = filepath.Join(binDir, "chat")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, buildErr)
+	return binPath
+}
+
+// waitTime bounds every wait for a line or an exit.
+const waitTime = 15 * time.Second
+
+// proc is one chat process with its stdin and the lines of its stdout.
+type proc struct {
+	t     *testing.T
+	name  string
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	done  chan struct{} // closed when the process has exited and its output is read
+
+	mu      sync.Mutex
+	pending []string      // stdout lines not yet matched by expect
+	all     []string      // every stdout line, for failure messages
+	stderr  bytes.Buffer  // guarded by mu through lockedWriter
+	more    chan struct{} // signalled when a line arrives
+}
+
+// start runs the chat binary with args; it is killed, if still running, when
+// the test ends.
+func start(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, done: make(chan struct{}), more: make(chan struct{}, 1)}
+	p.cmd = exec.Command(chatBinary(t), args...)
+	p.cmd.Stderr = lockedWriter{p}
+	stdout, err := p.cmd.StdoutPipe()
+	require.NoError(t, err)
+	p.stdin, err = p.cmd.StdinPipe()
+	require.NoError(t, err)
+	require.NoError(t, p.cmd.Start())
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.pending = append(p.pending, sc.Text())
+			p.all = append(p.all, sc.Text())
+			p.mu.Unlock()
+			select {
+			case p.more <- struct{}{}:
+			default:
+			}
+		}
+		_ = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+type lockedWriter struct{ p *proc }
+
+func (w lockedWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.p.stderr.Write(b)
+}
+
+// output returns everything the process printed so far.
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return fmt.Sprintf("--- %s stdout:\n%s\n--- %s stderr:\n%s", p.name, strings.Join(p.all, "\n"), p.name, p.stderr.String())
+}
+
+// expect waits for a stdout line matching pattern, in any order relative to
+// the other lines, consumes it and returns its submatches.
+func (p *proc) expect(pattern string) []string {
+	p.t.Helper()
+	re := regexp.MustCompile(pattern)
+	deadline := time.After(waitTime)
+	for {
+		if m := p.take(re); m != nil {
+			return m
+		}
+		select {
+		case <-p.more:
+		case <-p.done: // every line has been read
+			if m := p.take(re); m != nil {
+				return m
+			}
+			p.t.Fatalf("%s exited without printing a line matching %q\n%s", p.name, pattern, p.output())
+		case <-deadline:
+			p.t.Fatalf("%s printed no line matching %q within %s\n%s", p.name, pattern, waitTime, p.output())
+		}
+	}
+}
+
+// take removes and returns the submatches of the first pending line that
+// matches re, or nil.
+func (p *proc) take(re *regexp.Regexp) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, l := range p.pending {
+		if m := re.FindStringSubmatch(l); m != nil {
+			p.pending = append(p.pending[:i], p.pending[i+1:]...)
+			return m
+		}
+	}
+	return nil
+}
+
+// say types a line.
+func (p *proc) say(line string) {
+	p.t.Helper()
+	_, err := io.WriteString(p.stdin, line+"\n")
+	require.NoError(p.t, err)
+}
+
+// wait waits for the process to exit and checks its status is 0.
+func (p *proc) wait() {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(waitTime):
+		p.t.Fatalf("%s did not exit\n%s", p.name, p.output())
+	}
+	require.Equal(p.t, 0, p.cmd.ProcessState.ExitCode(), p.output())
+}
+
+// quit closes stdin (Ctrl-D) and waits for a clean exit.
+func (p *proc) quit() {
+	p.t.Helper()
+	require.NoError(p.t, p.stdin.Close())
+	p.expect(`^\* leaving$`)
+	p.wait()
+}
+
+// interrupt sends Ctrl-C and waits for a clean exit.
+func (p *proc) interrupt() {
+	p.t.Helper()
+	require.NoError(p.t, p.cmd.Process.Signal(os.Interrupt))
+	p.expect(`^\* leaving$`)
+	p.wait()
+}
+
+// banner reads the start-up lines: the short Identifier, the full one, and
+// the address.
+func (p *proc) banner() (short, full, addr string) {
+	p.t.Helper()
+	short = p.expect(`^skipwire chat: you are ([0-9a-f]{8})$`)[1]
+	full = p.expect(`^  Identifier ([0-9a-f]{64})$`)[1]
+	addr = p.expect(`^  listening on (/ip4/\S+/p2p/12D3KooW\S+)$`)[1]
+	require.True(p.t, strings.HasPrefix(full, short))
+	return short, full, addr
+}
+
+func TestChat(t *testing.T) {
+	keys := t.TempDir()
+	a := start(t, "a", "-key", filepath.Join(keys, "a.key"))
+	aID, aFull, aAddr := a.banner()
+	// The exact command to join, run as printed.
+	cmdLine := a.expect(`^  (\S+ /ip4/\S+)$`)[1]
+	join := strings.Fields(cmdLine)
+	require.Equal(t, chatBinary(t), join[0])
+	require.Equal(t, aAddr, join[1])
+
+	b := start(t, "b", join[1:]...)
+	bID, _, bAddr := b.banner()
+	b.expect(`^\* ` + aID + ` joined \(/ip4/`)
+	a.expect(`^\* ` + bID + ` joined \(/ip4/`)
+
+	// Lines go both ways, printed with the sender's short Identifier.
+	a.say("hello from a")
+	b.expect(`^\[` + aID + `\] hello from a$`)
+	b.say("hello from b, with ünïcode")
+	a.expect(`^\[` + bID + `\] hello from b, with ünïcode$`)
+
+	// C joins through B and meets A, whom B introduces.
+	c := start(t, "c", bAddr)
+	cID, _, _ := c.banner()
+	c.expect(`^\* ` + bID + ` joined`)
+	c.expect(`^\* ` + aID + ` joined`)
+	a.expect(`^\* ` + cID + ` joined`)
+	b.expect(`^\* ` + cID + ` joined`)
+	c.say("hello from c")
+	a.expect(`^\[` + cID + `\] hello from c$`)
+	b.expect(`^\[` + cID + `\] hello from c$`)
+	a.say("hi c")
+	c.expect(`^\[` + aID + `\] hi c$`)
+
+	// B leaves at end of input, C with Ctrl-C: the others see them leave.
+	b.quit()
+	a.expect(`^\* ` + bID + ` left$`)
+	c.expect(`^\* ` + bID + ` left$`)
+	c.interrupt()
+	a.expect(`^\* ` + cID + ` left$`)
+	a.say("anyone?")
+	a.expect(`^\* nobody else is here yet$`)
+	a.quit()
+
+	// The key file keeps A's Identifier.
+	a2 := start(t, "a again", "-key", filepath.Join(keys, "a.key"))
+	_, full, _ := a2.banner()
+	require.Equal(t, aFull, full)
+	a2.quit()
+}
+
+// TestErrors runs the program in-process: bad arguments and unreachable
+// peers give one clear line on stderr and exit status 2.
+func TestErrors(t *testing.T) {
+	k, err := identity.GenerateKey()
+	require.NoError(t, err)
+	id, err := identity.FromPrivateKey(k)
+	require.NoError(t, err)
+	closedPort := "/ip4/127.0.0.1/tcp/1/p2p/" + id.PeerID().String()
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"not a multiaddr", []string{"127.0.0.1:4001"}, `chat: bad address "127.0.0.1:4001"`},
+		{"no peer ID", []string{"/ip4/127.0.0.1/tcp/4001"}, "has no /p2p/<peer id> part"},
+		{"unreachable", []string{closedPort}, "chat: cannot reach " + id.Short() + ": /ip4/127.0.0.1/tcp/1: "},
+		{"bad listen address", []string{"-listen", "127.0.0.1"}, `chat: bad listen address "127.0.0.1"`},
+		{"bad key file", []string{"-key", t.TempDir()}, "chat: identity: read key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), waitTime)
+			defer cancel()
+			var out, errOut bytes.Buffer
+			code := run(ctx, tc.args, strings.NewReader(""), &out, &errOut)
+			require.Equal(t, 2, code, "stdout: %s\nstderr: %s", out.String(), errOut.String())
+			require.Contains(t, errOut.String(), tc.want)
+			require.Equal(t, 1, strings.Count(errOut.String(), "\n"), "one line: %q", errOut.String())
+		})
+	}
+
+	t.Run("help", func(t *testing.T) {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), []string{"-h"}, strings.NewReader(""), &out, &errOut)
+		require.Equal(t, 0, code)
+		require.Contains(t, errOut.String(), "Usage:")
+		require.Contains(t, errOut.String(), "-key string")
+	})
+}
