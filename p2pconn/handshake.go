@@ -363,6 +363,7 @@ func (m *Manager) outboundSettled(id identity.Identifier, out *outStream, reply 
 	}
 	parked, st.parked = st.parked, nil
 	m.establishLocked(st, c)
+	closed := m.closed
 	m.mu.Unlock()
 	if oldIn != nil {
 		_ = oldIn.s.Reset()
@@ -371,6 +372,11 @@ func (m *Manager) outboundSettled(id identity.Identifier, out *outStream, reply 
 		parked.wake <- false
 	}
 	m.start(c)
+	if closed {
+		// Close began after CONFIRM went out: the remote has the connection,
+		// so end it gracefully rather than leave it out of Close's reach.
+		_ = c.Close()
+	}
 	return c
 }
 

@@ -307,11 +307,18 @@ func closeConns(conns []*conn) error {
 	return errors.Join(errs...)
 }
 
-// ConnectionCount implements ConnectionManager.
+// ConnectionCount implements ConnectionManager. A connection that is dying
+// (marked dead, not yet out of the pool) is not counted.
 func (m *Manager) ConnectionCount() int {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return m.live
+	n := 0
+	for _, st := range m.peers {
+		if st.conn != nil && !st.conn.dead.Load() {
+			n++
+		}
+	}
+	return n
 }
 
 // ConnectedPeers implements ConnectionManager.
@@ -320,7 +327,7 @@ func (m *Manager) ConnectedPeers() []identity.Identifier {
 	defer m.mu.RUnlock()
 	ids := make([]identity.Identifier, 0, m.live)
 	for id, st := range m.peers {
-		if st.conn != nil {
+		if st.conn != nil && !st.conn.dead.Load() {
 			ids = append(ids, id)
 		}
 	}
