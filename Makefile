@@ -28,9 +28,14 @@ lint:
 tidy:
 	$(GO) mod tidy
 
-## bench: Go benchmarks of every package.
+## bench: Go benchmarks of every package, then examples/bench (skipwire, raw
+## libp2p and plain TCP side by side); writes BENCHMARKS.md. About 4 minutes;
+## BENCHFLAGS=-quick for a short run.
+BENCHFLAGS ?=
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS) > .bench-go.txt || { cat .bench-go.txt; rm -f .bench-go.txt; exit 1; }
+	cat .bench-go.txt
+	$(GO) run ./examples/bench $(BENCHFLAGS) -markdown BENCHMARKS.md -gobench .bench-go.txt; s=$$?; rm -f .bench-go.txt; exit $$s
 
 ## fuzz: every native fuzz target for FUZZTIME each (default 60s).
 fuzz:

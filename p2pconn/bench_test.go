@@ -351,7 +351,7 @@ func benchSyscalls() (counts [2]uint64) {
 
 // benchReportSyscalls reports the read and write system calls per op since
 // before, both ends of the connection together: a write syscall carries one
-// TLS record with one or more yamux frames, so writes/op below 1 on the
+// TLS record with one or more yamux frames, so wsys/op below 1 on the
 // sender means frames were coalesced.
 func benchReportSyscalls(b *testing.B, before [2]uint64) {
 	after := benchSyscalls()

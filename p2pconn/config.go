@@ -49,7 +49,7 @@ type Config struct {
 
 	// ReceiveBuffer is how many received messages a connection queues for Next
 	// before it stops reading from the stream, which pushes back on the sender
-	// through libp2p's flow control. Default 64.
+	// through libp2p's flow control. Default 16.
 	ReceiveBuffer int
 
 	// Metrics, if set, receives the manager's Prometheus collectors (see
@@ -67,7 +67,7 @@ const (
 	DefaultMaxRetryDelay     = 30 * time.Second
 	DefaultMaxMessageSize    = 4 << 20
 	DefaultCloseTimeout      = 5 * time.Second
-	DefaultReceiveBuffer     = 64
+	DefaultReceiveBuffer     = 16
 
 	// MaxMessageSizeLimit is the largest MaxMessageSize the wire format allows.
 	MaxMessageSizeLimit = 1 << 30
