@@ -304,9 +304,7 @@ func (c *chat) meet(from identity.Identifier, hello string) {
 		if err != nil || id == c.self {
 			continue
 		}
-		for _, a := range info.Addrs {
-			byPeer[id] = append(byPeer[id], a)
-		}
+		byPeer[id] = append(byPeer[id], info.Addrs...)
 	}
 	for id, addrs := range byPeer {
 		c.learn(id, addrs)
