@@ -91,7 +91,10 @@ func testSimultaneousConnect(t *testing.T, net Network) {
 	)
 	for trial := range trials {
 		ok := t.Run(fmt.Sprintf("trial%d", trial), func(t *testing.T) {
-			ns := nodes(t, net, 2, config())
+			// Each side sends everything before reading: leave room for it.
+			cfg := config()
+			cfg.ReceiveBuffer = 2 * messages
+			ns := nodes(t, net, 2, cfg)
 			a, b := ns[0], ns[1]
 			ctx := testContext(t, opTimeout)
 
