@@ -190,7 +190,8 @@ func (c *conn) received1(msg []byte, ok bool) ([]byte, error) {
 // until the remote's half-close or the close deadline, so the remote never
 // sees its writes fail while it is still sending.
 func (c *conn) readLoop() {
-	fr := frameReader{r: countingReader{c.s, &c.received}, max: c.m.cfg.MaxMessageSize, inFrame: &c.inFrame}
+	fr := frameReader{r: countingReader{c.s, &c.received}, max: c.m.cfg.MaxMessageSize, buffered: true, inFrame: &c.inFrame}
+	defer fr.close()
 	for {
 		if !c.waitRoom() {
 			c.readErr = c.Err()

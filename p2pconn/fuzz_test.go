@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"testing"
+	"testing/iotest"
 )
 
 // FuzzFrameReader feeds arbitrary bytes to the frame reader: it never panics,
@@ -20,30 +21,48 @@ func FuzzFrameReader(f *testing.F) {
 	f.Add([]byte{0x81, 0x08, 0x00})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		const limit = 1 << 10
-		fr := frameReader{r: bytes.NewReader(in), max: limit}
-		var out []byte
-		for {
-			msg, err := fr.next()
-			if err != nil {
-				if err != io.EOF && !errors.Is(err, errFraming) {
-					t.Fatalf("unexpected error kind: %v", err)
-				}
-				if err == io.EOF && len(out) != len(in) {
-					t.Fatalf("clean EOF after %d of %d bytes", len(out), len(in))
-				}
-				break
+		// The unbuffered reader, and the buffered one fed in chunks of
+		// every size, must return the same frames and the same error kind.
+		plain := readAll(t, &frameReader{r: bytes.NewReader(in), max: limit}, in, limit)
+		for _, r := range []io.Reader{bytes.NewReader(in), iotest.OneByteReader(bytes.NewReader(in)), iotest.HalfReader(bytes.NewReader(in))} {
+			got := readAll(t, &frameReader{r: r, max: limit, buffered: true}, in, limit)
+			if !bytes.Equal(got.out, plain.out) || got.eof != plain.eof {
+				t.Fatalf("buffered reader differs: %x (eof %v) vs %x (eof %v)", got.out, got.eof, plain.out, plain.eof)
 			}
-			if len(msg) > limit {
-				t.Fatalf("frame of %d bytes over the limit", len(msg))
-			}
-			var hdr [maxHeaderSize]byte
-			out = append(out, hdr[:putHeader(hdr[:], len(msg))]...)
-			out = append(out, msg...)
-		}
-		if !bytes.HasPrefix(in, out) {
-			t.Fatalf("frames re-encode to %x, not a prefix of %x", out, in)
 		}
 	})
+}
+
+type readResult struct {
+	out []byte // the frames read, re-encoded
+	eof bool   // ended with a clean io.EOF
+}
+
+func readAll(t *testing.T, fr *frameReader, in []byte, limit int) readResult {
+	defer fr.close()
+	var out []byte
+	for {
+		msg, err := fr.next()
+		if err != nil {
+			if err != io.EOF && !errors.Is(err, errFraming) {
+				t.Fatalf("unexpected error kind: %v", err)
+			}
+			if err == io.EOF && len(out) != len(in) {
+				t.Fatalf("clean EOF after %d of %d bytes", len(out), len(in))
+			}
+			break
+		}
+		if len(msg) > limit {
+			t.Fatalf("frame of %d bytes over the limit", len(msg))
+		}
+		var hdr [maxHeaderSize]byte
+		out = append(out, hdr[:putHeader(hdr[:], len(msg))]...)
+		out = append(out, msg...)
+	}
+	if !bytes.HasPrefix(in, out) {
+		t.Fatalf("frames re-encode to %x, not a prefix of %x", out, in)
+	}
+	return readResult{out: out, eof: len(out) == len(in)}
 }
 
 // FuzzHandshake decodes arbitrary handshake payloads: no panic, and whatever

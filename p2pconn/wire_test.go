@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -100,4 +101,40 @@ func TestFrameReader(t *testing.T) {
 			require.True(t, errors.Is(err, errFraming), "err = %v", err)
 		})
 	}
+}
+
+// TestBufferedFrameReaderNeverWaitsForMore: a complete frame is returned
+// without waiting for bytes the stream has not sent yet, and the buffer goes
+// back to the pool at each frame boundary.
+func TestBufferedFrameReaderNeverWaitsForMore(t *testing.T) {
+	pr, pw := io.Pipe()
+	defer pr.Close()
+	fr := frameReader{r: pr, max: 1 << 16, buffered: true}
+	defer fr.close()
+	got := make(chan []byte)
+	go func() {
+		for {
+			msg, err := fr.next()
+			if err != nil {
+				close(got)
+				return
+			}
+			got <- msg
+		}
+	}()
+	for _, msg := range [][]byte{{}, []byte("x"), bytes.Repeat([]byte{1}, 300), bytes.Repeat([]byte{2}, 10000)} {
+		var hdr [maxHeaderSize]byte
+		go func() {
+			_, _ = pw.Write(append(hdr[:putHeader(hdr[:], len(msg))], msg...))
+		}()
+		select {
+		case m := <-got:
+			require.Equal(t, msg, m)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("frame of %d bytes held back", len(msg))
+		}
+	}
+	require.NoError(t, pw.Close())
+	_, open := <-got
+	require.False(t, open)
 }
