@@ -35,6 +35,7 @@ type conn struct {
 	queue     []*sendReq // small messages waiting for the wlock holder; guarded by qmu
 	spare     []*sendReq // the other queue buffer; guarded by wlock
 	contended atomic.Bool
+	watch     ctxWatch
 
 	frames   chan []byte   // closed by the reader when it stops, after readErr is set
 	room     chan struct{} // signalled by Next when it takes a frame
@@ -124,6 +125,7 @@ func (c *conn) die(err error) bool {
 	c.dead.Store(true)
 	close(c.done)
 	c.mu.Unlock()
+	c.watch.close()
 	c.m.metrics.connDown(c.inbound, err)
 	c.m.connDied(c, err)
 	c.m.publish(Event{Kind: EventDisconnected, Peer: c.id, Inbound: c.inbound, Conn: c, Err: err})

@@ -7,7 +7,6 @@ import (
 	"os"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -211,14 +210,13 @@ func (c *conn) batchResult(err error) error {
 // what was not written becomes the debt, except for the own frame (everything
 // past committed) if none of it went out.
 func (c *conn) write(ctx context.Context, buf, large []byte, committed int) error {
-	var cancelled *deadlineOnCancel
 	if ctx.Done() != nil {
 		if err := ctx.Err(); err != nil {
 			c.debt = append(c.debt[:0], buf[:committed]...)
 			return fmt.Errorf("send to %s: %w", c.id.Short(), err)
 		}
-		cancelled = armWriteDeadline(ctx, c.s)
-		defer cancelled.disarm(c.s)
+		c.watch.begin(ctx, c.s)
+		defer c.watch.end(c.s)
 	}
 	n, err := c.s.Write(buf)
 	if err == nil && len(large) > 0 {
@@ -229,7 +227,7 @@ func (c *conn) write(ctx context.Context, buf, large []byte, committed int) erro
 	if err == nil {
 		return nil
 	}
-	if cancelled == nil || !cancelled.fired() || !isTimeout(err) {
+	if ctx.Err() == nil || !isTimeout(err) {
 		c.debt = nil
 		c.fail("write", err)
 		return c.Err()
@@ -252,33 +250,69 @@ func appendFrame(b, msg []byte) []byte {
 	return append(b, msg...)
 }
 
-// deadlineOnCancel sets a stream's write deadline to the past when a ctx ends,
-// which interrupts a blocked Write.
-type deadlineOnCancel struct {
-	stop  func() bool
-	set   chan struct{} // closed once the deadline is set
-	state atomic.Bool
+// ctxWatch interrupts a blocked stream write when the writer's ctx ends, by
+// setting the stream's write deadline to the past. The registration on a ctx
+// (context.AfterFunc) is kept from one write to the next while the writers
+// use the same ctx, so a sender looping on one ctx pays two uncontended mutex
+// operations per write instead of a registration. close drops it for good
+// when the connection dies, so no ctx keeps a dead connection reachable.
+type ctxWatch struct {
+	mu       sync.Mutex
+	ctx      context.Context // the ctx of the write in progress, nil between writes
+	watched  context.Context // the ctx the registration is on
+	stop     func() bool
+	deadline bool // the write deadline is set in the past
+	closed   bool
 }
 
-func armWriteDeadline(ctx context.Context, s network.Stream) *deadlineOnCancel {
-	d := &deadlineOnCancel{set: make(chan struct{})}
-	d.stop = context.AfterFunc(ctx, func() {
-		d.state.Store(true)
-		_ = s.SetWriteDeadline(time.Now())
-		close(d.set)
-	})
-	return d
-}
-
-func (d *deadlineOnCancel) fired() bool { return d.state.Load() }
-
-// disarm stops the ctx watch and, if it fired, clears the deadline once it is set.
-func (d *deadlineOnCancel) disarm(s network.Stream) {
-	if d.stop() {
+// begin marks a write with ctx as in progress. Only the wlock holder calls it.
+func (w *ctxWatch) begin(ctx context.Context, s network.Stream) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
 		return
 	}
-	<-d.set
-	_ = s.SetWriteDeadline(time.Time{})
+	if w.watched != ctx {
+		if w.stop != nil {
+			w.stop()
+		}
+		w.watched = ctx
+		w.stop = context.AfterFunc(ctx, func() { w.fire(ctx, s) })
+	}
+	w.ctx = ctx
+}
+
+// fire runs when a watched ctx ends: it cuts the write in progress, if that
+// write is under this ctx.
+func (w *ctxWatch) fire(ctx context.Context, s network.Stream) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ctx == ctx && !w.deadline {
+		_ = s.SetWriteDeadline(time.Now())
+		w.deadline = true
+	}
+}
+
+// end marks the write finished and clears a deadline fire set.
+func (w *ctxWatch) end(s network.Stream) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ctx = nil
+	if w.deadline {
+		_ = s.SetWriteDeadline(time.Time{})
+		w.deadline = false
+	}
+}
+
+// close drops the registration for good.
+func (w *ctxWatch) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	if w.stop != nil {
+		w.stop()
+		w.stop, w.watched = nil, nil
+	}
 }
 
 func isTimeout(err error) bool {
