@@ -1,10 +1,12 @@
 // Command chat is a terminal chat between skipwire nodes. Started with no
 // argument it listens and prints the command that joins it; started with
 // the address of a node already in the chat, it joins, and meets every
-// other member through it. Each line typed is sent to every member.
+// other member through it. Each line typed is sent to every member. With
+// -metrics, it serves its Prometheus metrics over HTTP.
 //
 //	go run ./examples/chat                                     # terminal 1
 //	go run ./examples/chat /ip4/127.0.0.1/tcp/.../p2p/12D3KooW...  # terminal 2
+//	go run ./examples/chat -metrics 127.0.0.1:9100             # metrics at http://127.0.0.1:9100/metrics
 package main
 
 import (
@@ -13,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -24,6 +28,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/skipwire/skipwire/examples/internal/cli"
 	"github.com/skipwire/skipwire/identity"
@@ -44,7 +50,8 @@ const usage = `Usage:
 
 Lines typed are sent to every member of the chat, and lines from others are
 printed with their sender's short Identifier. Ctrl-D (end of input) or Ctrl-C
-leaves. Use -key to keep the same Identifier across runs.
+leaves. Use -key to keep the same Identifier across runs, and -metrics to
+serve Prometheus metrics.
 `
 
 // Chat messages: one type byte, then the payload.
@@ -61,6 +68,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs := cli.NewFlagSet("chat", stderr, usage)
 	listen := fs.String("listen", "/ip4/127.0.0.1/tcp/0", "listen address, e.g. /ip4/0.0.0.0/tcp/4001 to be reachable from other machines (0 picks a free port)")
 	keyFile := fs.String("key", "", "file holding this node's private key, created if absent, so that its Identifier survives restarts (default: a new key each run)")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9100 (port 0 picks a free port; default: no metrics)")
 	logLevel := fs.String("log", "", "go-log level of libp2p and skipwire logs: debug, info, warn or error (default: error, or $GOLOG_LOG_LEVEL)")
 	if code, ok := cli.Parse(fs, args); !ok {
 		return code
@@ -81,21 +89,37 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		join = append(join, info)
 	}
 
+	var cfg p2pconn.Config
+	var metricsURL string
+	if *metricsAddr != "" {
+		// Listen first: a bad address fails before anything starts, and port
+		// 0 gets its real port, which the banner prints.
+		ln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			return fail(fmt.Errorf("-metrics: %s", cli.OneLine(err)))
+		}
+		reg := prometheus.NewRegistry()
+		cfg.Metrics = reg
+		ms := serveMetrics(ln, reg, stderr)
+		defer ms.close() // after the chat's close, deferred below
+		metricsURL = ms.url
+	}
+
 	key, err := cli.LoadKey(*keyFile)
 	if err != nil {
 		return fail(errors.New(cli.OneLine(err)))
 	}
-	h, err := cli.NewHost(p2pconn.Config{}, key, *listen)
+	h, err := cli.NewHost(cfg, key, *listen)
 	if err != nil {
 		return fail(err)
 	}
-	c, err := newChat(h, stdout)
+	c, err := newChat(h, cfg, stdout)
 	if err != nil {
 		_ = h.Close()
 		return fail(errors.New(cli.OneLine(err)))
 	}
 	defer c.close()
-	c.banner()
+	c.banner(metricsURL)
 
 	for _, info := range join {
 		id, _ := identity.FromPeerID(info.ID) // checked by ParsePeer
@@ -155,11 +179,11 @@ type chat struct {
 	dialing map[identity.Identifier]bool
 }
 
-func newChat(h host.Host, stdout io.Writer) (*chat, error) {
+func newChat(h host.Host, cfg p2pconn.Config, stdout io.Writer) (*chat, error) {
 	table := resolver.NewStatic()
 	// The table holds the addresses given on the command line and announced
 	// by members; the peerstore those libp2p learned by itself.
-	m, err := p2pconn.NewManager(h, resolver.NewChain(table, resolver.NewPeerstore(h.Peerstore())), p2pconn.Config{})
+	m, err := p2pconn.NewManager(h, resolver.NewChain(table, resolver.NewPeerstore(h.Peerstore())), cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -193,11 +217,15 @@ func (c *chat) close() {
 	_ = c.h.Close()
 }
 
-func (c *chat) banner() {
+// banner prints who we are, where we listen, and metricsURL if not empty.
+func (c *chat) banner(metricsURL string) {
 	c.out.printf("skipwire chat: you are %s\n", c.self.Short())
 	c.out.printf("  Identifier %s\n", c.self)
 	for _, a := range c.addrs {
 		c.out.printf("  listening on %s\n", a)
+	}
+	if metricsURL != "" {
+		c.out.printf("  metrics at %s\n", metricsURL)
 	}
 	if len(c.addrs) > 0 {
 		c.out.printf("To join this chat from another terminal, run:\n  %s %s\n", cli.Command("chat"), c.addrs[0])
@@ -369,6 +397,49 @@ func (c *chat) say(ctx context.Context, line string) {
 			c.out.printf("* could not send to %s: %s\n", id.Short(), cli.OneLine(err))
 		}
 	}
+}
+
+// metricsServer serves Prometheus metrics over HTTP: skipwire's, from the
+// registry given as Config.Metrics, then those of prometheus.DefaultGatherer,
+// where libp2p registers its own (swarm, identify, event bus...) and
+// which holds the Go runtime and process collectors.
+type metricsServer struct {
+	url  string
+	srv  *http.Server
+	done chan struct{} // closed when Serve has returned
+}
+
+// metricsShutdownTimeout bounds how long close waits for requests in progress.
+const metricsShutdownTimeout = 2 * time.Second
+
+// serveMetrics serves reg's metrics at /metrics on ln until close. An error
+// that stops the server early is printed to stderr; the chat goes on.
+func serveMetrics(ln net.Listener, reg *prometheus.Registry, stderr io.Writer) *metricsServer {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{reg, prometheus.DefaultGatherer}, promhttp.HandlerOpts{}))
+	s := &metricsServer{
+		url:  "http://" + ln.Addr().String() + "/metrics",
+		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintf(stderr, "chat: metrics server stopped: %s\n", cli.OneLine(err))
+		}
+	}()
+	return s
+}
+
+// close stops the server: it lets requests in progress finish, for at most
+// metricsShutdownTimeout, and returns once the server is stopped.
+func (s *metricsServer) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), metricsShutdownTimeout)
+	defer cancel()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		_ = s.srv.Close()
+	}
+	<-s.done
 }
 
 // printer serialises lines written by several goroutines.

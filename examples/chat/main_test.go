@@ -6,15 +6,18 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -261,6 +264,74 @@ func TestChat(t *testing.T) {
 	a2.quit()
 }
 
+// TestMetrics runs a chat with -metrics on a free port, reads the URL it
+// prints, and follows its counters while a second chat joins and a line is
+// sent; the server is gone once the chat has left.
+func TestMetrics(t *testing.T) {
+	a := start(t, "a", "-metrics", "127.0.0.1:0")
+	aID, _, aAddr := a.banner()
+	url := a.expect(`^  metrics at (http://127\.0\.0\.1:[1-9][0-9]*/metrics)$`)[1]
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+	body := scrape(t, client, url)
+	require.Contains(t, body, "skipwire_connections")
+	require.Contains(t, body, "go_goroutines", "the Go collectors are served too")
+	require.Equal(t, 0, metric(t, body, `skipwire_messages_total{direction="out"}`))
+
+	b := start(t, "b", aAddr)
+	bID, _, _ := b.banner()
+	a.expect(`^\* ` + bID + ` joined`)
+	b.expect(`^\* ` + aID + ` joined`)
+	var before int // messages a sent so far: its hello to b
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		body := scrape(c, client, url)
+		assert.Equal(c, 1, metric(c, body, `skipwire_connections{direction="inbound"}`), "b's connection")
+		before = metric(c, body, `skipwire_messages_total{direction="out"}`)
+		assert.Equal(c, 1, before, "the hello a sent b")
+	}, waitTime, 20*time.Millisecond)
+
+	a.say("hello b")
+	b.expect(`^\[` + aID + `\] hello b$`)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		body := scrape(c, client, url)
+		assert.Equal(c, before+1, metric(c, body, `skipwire_messages_total{direction="out"}`), "the line a sent")
+	}, waitTime, 20*time.Millisecond)
+
+	b.quit()
+	a.quit()
+	_, err := client.Get(url)
+	require.Error(t, err, "the metrics server stops with the chat")
+}
+
+// scrape returns the body of a GET of url, which must answer 200. t may be
+// the *assert.CollectT of an EventuallyWithT.
+func scrape(t require.TestingT, client *http.Client, url string) string {
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
+	resp, err := client.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	return string(body)
+}
+
+// metric returns the value of the integer sample named series (the metric
+// name and its labels, as printed) in a Prometheus text body. t may be the
+// *assert.CollectT of an EventuallyWithT.
+func metric(t require.TestingT, body, series string) int {
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\d+)$`).FindStringSubmatch(body)
+	require.NotNil(t, m, "no sample %s in\n%s", series, body)
+	n, err := strconv.Atoi(m[1])
+	require.NoError(t, err)
+	return n
+}
+
 // TestErrors runs the program in-process: bad arguments and unreachable
 // peers give one clear line on stderr and exit status 2.
 func TestErrors(t *testing.T) {
@@ -280,6 +351,7 @@ func TestErrors(t *testing.T) {
 		{"unreachable", []string{closedPort}, "chat: cannot reach " + id.Short() + ": /ip4/127.0.0.1/tcp/1: "},
 		{"bad listen address", []string{"-listen", "127.0.0.1"}, `chat: bad listen address "127.0.0.1"`},
 		{"bad key file", []string{"-key", t.TempDir()}, "chat: identity: read key"},
+		{"bad metrics address", []string{"-metrics", "localhost"}, "chat: -metrics: listen tcp: address localhost: missing port in address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), waitTime)
