@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skipwire/skipwire/resolver"
@@ -17,7 +18,8 @@ import (
 //
 //	skipwire_connections{direction}              gauge: live connections, "inbound" or "outbound"
 //	skipwire_connects_total{result}              Connects that dialed, by result: ok, not_found,
-//	                                             refused, too_many, peer_mismatch, canceled, error
+//	                                             refused, too_many, peer_mismatch, denied (by this
+//	                                             host's connection gater), canceled, error
 //	skipwire_dial_attempts_total                 dial attempts, first ones and retries
 //	skipwire_dial_retries_total                  dial attempts after a failed one
 //	skipwire_reconnects_total                    connections re-established to persistent peers
@@ -127,6 +129,8 @@ func (x *metrics) connectResult(err error) {
 		result = "too_many"
 	case errors.Is(err, ErrPeerMismatch):
 		result = "peer_mismatch"
+	case errors.Is(err, swarm.ErrGaterDisallowedConnection):
+		result = "denied"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		result = "canceled"
 	default:
