@@ -1,6 +1,7 @@
 package p2pconn_test
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -239,4 +240,51 @@ func TestHostileConnectionFlood(t *testing.T) {
 	msg, err := cv.Next(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "hello", string(msg))
+}
+
+// TestHostileNeverReads: a peer that completes the handshake and never reads.
+// The victim's Sends block until their ctx ends, its memory stays bounded by
+// the stream's flow-control window, and it keeps serving honest peers.
+func TestHostileNeverReads(t *testing.T) {
+	v := newVictim(t, testConfig())
+	s := settledStream(t, attacker(t, v), v)
+	defer s.Reset()
+	conn, ok := v.m.GetConnection(identityOf(t, s))
+	require.True(t, ok)
+
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	msg := make([]byte, 64<<10)
+	sent, blocked := 0, 0
+	for range 400 { // 25 MiB offered
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		err := conn.Send(ctx, msg)
+		cancel()
+		if err != nil {
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			blocked++
+			if blocked >= 20 {
+				break
+			}
+			continue
+		}
+		sent++
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	growth := int64(after.HeapInuse) - int64(before.HeapInuse)
+	t.Logf("%d Sends of 64 KiB went out before the window filled, then %d timed out; heap in use grew by %d KiB", sent, blocked, growth>>10)
+	require.Equal(t, 20, blocked, "Sends must block once the peer stops reading")
+	require.Less(t, growth, int64(8<<20))
+	require.True(t, conn.IsAlive(), "backpressure alone does not kill the connection")
+	v.requireServes(t)
+}
+
+func identityOf(t testing.TB, s network.Stream) identity.Identifier {
+	t.Helper()
+	id, err := identity.FromPeerID(s.Conn().LocalPeer())
+	require.NoError(t, err)
+	return id
 }
