@@ -23,6 +23,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/skipwire/skipwire/internal/benchkit"
 	"github.com/skipwire/skipwire/p2pconn"
 	"github.com/skipwire/skipwire/resolver"
 )
@@ -109,22 +110,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
 
-	cfg := p2pconn.Config{MaxConnections: max(1000, 2*o.conns)}
-	pair, err := newNodes(2, cfg, sec, resolver.NewStatic())
+	nc := nodeConfig(p2pconn.Config{MaxConnections: max(1000, 2*o.conns)}, sec)
+	pair, err := benchkit.NewNodes(2, nc, resolver.NewStatic())
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, closeNodes(pair)) }()
-	bn := &bench{o: o, r: newReport(o), a: pair[0], b: pair[1], stderr: stderr}
+	defer func() { err = errors.Join(err, benchkit.CloseNodes(pair)) }()
+	bn := &bench{o: o, r: newReport(o), nc: nc, a: pair[0], b: pair[1], stderr: stderr}
 
 	// Each phase uses the same two nodes, but for the idle connections.
-	for _, phase := range []func(context.Context) error{bn.throughput, bn.roundTrips, bn.coldConnects, bn.cachedConnect} {
+	for _, phase := range []func(context.Context) error{bn.throughput, bn.roundTrips, bn.coldConnects, bn.cachedConnect, bn.idleMemory} {
 		if err := phase(ctx); err != nil {
 			return err
 		}
-	}
-	if err := bn.idleMemory(ctx, cfg, sec); err != nil {
-		return err
 	}
 
 	r := bn.r

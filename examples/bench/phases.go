@@ -7,9 +7,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
-
-	"github.com/skipwire/skipwire/p2pconn"
+	"github.com/skipwire/skipwire/internal/benchkit"
 	"github.com/skipwire/skipwire/resolver"
 )
 
@@ -17,7 +15,8 @@ import (
 type bench struct {
 	o      options
 	r      *report
-	a, b   *node
+	nc     benchkit.NodeConfig // of every node
+	a, b   *benchkit.Node
 	stderr io.Writer
 }
 
@@ -53,27 +52,27 @@ func (bn *bench) throughput(ctx context.Context) error {
 				}
 				bn.r.addThroughput(c.key, sc, res)
 				bn.progress("round %d %-8s %-6s %8.1f MB/s %5.2f writes/msg", round, c.key, sc.key,
-					float64(sc.count*sc.size)/res.elapsed.Seconds()/1e6, res.writes)
+					float64(sc.count*sc.size)/res.Elapsed.Seconds()/1e6, res.Syscalls.Writes)
 			}
 		}
 	}
 	return nil
 }
 
-func throughputSample(ctx context.Context, c contender, a, b *node, sc scenario) (throughputResult, error) {
+func throughputSample(ctx context.Context, c contender, a, b *benchkit.Node, sc scenario) (benchkit.ThroughputResult, error) {
 	l, _, err := c.open(ctx, a, b)
 	if err != nil {
-		return throughputResult{}, err
+		return benchkit.ThroughputResult{}, err
 	}
 	warm := max(sc.senders, sc.count/20)
-	if _, err := throughput(l, sc.size, sc.senders, warm); err != nil {
-		return throughputResult{}, fmt.Errorf("warm-up: %w", err)
+	if _, err := benchkit.Throughput(l, sc.size, sc.senders, warm, nil); err != nil {
+		return benchkit.ThroughputResult{}, fmt.Errorf("warm-up: %w", err)
 	}
-	res, err := throughput(l, sc.size, sc.senders, sc.count)
+	res, err := benchkit.Throughput(l, sc.size, sc.senders, sc.count, nil)
 	if err != nil {
-		return throughputResult{}, err
+		return benchkit.ThroughputResult{}, err
 	}
-	return res, l.close()
+	return res, l.Close()
 }
 
 // roundTrips makes -rtts round trips per round and contender, a fresh link each.
@@ -84,12 +83,12 @@ func (bn *bench) roundTrips(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			rtts, err := roundTrips(l, 128, min(200, bn.o.rtts/5), bn.o.rtts)
+			res, err := benchkit.RoundTrips(l, 128, min(200, bn.o.rtts/5), bn.o.rtts, nil)
 			if err != nil {
 				return fmt.Errorf("%s round trips: %w", c.key, err)
 			}
-			bn.r.addRTTs(c.key, rtts)
-			bn.progress("round %d %-8s rtt p50 %v", round, c.key, percentile(rtts, 50))
+			bn.r.addRTTs(c.key, res.RTTs)
+			bn.progress("round %d %-8s rtt p50 %v", round, c.key, percentile(res.RTTs, 50))
 		}
 	}
 	return nil
@@ -107,7 +106,7 @@ func (bn *bench) coldConnects(ctx context.Context) error {
 			if i > 0 {
 				bn.r.addConnect(c.key, took)
 			}
-			if err := l.close(); err != nil {
+			if err := l.Close(); err != nil {
 				return fmt.Errorf("%s close: %w", c.key, err)
 			}
 		}
@@ -123,7 +122,7 @@ func (bn *bench) cachedConnect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if conns := bn.a.h.Network().ConnsToPeer(bn.b.h.ID()); len(conns) > 0 {
+	if conns := bn.a.Host.Network().ConnsToPeer(bn.b.Host.ID()); len(conns) > 0 {
 		st := conns[0].ConnState()
 		bn.r.Env.Negotiated = string(st.Security) + " " + string(st.StreamMultiplexer)
 	}
@@ -131,8 +130,8 @@ func (bn *bench) cachedConnect(ctx context.Context) error {
 	if bn.o.quick {
 		iters = 200_000
 	}
-	bn.r.CachedNs, bn.r.CachedAllocs, err = cachedConnect(ctx, bn.a.m, bn.b, iters)
-	if err = errors.Join(err, l.close()); err != nil {
+	bn.r.CachedNs, bn.r.CachedAllocs, err = cachedConnect(ctx, bn.a.Manager, bn.b, iters)
+	if err = errors.Join(err, l.Close()); err != nil {
 		return fmt.Errorf("cached connect: %w", err)
 	}
 	bn.progress("cached connect %.1f ns", bn.r.CachedNs)
@@ -141,13 +140,18 @@ func (bn *bench) cachedConnect(ctx context.Context) error {
 
 // idleMemory opens -conns connections from one node to as many others, for
 // each kind of connection in turn, a few rounds, after a warm-up.
-func (bn *bench) idleMemory(ctx context.Context, cfg p2pconn.Config, sec libp2p.Option) (err error) {
-	nodes, err := newNodes(bn.o.conns+1, cfg, sec, resolver.NewStatic())
+func (bn *bench) idleMemory(ctx context.Context) (err error) {
+	nodes, err := benchkit.NewNodes(bn.o.conns+1, bn.nc, resolver.NewStatic())
 	if err != nil {
 		return fmt.Errorf("idle memory: %w", err)
 	}
-	defer func() { err = errors.Join(err, closeNodes(nodes)) }()
-	center, peers := nodes[0], nodes[1:]
+	defer func() { err = errors.Join(err, benchkit.CloseNodes(nodes)) }()
+	idle := func(v idleVariant, wait time.Duration) benchkit.Idle {
+		return benchkit.Idle{
+			Center: nodes[0], Peers: nodes[1:], Open: v.c.open, Readers: v.readers,
+			Workers: 8, Settle: 3 * time.Second, Wait: wait,
+		}
+	}
 	bn.progress("idle memory: %d nodes up", len(nodes))
 
 	variants := []idleVariant{
@@ -167,18 +171,18 @@ func (bn *bench) idleMemory(ctx context.Context, cfg p2pconn.Config, sec libp2p.
 	// target.
 	var target uint64 // the heap to wait for before each measurement
 	for i, v := range []idleVariant{variants[2], variants[0]} {
-		if _, target, err = idleConns(ctx, center, peers, v, 0, time.Duration(i)*wait); err != nil {
+		if _, target, err = idle(v, time.Duration(i)*wait).Measure(ctx, 0); err != nil {
 			return fmt.Errorf("idle memory warm-up: %w", err)
 		}
 	}
 	for round := range rounds {
 		for _, v := range rotate(variants, round) {
-			var res idleResult
-			if res, target, err = idleConns(ctx, center, peers, v, target, wait); err != nil {
+			var res benchkit.IdleResult
+			if res, target, err = idle(v, wait).Measure(ctx, target); err != nil {
 				return fmt.Errorf("idle memory %s: %w", v.key, err)
 			}
 			bn.r.addIdle(v.key, res)
-			bn.progress("idle %-12s %8.0f B/conn %.2f goroutines/conn", v.key, res.bytes, res.goroutines)
+			bn.progress("idle %-12s %8.0f B/conn %.2f goroutines/conn", v.key, res.Bytes, res.Goroutines)
 		}
 	}
 	return nil

@@ -7,6 +7,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/skipwire/skipwire/internal/benchkit"
 )
 
 // figures are one contender's results: medians over rounds for throughput,
@@ -35,7 +37,7 @@ type figures struct {
 	Samples map[string][]float64 `json:"samples,omitempty"`
 
 	rtts []time.Duration
-	idle []idleResult
+	idle []benchkit.IdleResult
 }
 
 // report collects the samples of a run and derives the figures and ratios.
@@ -80,13 +82,13 @@ func newReport(o options) *report {
 
 func (r *report) fig(key string) *figures { return r.Results[key] }
 
-func (r *report) addThroughput(key string, sc scenario, res throughputResult) {
+func (r *report) addThroughput(key string, sc scenario, res benchkit.ThroughputResult) {
 	f := r.fig(key)
-	msgs := float64(sc.count) / res.elapsed.Seconds()
+	msgs := float64(sc.count) / res.Elapsed.Seconds()
 	f.Samples[sc.key+"_msgs_per_sec"] = append(f.Samples[sc.key+"_msgs_per_sec"], msgs)
 	f.Samples[sc.key+"_mb_per_sec"] = append(f.Samples[sc.key+"_mb_per_sec"], msgs*float64(sc.size)/1e6)
-	if res.writes > 0 {
-		f.Samples[sc.key+"_writes_per_msg"] = append(f.Samples[sc.key+"_writes_per_msg"], res.writes)
+	if res.Syscalls.Writes > 0 {
+		f.Samples[sc.key+"_writes_per_msg"] = append(f.Samples[sc.key+"_writes_per_msg"], res.Syscalls.Writes)
 	}
 }
 
@@ -101,10 +103,10 @@ func (r *report) addConnect(key string, d time.Duration) {
 	f.Samples["cold_connect_us"] = append(f.Samples["cold_connect_us"], micros(d))
 }
 
-func (r *report) addIdle(key string, res idleResult) {
+func (r *report) addIdle(key string, res benchkit.IdleResult) {
 	f := r.fig(key)
 	f.idle = append(f.idle, res)
-	f.Samples["idle_conn_bytes"] = append(f.Samples["idle_conn_bytes"], res.bytes)
+	f.Samples["idle_conn_bytes"] = append(f.Samples["idle_conn_bytes"], res.Bytes)
 }
 
 func micros(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
@@ -119,17 +121,17 @@ func (r *report) finish() {
 		f.Small1Writes, f.Small8Writes, f.BigWrites = median(s["small1_writes_per_msg"]), median(s["small8_writes_per_msg"]), median(s["big_writes_per_msg"])
 		f.RTTP50Micros, f.RTTP99Micros = micros(percentile(f.rtts, 50)), micros(percentile(f.rtts, 99))
 		f.ColdConnectUs = median(s["cold_connect_us"])
-		pick := func(get func(idleResult) float64) float64 {
+		pick := func(get func(benchkit.IdleResult) float64) float64 {
 			xs := make([]float64, len(f.idle))
 			for i, x := range f.idle {
 				xs[i] = get(x)
 			}
 			return median(xs)
 		}
-		f.IdleBytes = pick(func(x idleResult) float64 { return x.bytes })
-		f.IdleHeapBytes = pick(func(x idleResult) float64 { return x.heap })
-		f.IdleStackBytes = pick(func(x idleResult) float64 { return x.stack })
-		f.IdleGoroutines = pick(func(x idleResult) float64 { return x.goroutines })
+		f.IdleBytes = pick(func(x benchkit.IdleResult) float64 { return x.Bytes })
+		f.IdleHeapBytes = pick(func(x benchkit.IdleResult) float64 { return x.Heap })
+		f.IdleStackBytes = pick(func(x benchkit.IdleResult) float64 { return x.Stack })
+		f.IdleGoroutines = pick(func(x benchkit.IdleResult) float64 { return x.Goroutines })
 	}
 	sw, raw, bare, tcp := r.fig("skipwire"), r.fig("libp2p"), r.fig("libp2p_bare"), r.fig("tcp")
 	r.ThroughputBigVsLibp2p = ratio(sw.BigMBPerSec, raw.BigMBPerSec)

@@ -17,12 +17,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -37,12 +34,8 @@ import (
 	"github.com/skipwire/skipwire/resolver"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// The first Ctrl-C leaves the chat cleanly; a second one kills the program.
-	context.AfterFunc(ctx, stop)
-	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
-}
+// The first Ctrl-C leaves the chat cleanly; a second one kills the program.
+func main() { cli.Main(run) }
 
 const usage = `Usage:
   chat [flags]                  start a chat and print how to join it
@@ -138,12 +131,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		select {
 		case line, ok := <-lines:
 			if !ok {
-				c.out.printf("* leaving\n")
+				c.out.Printf("* leaving\n")
 				return cli.ExitOK
 			}
 			c.say(ctx, line)
 		case <-ctx.Done():
-			c.out.printf("* leaving\n")
+			c.out.Printf("* leaving\n")
 			return cli.ExitOK
 		}
 	}
@@ -166,7 +159,7 @@ type chat struct {
 	self  identity.Identifier
 	addrs []ma.Multiaddr // this node's full multiaddrs
 	table *resolver.Static
-	out   *printer
+	out   *cli.Printer
 
 	ctx     context.Context // cancelled by close
 	cancel  context.CancelFunc
@@ -194,7 +187,7 @@ func newChat(h host.Host, cfg p2pconn.Config, stdout io.Writer) (*chat, error) {
 		self:    m.ID(),
 		addrs:   cli.FullAddrs(h),
 		table:   table,
-		out:     &printer{w: stdout},
+		out:     cli.NewPrinter(stdout),
 		ctx:     ctx,
 		cancel:  cancel,
 		conns:   make(map[p2pconn.Connection]bool),
@@ -219,18 +212,18 @@ func (c *chat) close() {
 
 // banner prints who we are, where we listen, and metricsURL if not empty.
 func (c *chat) banner(metricsURL string) {
-	c.out.printf("skipwire chat: you are %s\n", c.self.Short())
-	c.out.printf("  Identifier %s\n", c.self)
+	c.out.Printf("skipwire chat: you are %s\n", c.self.Short())
+	c.out.Printf("  Identifier %s\n", c.self)
 	for _, a := range c.addrs {
-		c.out.printf("  listening on %s\n", a)
+		c.out.Printf("  listening on %s\n", a)
 	}
 	if metricsURL != "" {
-		c.out.printf("  metrics at %s\n", metricsURL)
+		c.out.Printf("  metrics at %s\n", metricsURL)
 	}
 	if len(c.addrs) > 0 {
-		c.out.printf("To join this chat from another terminal, run:\n  %s %s\n", cli.Command("chat"), c.addrs[0])
+		c.out.Printf("To join this chat from another terminal, run:\n  %s %s\n", cli.Command("chat"), c.addrs[0])
 	}
-	c.out.printf("Type a line and press Enter to send it to everyone; Ctrl-D or Ctrl-C leaves.\n")
+	c.out.Printf("Type a line and press Enter to send it to everyone; Ctrl-D or Ctrl-C leaves.\n")
 }
 
 // acceptLoop tracks every connection a member opens to us.
@@ -264,7 +257,7 @@ func (c *chat) track(conn p2pconn.Connection) {
 	}
 	c.conns[conn] = true
 	c.mu.Unlock()
-	c.out.printf("* %s joined (%s)\n", conn.RemoteID().Short(), conn.RemoteAddr())
+	c.out.Printf("* %s joined (%s)\n", conn.RemoteID().Short(), conn.RemoteAddr())
 	c.wg.Go(func() { c.read(conn) })
 	ctx, cancel := context.WithTimeout(c.ctx, sendTimeout)
 	defer cancel()
@@ -304,9 +297,9 @@ func (c *chat) read(conn p2pconn.Connection) {
 		if err != nil {
 			if !c.closing.Load() {
 				if errors.Is(err, p2pconn.ErrConnectionLost) {
-					c.out.printf("* %s lost (connection lost)\n", from.Short())
+					c.out.Printf("* %s lost (connection lost)\n", from.Short())
 				} else {
-					c.out.printf("* %s left\n", from.Short())
+					c.out.Printf("* %s left\n", from.Short())
 				}
 			}
 			return
@@ -316,7 +309,7 @@ func (c *chat) read(conn p2pconn.Connection) {
 		}
 		switch msg[0] {
 		case msgText:
-			c.out.printf("[%s] %s\n", from.Short(), msg[1:])
+			c.out.Printf("[%s] %s\n", from.Short(), msg[1:])
 		case msgHello:
 			c.meet(from, string(msg[1:]))
 		}
@@ -356,7 +349,7 @@ func (c *chat) meet(from identity.Identifier, hello string) {
 				c.mu.Unlock()
 			}()
 			if _, err := c.connect(c.ctx, id); err != nil && c.ctx.Err() == nil {
-				c.out.printf("* could not reach %s, introduced by %s: %s\n", id.Short(), from.Short(), cli.ConnectError(err))
+				c.out.Printf("* could not reach %s, introduced by %s: %s\n", id.Short(), from.Short(), cli.ConnectError(err))
 			}
 		})
 	}
@@ -381,7 +374,7 @@ func (c *chat) say(ctx context.Context, line string) {
 	}
 	peers := c.m.ConnectedPeers()
 	if len(peers) == 0 {
-		c.out.printf("* nobody else is here yet\n")
+		c.out.Printf("* nobody else is here yet\n")
 		return
 	}
 	msg := append([]byte{msgText}, line...)
@@ -394,7 +387,7 @@ func (c *chat) say(ctx context.Context, line string) {
 		err := conn.Send(sctx, msg)
 		cancel()
 		if err != nil && ctx.Err() == nil {
-			c.out.printf("* could not send to %s: %s\n", id.Short(), cli.OneLine(err))
+			c.out.Printf("* could not send to %s: %s\n", id.Short(), cli.OneLine(err))
 		}
 	}
 }
@@ -440,16 +433,4 @@ func (s *metricsServer) close() {
 		_ = s.srv.Close()
 	}
 	<-s.done
-}
-
-// printer serialises lines written by several goroutines.
-type printer struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (p *printer) printf(format string, args ...any) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, format, args...)
 }

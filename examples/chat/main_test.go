@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,7 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/examples/internal/cli/clitest"
 )
 
 // binDir holds the chat binary, built once by chatBinary.
@@ -335,11 +334,7 @@ func metric(t require.TestingT, body, series string) int {
 // TestErrors runs the program in-process: bad arguments and unreachable
 // peers give one clear line on stderr and exit status 2.
 func TestErrors(t *testing.T) {
-	k, err := identity.GenerateKey()
-	require.NoError(t, err)
-	id, err := identity.FromPrivateKey(k)
-	require.NoError(t, err)
-	closedPort := "/ip4/127.0.0.1/tcp/1/p2p/" + id.PeerID().String()
+	closedPort, id := clitest.UnreachablePeer(t)
 
 	for _, tc := range []struct {
 		name string
@@ -354,21 +349,17 @@ func TestErrors(t *testing.T) {
 		{"bad metrics address", []string{"-metrics", "localhost"}, "chat: -metrics: listen tcp: address localhost: missing port in address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), waitTime)
-			defer cancel()
-			var out, errOut bytes.Buffer
-			code := run(ctx, tc.args, strings.NewReader(""), &out, &errOut)
-			require.Equal(t, 2, code, "stdout: %s\nstderr: %s", out.String(), errOut.String())
-			require.Contains(t, errOut.String(), tc.want)
-			require.Equal(t, 1, strings.Count(errOut.String(), "\n"), "one line: %q", errOut.String())
+			code, out, errOut := clitest.Run(t, run, waitTime, strings.NewReader(""), tc.args...)
+			require.Equal(t, 2, code, "stdout: %s\nstderr: %s", out, errOut)
+			require.Contains(t, errOut, tc.want)
+			require.Equal(t, 1, strings.Count(errOut, "\n"), "one line: %q", errOut)
 		})
 	}
 
 	t.Run("help", func(t *testing.T) {
-		var out, errOut bytes.Buffer
-		code := run(context.Background(), []string{"-h"}, strings.NewReader(""), &out, &errOut)
+		code, _, errOut := clitest.Run(t, run, waitTime, strings.NewReader(""), "-h")
 		require.Equal(t, 0, code)
-		require.Contains(t, errOut.String(), "Usage:")
-		require.Contains(t, errOut.String(), "-key string")
+		require.Contains(t, errOut, "Usage:")
+		require.Contains(t, errOut, "-key string")
 	})
 }

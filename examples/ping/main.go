@@ -14,10 +14,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -27,12 +24,8 @@ import (
 	"github.com/skipwire/skipwire/resolver"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// The first Ctrl-C ends the run (with its summary); a second one kills it.
-	context.AfterFunc(ctx, stop)
-	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
-}
+// The first Ctrl-C ends the run (with its summary); a second one kills it.
+func main() { cli.Main(run) }
 
 const usage = `Usage:
   ping [flags]              listen, print this node's address, echo every message
@@ -131,17 +124,17 @@ func listen(ctx context.Context, o options, stdout, stderr io.Writer) int {
 		return cli.ExitUsage
 	}
 	defer n.close()
-	out := &printer{w: stdout}
+	out := cli.NewPrinter(stdout)
 	addrs := cli.FullAddrs(n.h)
 	if len(addrs) == 0 {
 		fmt.Fprintf(stderr, "ping: listening on %s gave no address to print\n", o.listen)
 		return cli.ExitUsage
 	}
-	out.printf("skipwire ping listening as %s on %s\n", n.m.ID().Short(), addrs[0])
+	out.Printf("skipwire ping listening as %s on %s\n", n.m.ID().Short(), addrs[0])
 	for _, a := range addrs[1:] {
-		out.printf("  also on %s\n", a)
+		out.Printf("  also on %s\n", a)
 	}
-	out.printf("ping it from another terminal with: %s -c 5 %s\n", cli.Command("ping"), addrs[0])
+	out.Printf("ping it from another terminal with: %s -c 5 %s\n", cli.Command("ping"), addrs[0])
 
 	// Echo goroutines stop when ctx ends, before n.close closes the connections.
 	var wg sync.WaitGroup
@@ -151,13 +144,13 @@ func listen(ctx context.Context, o options, stdout, stderr io.Writer) int {
 		if err != nil {
 			return cli.ExitOK // ctx ended: Ctrl-C
 		}
-		out.printf("%s connected from %s\n", c.RemoteID().Short(), c.RemoteAddr())
+		out.Printf("%s connected from %s\n", c.RemoteID().Short(), c.RemoteAddr())
 		wg.Go(func() { echo(ctx, c, out) })
 	}
 }
 
 // echo sends every message of c back until c dies or ctx ends.
-func echo(ctx context.Context, c p2pconn.Connection, out *printer) {
+func echo(ctx context.Context, c p2pconn.Connection, out *cli.Printer) {
 	for {
 		msg, err := c.Next(ctx)
 		if err == nil {
@@ -165,7 +158,7 @@ func echo(ctx context.Context, c p2pconn.Connection, out *printer) {
 		}
 		if err != nil {
 			if ctx.Err() == nil {
-				out.printf("%s disconnected%s\n", c.RemoteID().Short(), lostSuffix(err))
+				out.Printf("%s disconnected%s\n", c.RemoteID().Short(), lostSuffix(err))
 			}
 			return
 		}
@@ -335,15 +328,3 @@ func percent(v float64) string {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// printer serialises lines written by several goroutines.
-type printer struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (p *printer) printf(format string, args ...any) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, format, args...)
-}

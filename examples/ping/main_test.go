@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/examples/internal/cli/clitest"
 )
 
 func TestMain(m *testing.M) {
@@ -74,11 +74,7 @@ func startListener(t *testing.T) string {
 
 func runPing(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var out, errOut bytes.Buffer
-	code = run(ctx, args, nil, &out, &errOut)
-	return code, out.String(), errOut.String()
+	return clitest.Run(t, run, 20*time.Second, nil, args...)
 }
 
 func TestPing(t *testing.T) {
@@ -106,11 +102,7 @@ func TestPingTwice(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	k, err := identity.GenerateKey()
-	require.NoError(t, err)
-	id, err := identity.FromPrivateKey(k)
-	require.NoError(t, err)
-	closedPort := "/ip4/127.0.0.1/tcp/1/p2p/" + id.PeerID().String()
+	closedPort, id := clitest.UnreachablePeer(t)
 
 	for _, tc := range []struct {
 		name string

@@ -44,6 +44,18 @@ func newManager(t testing.TB, net *memnet.Network, id identity.Identifier, cfg p
 	return m
 }
 
+// newNetwork returns a new network and count managers with cfg joined to
+// it under random Identifiers, closed when the test ends.
+func newNetwork(t testing.TB, count int, cfg p2pconn.Config) (*memnet.Network, []*memnet.Manager) {
+	t.Helper()
+	net := memnet.NewNetwork()
+	ms := make([]*memnet.Manager, count)
+	for i := range ms {
+		ms[i] = newManager(t, net, randomID(t), cfg)
+	}
+	return net, ms
+}
+
 func randomID(t testing.TB) identity.Identifier {
 	t.Helper()
 	var id identity.Identifier
@@ -87,9 +99,8 @@ func TestNewManager(t *testing.T) {
 }
 
 func TestRemoteAddr(t *testing.T) {
-	net := memnet.NewNetwork()
-	a := newManager(t, net, randomID(t), p2pconn.Config{})
-	b := newManager(t, net, randomID(t), p2pconn.Config{})
+	_, ms := newNetwork(t, 2, p2pconn.Config{})
+	a, b := ms[0], ms[1]
 	ca, cb := connected(t, a, b)
 	require.Equal(t, "/memnet/"+b.ID().String(), ca.RemoteAddr())
 	require.Equal(t, "/memnet/"+a.ID().String(), cb.RemoteAddr())
@@ -99,9 +110,8 @@ func TestRemoteAddr(t *testing.T) {
 }
 
 func TestConnectContext(t *testing.T) {
-	net := memnet.NewNetwork()
-	a := newManager(t, net, randomID(t), p2pconn.Config{})
-	b := newManager(t, net, randomID(t), p2pconn.Config{})
+	_, ms := newNetwork(t, 2, p2pconn.Config{})
+	a, b := ms[0], ms[1]
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
 
@@ -117,10 +127,8 @@ func TestConnectContext(t *testing.T) {
 }
 
 func TestPartitionAndHeal(t *testing.T) {
-	net := memnet.NewNetwork()
-	a := newManager(t, net, randomID(t), p2pconn.Config{})
-	b := newManager(t, net, randomID(t), p2pconn.Config{})
-	c := newManager(t, net, randomID(t), p2pconn.Config{})
+	net, ms := newNetwork(t, 3, p2pconn.Config{})
+	a, b, c := ms[0], ms[1], ms[2]
 	ctx := testContext(t)
 	ab, ba := connected(t, a, b)
 	ac, ca := connected(t, a, c)
@@ -179,26 +187,30 @@ func TestPartitionBeforeJoin(t *testing.T) {
 	require.NoError(t, err)
 }
 
-func TestPartitionReleasesBlockedSend(t *testing.T) {
-	net := memnet.NewNetwork()
-	cfg := p2pconn.Config{ReceiveBuffer: 1}
-	a := newManager(t, net, randomID(t), cfg)
-	b := newManager(t, net, randomID(t), cfg)
-	ab, _ := connected(t, a, b)
+// blockedSend connects two managers with cfg, whose ReceiveBuffer must be
+// 1: a sends queued to b, which fills b's queue, then starts a second Send,
+// which blocks. It returns the network, both ends of the connection, and
+// the channel the blocked Send's result arrives on.
+func blockedSend(t testing.TB, cfg p2pconn.Config, queued string) (net *memnet.Network, ab, ba p2pconn.Connection, result <-chan error) {
+	t.Helper()
+	net, ms := newNetwork(t, 2, cfg)
+	ab, ba = connected(t, ms[0], ms[1])
 	ctx := testContext(t)
-	require.NoError(t, ab.Send(ctx, []byte("fills the queue")))
+	require.NoError(t, ab.Send(ctx, []byte(queued)))
+	blocked := make(chan error, 1)
+	go func() { blocked <- ab.Send(ctx, []byte("blocks")) }()
+	return net, ab, ba, blocked
+}
 
-	result := make(chan error, 1)
-	go func() { result <- ab.Send(ctx, []byte("blocks")) }()
-	net.Partition(a.ID(), b.ID())
+func TestPartitionReleasesBlockedSend(t *testing.T) {
+	net, ab, ba, result := blockedSend(t, p2pconn.Config{ReceiveBuffer: 1}, "fills the queue")
+	net.Partition(ab.RemoteID(), ba.RemoteID())
 	require.ErrorIs(t, <-result, p2pconn.ErrConnectionLost)
 }
 
 func TestCrash(t *testing.T) {
-	net := memnet.NewNetwork()
-	a := newManager(t, net, randomID(t), p2pconn.Config{})
-	b := newManager(t, net, randomID(t), p2pconn.Config{})
-	c := newManager(t, net, randomID(t), p2pconn.Config{})
+	net, ms := newNetwork(t, 3, p2pconn.Config{})
+	a, b, c := ms[0], ms[1], ms[2]
 	ctx := testContext(t)
 	ab, ba := connected(t, a, b)
 	cb, bc := connected(t, c, b)
@@ -240,9 +252,8 @@ func TestCrash(t *testing.T) {
 }
 
 func TestClosedManagerLeavesNetwork(t *testing.T) {
-	net := memnet.NewNetwork()
-	a := newManager(t, net, randomID(t), p2pconn.Config{})
-	b := newManager(t, net, randomID(t), p2pconn.Config{})
+	_, ms := newNetwork(t, 2, p2pconn.Config{})
+	a, b := ms[0], ms[1]
 	require.NoError(t, b.Close())
 	_, err := a.Connect(testContext(t), b.ID())
 	require.ErrorIs(t, err, resolver.ErrNotFound)
@@ -254,16 +265,9 @@ func TestClosedManagerLeavesNetwork(t *testing.T) {
 }
 
 func TestCloseTimeoutAbortsBlockedSend(t *testing.T) {
-	net := memnet.NewNetwork()
 	cfg := p2pconn.Config{ReceiveBuffer: 1, CloseTimeout: 50 * time.Millisecond}
-	a := newManager(t, net, randomID(t), cfg)
-	b := newManager(t, net, randomID(t), cfg)
-	ab, ba := connected(t, a, b)
+	_, ab, ba, result := blockedSend(t, cfg, "delivered")
 	ctx := testContext(t)
-	require.NoError(t, ab.Send(ctx, []byte("delivered")))
-
-	result := make(chan error, 1)
-	go func() { result <- ab.Send(ctx, []byte("never delivered")) }()
 	start := time.Now()
 	require.NoError(t, ab.Close())
 	require.Less(t, time.Since(start), 5*time.Second)
