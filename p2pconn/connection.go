@@ -33,9 +33,11 @@ type Connection interface {
 	// A message larger than the smaller of both sides' MaxMessageSize fails
 	// with ErrMessageTooLarge and leaves the connection alive. On a dead
 	// connection Send fails at once with an error matching ErrConnectionClosed.
-	// If ctx ends while the message is partly written, Send returns ctx's error
-	// and the rest of the message is still delivered, so that the stream stays
-	// intact.
+	// If ctx ends before the message is taken for writing, Send returns ctx's
+	// error and nothing is sent. If ctx ends after that (the message was
+	// copied into a batch of concurrent senders' messages, or partly
+	// written), Send returns ctx's error and the message is still delivered
+	// whole, so that the stream stays intact; the error then says so.
 	Send(ctx context.Context, msg []byte) error
 
 	// Next blocks until the next message arrives, ctx ends or the connection
