@@ -98,7 +98,7 @@ func (c *conn) send(ctx context.Context, msg []byte) error {
 		if c.withdraw(r) {
 			return fmt.Errorf("send to %s: %w", c.id.Short(), ctx.Err())
 		}
-		return fmt.Errorf("send to %s: %w (the message may still be delivered)", c.id.Short(), ctx.Err())
+		return fmt.Errorf("send to %s: %w (the message was taken for writing and will still be delivered)", c.id.Short(), ctx.Err())
 	case <-c.done:
 		c.withdraw(r)
 		return c.Err()
@@ -240,6 +240,9 @@ func (c *conn) write(ctx context.Context, buf, large []byte, committed int) erro
 		c.debt = append(append(c.debt[:0], buf[n:]...), large...)
 	case n < len(buf)+len(large):
 		c.debt = append(c.debt[:0], large[n-len(buf):]...)
+	}
+	if n > committed {
+		return fmt.Errorf("send to %s: %w (the message was partly written and will still be delivered)", c.id.Short(), ctx.Err())
 	}
 	return fmt.Errorf("send to %s: %w", c.id.Short(), ctx.Err())
 }
