@@ -14,16 +14,18 @@ import (
 )
 
 // DefaultResolver returns the resolver a cluster node uses unless
-// Options.NewResolver says otherwise: the host's peerstore, then the DHT,
-// then the host's open connections (ConnResolver).
+// Options.NewResolver says otherwise: the host's peerstore, then the DHT.
+// (p2pconn.Manager uses a connection the peer opened while the lookup ran,
+// so ConnResolver is no longer needed for Connect; it remains for callers
+// that resolve directly.)
 func DefaultResolver(h host.Host, kad *dht.IpfsDHT) resolver.AddressResolver {
-	return resolver.NewChain(resolver.NewPeerstore(h.Peerstore()), resolver.NewDHT(kad), ConnResolver(h))
+	return resolver.NewChain(resolver.NewPeerstore(h.Peerstore()), resolver.NewDHT(kad))
 }
 
 // ConnResolver returns a resolver that answers with the remote addresses of
 // h's open connections to the peer, and ErrNotFound if there is none.
 //
-// It covers a race in which a peer dials us while we resolve it: before
+// It covers a race in which a peer dials us while we resolve it directly: before
 // identify completes, an inbound connection leaves no address in the
 // peerstore, and kad-dht's FindPeer, seeing the peer connected, answers
 // with no address; both count as "not found", which p2pconn.Manager.Connect
