@@ -312,7 +312,9 @@ func (m *Manager) openStream(ctx context.Context, id identity.Identifier, s netw
 		if testHookBeforeConfirm != nil {
 			testHookBeforeConfirm(ctx)
 		}
-		if !stop() {
+		// stop can win against a cancellation still propagating down to
+		// ctx's watchers, so ask ctx itself too.
+		if !stop() || ctx.Err() != nil {
 			err = ctx.Err()
 		} else if err = writeHandshake(s, handshake{typ: msgConfirm}); err == nil {
 			_ = s.SetDeadline(timeZero)
