@@ -27,6 +27,7 @@ type conn struct {
 	s       network.Stream
 	addr    string
 	inbound bool
+	born    time.Time
 	sendMax int // the smaller of both sides' MaxMessageSize
 
 	wlock     chan struct{}
@@ -70,6 +71,7 @@ func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool,
 		s:        s,
 		addr:     s.Conn().RemoteMultiaddr().String(),
 		inbound:  inbound,
+		born:     time.Now(),
 		sendMax:  sendMax,
 		wlock:    make(chan struct{}, 1),
 		frames:   make(chan []byte, m.cfg.ReceiveBuffer),

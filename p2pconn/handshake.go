@@ -173,7 +173,13 @@ func (m *Manager) admit(remote identity.Identifier, in *inStream) (v verdict, re
 	defer m.changedLocked(remote, st)
 
 	if c := st.conn; c != nil && !c.dead.Load() {
-		if in.hello.nonce == st.expectDup {
+		// A HELLO the remote sent before it learned of this connection is
+		// stale: the one it told us to expect, or any that reaches us
+		// within ConnectTimeout of the connection's birth (an opening that
+		// failed on the remote's side, say on a duplicate libp2p connection
+		// we closed, may still deliver its HELLO; no opening outlives
+		// ConnectTimeout).
+		if in.hello.nonce == st.expectDup || time.Since(c.born) < m.cfg.ConnectTimeout {
 			return verdictReject, rejectDuplicate, 0
 		}
 		// The remote has no connection to us any more: ours is stale.
