@@ -3,6 +3,7 @@ package p2pconn_test
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,8 +150,9 @@ func TestShutdownUnderLoad(t *testing.T) {
 		}()
 	}
 	var wg sync.WaitGroup
+	var sent, received atomic.Int64
 	for i := range 100 {
-		conn := conns[i%len(conns)]
+		conn := conns[(i/2)%len(conns)] // a sender and a reader on each connection
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -158,9 +160,11 @@ func TestShutdownUnderLoad(t *testing.T) {
 			for {
 				var err error
 				if i%2 == 0 {
-					err = conn.Send(ctx, msg)
-				} else {
-					_, err = conn.Next(ctx)
+					if err = conn.Send(ctx, msg); err == nil {
+						sent.Add(1)
+					}
+				} else if _, err = conn.Next(ctx); err == nil {
+					received.Add(1)
 				}
 				if err != nil {
 					require.ErrorIs(t, err, p2pconn.ErrConnectionClosed)
@@ -169,7 +173,8 @@ func TestShutdownUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(50 * time.Millisecond) // let the load build up
+	// Let the load build up.
+	require.Eventually(t, func() bool { return sent.Load() >= 200 && received.Load() >= 200 }, 10*time.Second, time.Millisecond, "sent %d, received %d", sent.Load(), received.Load())
 	start := time.Now()
 	require.NoError(t, hub.m.CloseAll())
 	closeAll := time.Since(start)
