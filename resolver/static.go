@@ -42,7 +42,7 @@ func (s *Static) Add(id identity.Identifier, addrs ...ma.Multiaddr) {
 func (s *Static) addLocked(id identity.Identifier, addrs []ma.Multiaddr) {
 	cur := s.addrs[id]
 	for _, a := range addrs {
-		if len(a) == 0 || containsAddr(cur, a) {
+		if len(a) == 0 || ma.Contains(cur, a) {
 			continue
 		}
 		cur = append(cur, a)
@@ -85,13 +85,4 @@ func (s *Static) Resolve(ctx context.Context, id identity.Identifier) (peer.Addr
 		return peer.AddrInfo{}, fmt.Errorf("resolve %s: static: %w", id.Short(), ErrNotFound)
 	}
 	return peer.AddrInfo{ID: id.PeerID(), Addrs: addrs}, nil
-}
-
-func containsAddr(list []ma.Multiaddr, a ma.Multiaddr) bool {
-	for _, b := range list {
-		if b.Equal(a) {
-			return true
-		}
-	}
-	return false
 }
