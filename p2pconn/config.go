@@ -43,13 +43,19 @@ type Config struct {
 	// sides' values. Default 4 MiB.
 	MaxMessageSize int
 
-	// CloseTimeout bounds Close: how long it waits for a Send in progress and
-	// for the remote to acknowledge the close before resetting. Default 5 s.
+	// CloseTimeout bounds Close: how long it waits for a Send in progress
+	// before cutting it (a committed message is still written whole
+	// afterwards), and how long it waits for the remote's half-close after
+	// its own. Default 5 s.
 	CloseTimeout time.Duration
 
-	// ReceiveBuffer is how many received messages a connection queues for Next
-	// before it stops reading from the stream, which pushes back on the sender
-	// through libp2p's flow control. Default 16.
+	// ReceiveBuffer is how many received messages a connection queues for
+	// Next before it stops reading from the stream, which pushes back on the
+	// sender through libp2p's flow control. The queue also takes messages
+	// beyond ReceiveBuffer up to one stream window (16 MiB), so that a
+	// remote's close is seen even while nobody calls Next: the worst case per
+	// connection is ReceiveBuffer messages of MaxMessageSize plus 16 MiB.
+	// Default 16.
 	ReceiveBuffer int
 
 	// Metrics, if set, receives the manager's Prometheus collectors (see

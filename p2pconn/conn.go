@@ -19,8 +19,12 @@ import (
 // Writers take wlock, a one-slot semaphore, so a Send waiting for another can
 // give up when its ctx ends; small messages of concurrent senders go out
 // together (send.go). One reader goroutine moves frames from the stream
-// to the frames channel; it is the only one that reads the stream, and it also
+// to the inbox; it is the only one that reads the stream, and it also
 // notices a remote close or a loss while nobody calls Next.
+//
+// The stream is released (Close) by the last of its two halves to finish:
+// the reader, at the end of the stream, and the writer, after the final
+// half-close. A loss resets it at once.
 type conn struct {
 	m       *Manager
 	id      identity.Identifier
@@ -31,18 +35,20 @@ type conn struct {
 	sendMax int // the smaller of both sides' MaxMessageSize
 
 	wlock     chan struct{}
-	debt      []byte // the rest of a batch whose write a ctx cut short; guarded by wlock
+	debt      []byte     // committed bytes a cut write left; guarded by wlock
+	debtReqs  []*sendReq // queued Sends whose frames are in the debt; guarded by wlock
+	flushing  bool       // a flusher is scheduled; guarded by wlock
 	qmu       sync.Mutex
 	queue     []*sendReq // small messages waiting for the wlock holder; guarded by qmu
 	spare     []*sendReq // the other queue buffer; guarded by wlock
 	contended atomic.Bool
 	watch     ctxWatch
 
-	frames   chan []byte   // closed by the reader when it stops, after readErr is set
-	room     chan struct{} // signalled by Next when it takes a frame
-	readErr  error
+	in       inbox
 	received atomic.Uint64 // bytes read, for the health check
 	inFrame  atomic.Bool   // the reader is inside a frame
+	halves   atomic.Int32  // stream halves not finished yet (reader, writer)
+	reset    atomic.Bool   // the stream was reset: nothing more to read
 
 	dead      atomic.Bool
 	mu        sync.Mutex
@@ -65,7 +71,7 @@ func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool,
 	if remoteMax < uint64(sendMax) {
 		sendMax = int(remoteMax)
 	}
-	return &conn{
+	c := &conn{
 		m:        m,
 		id:       id,
 		s:        s,
@@ -74,12 +80,13 @@ func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool,
 		born:     time.Now(),
 		sendMax:  sendMax,
 		wlock:    make(chan struct{}, 1),
-		frames:   make(chan []byte, m.cfg.ReceiveBuffer),
-		room:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		closing:  make(chan struct{}),
 		lastSeen: time.Now(),
 	}
+	c.in.init(m.cfg.ReceiveBuffer)
+	c.halves.Store(2)
+	return c
 }
 
 // RemoteAddr implements Connection.
@@ -136,9 +143,22 @@ func (c *conn) die(err error) bool {
 
 // fail ends the connection as lost and resets the stream.
 func (c *conn) fail(reason string, cause error) {
+	c.reset.Store(true)
 	if c.die(&closeError{peer: c.id, reason: reason, lost: true, cause: cause}) {
 		_ = c.s.Reset()
 	}
+}
+
+// supersede ends a connection the remote no longer has (it opened a new one
+// from the same process): Sends fail at once, but the reader goes on
+// delivering what the remote sent on it before, until the remote's close or
+// CloseTimeout.
+func (c *conn) supersede() {
+	if !c.die(&closeError{peer: c.id, reason: "remote opened a new connection", lost: true}) {
+		return
+	}
+	_ = c.s.SetReadDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
+	c.m.goroutine(c.finishWrite)
 }
 
 // Next implements Connection.
@@ -146,23 +166,23 @@ func (c *conn) Next(ctx context.Context) ([]byte, error) {
 	if c.m.metrics != nil {
 		defer c.m.metrics.waited(time.Now())
 	}
-	select {
-	case <-c.closing:
-		return nil, c.closedErr()
-	default:
-	}
-	select {
-	case msg, ok := <-c.frames:
-		return c.received1(msg, ok)
-	default:
-	}
-	select {
-	case msg, ok := <-c.frames:
-		return c.received1(msg, ok)
-	case <-ctx.Done():
-		return nil, fmt.Errorf("next from %s: %w", c.id.Short(), ctx.Err())
-	case <-c.closing:
-		return nil, c.closedErr()
+	for {
+		select {
+		case <-c.closing:
+			return nil, c.closedErr()
+		default:
+		}
+		if msg, ok, err := c.in.take(); ok || err != nil {
+			return msg, err
+		}
+		select {
+		case <-c.in.ready:
+		case <-c.in.ended:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("next from %s: %w", c.id.Short(), ctx.Err())
+		case <-c.closing:
+			return nil, c.closedErr()
+		}
 	}
 }
 
@@ -175,31 +195,24 @@ func (c *conn) closedErr() error {
 	return errLocalClose(c.id)
 }
 
-func (c *conn) received1(msg []byte, ok bool) ([]byte, error) {
-	if !ok {
-		return nil, c.readErr
-	}
-	select {
-	case c.room <- struct{}{}:
-	default:
-	}
-	return msg, nil
-}
-
-// readLoop moves frames from the stream to the frames channel until the
-// stream ends, then records how it ended. It reads a frame only when the
-// channel has room for it, so it never holds a frame it cannot hand over:
-// when the connection dies meanwhile, it stops at once and loses nothing
-// already received. After a local Close it keeps reading and discarding
-// until the remote's half-close or the close deadline, so the remote never
-// sees its writes fail while it is still sending.
+// readLoop moves frames from the stream to the inbox until the stream ends,
+// then records how it ended. While the connection lives, it reads only when
+// the inbox has room (which pushes back on the sender through the stream's
+// flow control), but the inbox makes room for a stream window's worth of
+// bytes beyond ReceiveBuffer messages, so that a remote close, which follows
+// everything the remote wrote, is seen even by a receiver that reads nothing.
+// Once the connection is dead it reads to the end of the stream without
+// waiting: nothing received is lost, and what arrives is bounded by what the
+// remote had sent. After a local Close it discards what it reads until the
+// remote's half-close, so the remote never sees its writes fail while it is
+// still sending.
 func (c *conn) readLoop() {
 	fr := frameReader{r: countingReader{c.s, &c.received}, max: c.m.cfg.MaxMessageSize, buffered: true, inFrame: &c.inFrame}
 	defer fr.close()
 	for {
 		if !c.waitRoom() {
-			c.readErr = c.Err()
-			close(c.frames)
+			_ = c.s.Reset()
+			c.in.end(c.Err())
 			return
 		}
 		msg, err := fr.next()
@@ -211,54 +224,51 @@ func (c *conn) readLoop() {
 		select {
 		case <-c.closing:
 		default:
-			c.frames <- msg // never blocks: waitRoom saw room, and only this goroutine sends
+			c.in.push(msg)
 		}
 	}
 }
 
-// waitRoom waits until the frames channel has room for one more frame, or
-// the connection is closed locally (frames are then discarded, so there is
-// always room). It returns false if the connection died of another cause
-// first: the stream is gone, there is nothing more to read.
+// waitRoom waits until the inbox has room for one more frame, the
+// connection dies or it is closed locally (frames are then discarded, so
+// there is always room). It returns false if the stream was reset: there is
+// nothing more to read.
 func (c *conn) waitRoom() bool {
-	for len(c.frames) == cap(c.frames) {
+	done := c.done
+	for !c.in.hasRoom() {
 		select {
-		case <-c.room:
+		case <-c.in.room:
 		case <-c.closing:
 			return true
-		case <-c.done:
-			select {
-			case <-c.closing:
-				return true
-			default:
-				return false
-			}
+		case <-done:
+			done = nil
+		}
+		if done == nil {
+			return !c.reset.Load()
 		}
 	}
 	return true
 }
 
 func (c *conn) readEnded(err error) {
-	defer close(c.frames)
 	select {
 	case <-c.closing:
 		// Local close: the remote acknowledged with its half-close, or the
-		// close deadline passed. Our half-close is out, so release the read
-		// side only: a reset could make the remote drop frames it has not
-		// read yet.
-		c.readErr = c.Err()
-		_ = c.s.Close()
+		// close deadline passed.
+		c.in.end(c.Err())
+		c.releaseHalf()
 		return
 	default:
 	}
 	switch {
 	case err == io.EOF:
-		c.readErr = &closeError{peer: c.id, reason: "closed by remote"}
-		if c.die(c.readErr) {
+		eof := &closeError{peer: c.id, reason: "closed by remote"}
+		if c.die(eof) {
 			log.Debugw("connection closed by remote", "peer", c.id, "addr", c.addr)
 		}
+		c.in.end(eof)
 		c.finishWrite()
-		_ = c.s.Close()
+		c.releaseHalf()
 		return
 	case errors.Is(err, errFraming):
 		log.Warnw("closing connection: bad frame from remote", "peer", c.id, "addr", c.addr, "err", err)
@@ -267,39 +277,102 @@ func (c *conn) readEnded(err error) {
 	default:
 		c.fail("read", err)
 	}
-	c.readErr = c.Err()
+	c.in.end(c.Err())
 }
 
-// finishWrite half-closes the stream once: it waits up to CloseTimeout for a
-// Send in progress, writes any debt and sends the half-close. If the Send does
-// not finish in time, the stream is reset.
+// releaseHalf records that one half of the stream is finished; the second
+// releases the stream.
+func (c *conn) releaseHalf() {
+	if c.halves.Add(-1) == 0 {
+		_ = c.s.Close()
+	}
+}
+
+// finishWrite ends the write half once: it waits up to CloseTimeout for a
+// write in progress, then cuts it (its committed rest stays in the debt),
+// writes the debt and half-closes. Writing the debt may take as long as the
+// remote takes to read it: a drain goroutine does it then, giving up (and
+// resetting) only when the remote reads nothing for KeepaliveInterval +
+// KeepaliveTimeout.
 func (c *conn) finishWrite() {
 	c.writeOnce.Do(func() {
-		timeout := c.m.cfg.CloseTimeout
-		t := time.NewTimer(timeout)
+		t := time.NewTimer(c.m.cfg.CloseTimeout)
 		defer t.Stop()
 		select {
 		case c.wlock <- struct{}{}:
 		case <-t.C:
-			log.Debugw("close: a Send is still in progress, resetting", "peer", c.id)
-			_ = c.s.Reset()
+			log.Debugw("close: a Send is still in progress, cutting it", "peer", c.id)
+			c.watch.abort(c.s)
+			c.wlock <- struct{}{}
+		}
+		if len(c.debt) == 0 {
+			c.closeWrite(nil)
 			return
 		}
-		_ = c.s.SetWriteDeadline(time.Now().Add(timeout))
-		if len(c.debt) > 0 {
-			if _, err := c.s.Write(c.debt); err != nil {
-				_ = c.s.Reset()
-				return
-			}
-			c.debt = nil
-		}
-		_ = c.s.CloseWrite()
+		c.m.goroutine(c.drain)
 	})
+}
+
+// drain writes the debt, holding wlock, then half-closes. It gives up when
+// the remote reads nothing for KeepaliveInterval + KeepaliveTimeout, or
+// CloseTimeout after the manager began to close.
+func (c *conn) drain() {
+	stall := c.m.cfg.KeepaliveInterval + c.m.cfg.KeepaliveTimeout
+	var final atomic.Bool
+	stop := context.AfterFunc(c.m.ctx, func() {
+		final.Store(true)
+		_ = c.s.SetWriteDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
+	})
+	defer stop()
+	rest := c.debt
+	var err error
+	for len(rest) > 0 {
+		if !final.Load() {
+			_ = c.s.SetWriteDeadline(time.Now().Add(stall))
+		}
+		var n int
+		n, err = c.s.Write(rest)
+		rest = rest[n:]
+		if err == nil || n == 0 || !isTimeout(err) || final.Load() {
+			break
+		}
+	}
+	c.debt = nil
+	if err != nil {
+		log.Debugw("close: the remote did not read what was sent", "peer", c.id, "err", err)
+	}
+	c.closeWrite(err)
+}
+
+// closeWrite half-closes the stream after the debt was written (or resets it
+// if that failed), tells the Sends waiting for the debt, and releases the
+// writer's half. The caller holds wlock, which closeWrite releases.
+func (c *conn) closeWrite(err error) {
+	if err == nil {
+		_ = c.s.SetWriteDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
+		err = c.s.CloseWrite()
+	}
+	if err != nil {
+		c.reset.Store(true)
+		_ = c.s.Reset()
+		err = c.Err()
+	}
+	c.notify(c.debtReqs, err)
+	c.debtReqs = nil
+	c.unlock()
+	select {
+	case <-c.closing:
+		// Our half-close is out: give the remote CloseTimeout to answer
+		// with its own.
+		_ = c.s.SetReadDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
+	default:
+	}
+	c.releaseHalf()
 }
 
 // Close implements Connection: mark it closed, take it out of the pool, flush
 // and half-close, then let the reader drain until the remote's half-close or
-// CloseTimeout (it owns the final stream release).
+// CloseTimeout. The stream is released when both are done.
 func (c *conn) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closing)
@@ -307,7 +380,6 @@ func (c *conn) Close() error {
 			log.Debugw("connection closed", "peer", c.id, "addr", c.addr)
 		}
 		c.finishWrite()
-		_ = c.s.SetReadDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
 	})
 	return nil
 }

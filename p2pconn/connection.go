@@ -27,17 +27,27 @@ type Connection interface {
 	// not block and keeps working after Close.
 	RemoteID() identity.Identifier
 
-	// Send writes msg as one message and blocks until it is written to the
-	// stream, ctx ends or the connection dies. msg may be empty; it may be
-	// reused once Send returns. Messages from one goroutine arrive in order.
-	// A message larger than the smaller of both sides' MaxMessageSize fails
-	// with ErrMessageTooLarge and leaves the connection alive. On a dead
-	// connection Send fails at once with an error matching ErrConnectionClosed.
-	// If ctx ends before the message is taken for writing, Send returns ctx's
-	// error and nothing is sent. If ctx ends after that (the message was
-	// copied into a batch of concurrent senders' messages, or partly
-	// written), Send returns ctx's error and the message is still delivered
-	// whole, so that the stream stays intact; the error then says so.
+	// Send sends msg as one message. It has two outcomes. nil: the message
+	// is committed; skipwire writes it whole and promptly by itself, and
+	// while both processes run and the connection is not lost it reaches the
+	// remote's Next exactly once and in order (also when this side then
+	// closes gracefully, and when the remote reads slowly). An error: nothing
+	// of the message was or will ever be sent, so retrying cannot duplicate
+	// it.
+	//
+	// Send blocks until its message is written to the stream, ctx ends or the
+	// connection dies. ctx bounds the wait to commit: if it ends while the
+	// message is still queued behind other senders, or before its write
+	// began, Send fails with ctx's error. A message whose write has begun, or
+	// that was taken into a write with concurrent senders' messages, is
+	// committed: if ctx ends then, Send returns nil and the connection
+	// finishes the frame by itself (a frame is never cut).
+	//
+	// msg may be empty; it may be reused once Send returns. Messages from one
+	// goroutine arrive in order. A message larger than the smaller of both
+	// sides' MaxMessageSize fails with ErrMessageTooLarge and leaves the
+	// connection alive. On a dead connection Send fails at once with an error
+	// matching ErrConnectionClosed.
 	Send(ctx context.Context, msg []byte) error
 
 	// Next blocks until the next message arrives, ctx ends or the connection
@@ -62,11 +72,16 @@ type Connection interface {
 	// wraps the cause and names the peer.
 	Err() error
 
-	// Close flushes what Send has accepted, half-closes the stream so the
-	// remote reads every message and then io.EOF, and releases the stream. It
-	// waits a bounded time (Config.CloseTimeout) for a Send in progress and for
-	// the remote's acknowledgement, then resets. It is idempotent and safe to
-	// call from any goroutine; every call returns after the connection is closed.
+	// Close flushes what Send has committed, half-closes the stream so the
+	// remote reads every message and then io.EOF, and releases the stream
+	// once the remote answers with its own half-close (or CloseTimeout
+	// later). It waits at most CloseTimeout for a Send in progress; a Send
+	// whose message is not committed by then fails. Committed messages the
+	// remote has not read yet are never dropped by a reset: they are written
+	// in the background while the remote keeps reading (it must read
+	// something at least every KeepaliveInterval + KeepaliveTimeout) and then
+	// the stream is half-closed. Close is idempotent and safe to call from any
+	// goroutine; after it returns, Send and Next fail at once.
 	Close() error
 }
 

@@ -154,7 +154,7 @@ func (m *Manager) admit(remote identity.Identifier, in *inStream) (v verdict, re
 	var supersededIn *inStream
 	defer func() {
 		if replaced != nil {
-			replaced.fail("remote opened a new connection", nil)
+			replaced.supersede()
 		}
 		if superseded != nil {
 			_ = superseded.s.Reset()

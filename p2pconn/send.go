@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -18,9 +19,18 @@ import (
 // so small messages of concurrent senders are coalesced: the Send that holds
 // wlock writes its own frame together with every frame queued by Sends
 // waiting for the lock, in one Write, and each of those Sends returns once
-// that Write is done. A Send whose ctx ends while its message is still queued
-// withdraws it (nothing is sent); once the holder has copied it, the message
-// is committed. Large messages are not copied: their Send writes them itself.
+// that Write is done. Large messages are not copied: their Send writes them
+// itself.
+//
+// A Send has two outcomes. It returns nil once its message is committed: its
+// frame was taken into a write (copied into a batch, or begun on the stream).
+// It returns an error when nothing of its message was or will be sent: its
+// ctx ended while the message was still queued (it is withdrawn) or before
+// its own write began, or the connection died. A write cut short by its
+// writer's ctx, or by Close after CloseTimeout, never tears a frame: the
+// committed bytes not yet written become the debt, which the next writer
+// writes first and which a flusher goroutine writes by itself at once, so a
+// committed message never waits for a later Send or Close.
 
 // copyLimit is the largest message that is copied into a batch; larger ones
 // are written from the caller's buffer.
@@ -89,20 +99,37 @@ func (c *conn) send(ctx context.Context, msg []byte) error {
 		return err
 	case c.wlock <- struct{}{}:
 		// Write the queue, ours included unless an earlier holder took it;
-		// either way its result is in r.done before we release the lock.
+		// if it did, our result comes from that holder, or from whoever
+		// writes the debt it left.
 		_ = c.lead(ctx, nil, false)
+		select {
+		case err := <-r.done:
+			c.release(r)
+			return err
+		case <-ctx.Done():
+			return c.abandon(ctx, r)
+		}
+	case <-ctx.Done():
+		return c.abandon(ctx, r)
+	case <-c.done:
+		if c.withdraw(r) {
+			return c.Err()
+		}
+		// Taken: its writer reports how the write ended.
 		err := <-r.done
 		c.release(r)
 		return err
-	case <-ctx.Done():
-		if c.withdraw(r) {
-			return fmt.Errorf("send to %s: %w", c.id.Short(), ctx.Err())
-		}
-		return fmt.Errorf("send to %s: %w (the message was taken for writing and will still be delivered)", c.id.Short(), ctx.Err())
-	case <-c.done:
-		c.withdraw(r)
-		return c.Err()
 	}
+}
+
+// abandon ends the wait of a Send whose ctx ended: an error if its message
+// could still be withdrawn (nothing is sent), else nil, since a taken message
+// is committed and skipwire writes it by itself.
+func (c *conn) abandon(ctx context.Context, r *sendReq) error {
+	if c.withdraw(r) {
+		return fmt.Errorf("send to %s: %w", c.id.Short(), ctx.Err())
+	}
+	return nil
 }
 
 // withdraw takes r out of the queue if no writer has taken it yet, and
@@ -130,47 +157,48 @@ func (c *conn) release(r *sendReq) {
 	reqPool.Put(r)
 }
 
-// lead writes, holding wlock: the debt, every queued message and own (if
-// hasOwn), in one Write when own is small. It returns own's result; each
-// queued message gets its result in its done channel. If ctx ends mid-write,
-// the unwritten rest becomes the debt the next holder writes first, so the
-// stream never carries a torn frame; own is left out of the debt if none of
-// it was written.
+// takeQueue takes every queued message; they are committed from here on.
+func (c *conn) takeQueue() []*sendReq {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	batch := c.queue
+	c.queue = c.spare[:0]
+	for _, r := range batch {
+		r.taken = true
+	}
+	return batch
+}
+
+// lead writes, holding wlock, which it releases: the debt, every queued
+// message and own (if hasOwn), in one Write when own is small. It returns
+// own's result; each queued message gets its result in its done channel.
 func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
-	defer func() { <-c.wlock }()
+	defer c.unlock()
 	if c.dead.Load() {
-		c.qmu.Lock()
-		batch := c.queue
-		c.queue = nil
-		for _, r := range batch {
-			r.taken = true
+		// The debt stays for finishWrite; queued messages fail.
+		err := c.Err()
+		for _, r := range c.takeQueue() {
+			r.done <- err
 		}
-		c.qmu.Unlock()
-		for _, r := range batch {
-			r.done <- c.Err()
-		}
-		return c.Err()
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("send to %s: %w", c.id.Short(), err)
 	}
 	if c.contended.Swap(false) {
 		// Others are sending too: let them queue behind us, so one write
 		// carries several frames.
 		runtime.Gosched()
 	}
-	c.qmu.Lock()
-	batch := c.queue
-	c.queue = c.spare[:0]
-	for _, r := range batch {
-		r.taken = true
-	}
-	c.qmu.Unlock()
+	batch := c.takeQueue()
 
 	bp := batchPool.Get().(*[]byte)
 	buf := append((*bp)[:0], c.debt...)
-	c.debt = nil
+	c.debt = c.debt[:0]
 	for _, r := range batch {
 		buf = appendFrame(buf, r.msg)
 	}
-	committed := len(buf) // written or carried over whatever happens to ctx
+	committed := len(buf) // written or carried over as debt whatever happens
 	var large []byte
 	if hasOwn {
 		if len(own) <= copyLimit {
@@ -182,9 +210,42 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 		}
 	}
 
-	err := c.write(ctx, buf, large, committed)
-	for _, r := range batch {
-		r.done <- c.batchResult(err)
+	n, err := c.write(ctx, buf, large)
+	waiting := append(c.debtReqs, batch...)
+	c.debtReqs = nil
+	var ownErr error
+	switch {
+	case err == nil:
+		c.notify(waiting, nil)
+	case c.cut(ctx, err):
+		// Keep the committed rest, own's frame included once begun.
+		ownBegun := n > committed
+		switch {
+		case n < len(buf) && (ownBegun || n < committed):
+			end := committed
+			if ownBegun {
+				end = len(buf)
+			}
+			c.debt = append(c.debt, buf[n:end]...)
+			if ownBegun {
+				c.debt = append(c.debt, large...)
+			}
+		case ownBegun && n < len(buf)+len(large):
+			c.debt = append(c.debt, large[n-len(buf):]...)
+		}
+		if len(c.debt) == 0 {
+			c.notify(waiting, nil)
+		} else {
+			c.debtReqs = waiting
+			c.flushSoon()
+		}
+		if !ownBegun {
+			ownErr = c.cutErr(ctx)
+		}
+	default:
+		c.fail("write", err)
+		ownErr = c.Err()
+		c.notify(waiting, ownErr)
 	}
 	for i := range batch {
 		batch[i] = nil
@@ -194,27 +255,63 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 		*bp = buf[:0]
 		batchPool.Put(bp)
 	}
-	return err
+	return ownErr
 }
 
-// batchResult is the result of a queued message: committed unless the
-// connection failed.
-func (c *conn) batchResult(err error) error {
-	if err != nil && c.dead.Load() {
-		return c.Err()
+// unlock releases wlock.
+func (c *conn) unlock() { <-c.wlock }
+
+// notify sends err to each of reqs.
+func (c *conn) notify(reqs []*sendReq, err error) {
+	for _, r := range reqs {
+		r.done <- err
 	}
-	return nil
 }
 
-// write writes buf, then large, with ctx bounding the wait. On a cut by ctx,
-// what was not written becomes the debt, except for the own frame (everything
-// past committed) if none of it went out.
-func (c *conn) write(ctx context.Context, buf, large []byte, committed int) error {
+// cut reports whether a write error is a cut by the writer's ctx or by Close,
+// not a failure of the stream.
+func (c *conn) cut(ctx context.Context, err error) bool {
+	return isTimeout(err) && (ctx.Err() != nil || c.watch.isAborted())
+}
+
+// cutErr is the error of a Send whose write was cut before its frame began.
+func (c *conn) cutErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("send to %s: %w", c.id.Short(), err)
+	}
+	return c.Err()
+}
+
+// flushSoon starts the flusher that writes the debt by itself, unless one is
+// scheduled. The caller holds wlock.
+func (c *conn) flushSoon() {
+	if c.flushing || c.dead.Load() {
+		return
+	}
+	c.flushing = true
+	c.m.goroutine(c.flush)
+}
+
+// flush writes the debt (and whatever is queued) as soon as it gets wlock.
+// Once the connection is dead, finishWrite owns the debt.
+func (c *conn) flush() {
+	select {
+	case c.wlock <- struct{}{}:
+	case <-c.done:
+		return
+	}
+	c.flushing = false
+	if len(c.debt) == 0 {
+		c.unlock()
+		return
+	}
+	_ = c.lead(context.Background(), nil, false)
+}
+
+// write writes buf, then large, with ctx bounding the wait, and returns how
+// many bytes went out.
+func (c *conn) write(ctx context.Context, buf, large []byte) (int, error) {
 	if ctx.Done() != nil {
-		if err := ctx.Err(); err != nil {
-			c.debt = append(c.debt[:0], buf[:committed]...)
-			return fmt.Errorf("send to %s: %w", c.id.Short(), err)
-		}
 		c.watch.begin(ctx, c.s)
 		defer c.watch.end(c.s)
 	}
@@ -224,27 +321,7 @@ func (c *conn) write(ctx context.Context, buf, large []byte, committed int) erro
 		m, err = c.s.Write(large)
 		n += m
 	}
-	if err == nil {
-		return nil
-	}
-	if ctx.Err() == nil || !isTimeout(err) {
-		c.debt = nil
-		c.fail("write", err)
-		return c.Err()
-	}
-	// Cut by ctx: carry the rest over.
-	switch {
-	case n < committed:
-		c.debt = append(c.debt[:0], buf[n:committed]...)
-	case n < len(buf):
-		c.debt = append(append(c.debt[:0], buf[n:]...), large...)
-	case n < len(buf)+len(large):
-		c.debt = append(c.debt[:0], large[n-len(buf):]...)
-	}
-	if n > committed {
-		return fmt.Errorf("send to %s: %w (the message was partly written and will still be delivered)", c.id.Short(), ctx.Err())
-	}
-	return fmt.Errorf("send to %s: %w", c.id.Short(), ctx.Err())
+	return n, err
 }
 
 func appendFrame(b, msg []byte) []byte {
@@ -266,6 +343,7 @@ type ctxWatch struct {
 	stop     func() bool
 	deadline bool // the write deadline is set in the past
 	closed   bool
+	aborted  atomic.Bool // every write is cut from now on
 }
 
 // begin marks a write with ctx as in progress. Only the wlock holder calls it.
@@ -301,11 +379,25 @@ func (w *ctxWatch) end(s network.Stream) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.ctx = nil
-	if w.deadline {
+	if w.deadline && !w.aborted.Load() {
 		_ = s.SetWriteDeadline(time.Time{})
 		w.deadline = false
 	}
 }
+
+// abort cuts the write in progress and every later one, for good, by
+// setting the stream's write deadline to the past: Close uses it when a write
+// outlasts CloseTimeout. The writer that holds the debt afterwards sets its
+// own deadlines.
+func (w *ctxWatch) abort(s network.Stream) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.aborted.Store(true)
+	_ = s.SetWriteDeadline(time.Now())
+}
+
+// isAborted reports whether abort was called.
+func (w *ctxWatch) isAborted() bool { return w.aborted.Load() }
 
 // close drops the registration for good.
 func (w *ctxWatch) close() {

@@ -1,0 +1,253 @@
+package p2pconn_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/skipwire/skipwire/p2pconn"
+)
+
+// ledger records the outcome of every Send of a test and checks what the
+// remote receives against it: every message whose Send returned nil arrives
+// exactly once and in order per sender, and no message whose Send failed
+// ever arrives.
+type ledger struct {
+	mu     sync.Mutex
+	ok     map[[2]uint32]bool // (sender, seq) -> Send returned nil
+	okN    int
+	failed int
+	next   map[uint32]uint32 // per sender: the seq expected to arrive next among the nil ones
+	order  map[uint32][]uint32
+	got    int
+}
+
+func newLedger() *ledger {
+	return &ledger{ok: make(map[[2]uint32]bool), next: make(map[uint32]uint32), order: make(map[uint32][]uint32)}
+}
+
+// message builds the payload of (sender, seq): both numbers, then filler.
+func message(sender, seq uint32, size int) []byte {
+	b := make([]byte, max(size, 8))
+	binary.BigEndian.PutUint32(b, sender)
+	binary.BigEndian.PutUint32(b[4:], seq)
+	for i := 8; i < len(b); i++ {
+		b[i] = byte(seq) + byte(i)
+	}
+	return b
+}
+
+func (l *ledger) sent(sender, seq uint32, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err == nil {
+		l.ok[[2]uint32{sender, seq}] = true
+		l.order[sender] = append(l.order[sender], seq)
+		l.okN++
+	} else {
+		l.failed++
+	}
+}
+
+// arrived checks one received message.
+func (l *ledger) arrived(msg []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(msg) < 8 {
+		return fmt.Errorf("short message %x", msg)
+	}
+	sender, seq := binary.BigEndian.Uint32(msg), binary.BigEndian.Uint32(msg[4:])
+	want := message(sender, seq, len(msg))
+	if string(want) != string(msg) {
+		return fmt.Errorf("message (%d, %d) corrupted", sender, seq)
+	}
+	if !l.ok[[2]uint32{sender, seq}] {
+		return fmt.Errorf("message (%d, %d) arrived although its Send failed (or it arrived twice)", sender, seq)
+	}
+	delete(l.ok, [2]uint32{sender, seq})
+	order := l.order[sender]
+	i := l.next[sender]
+	if int(i) >= len(order) || order[i] != seq {
+		return fmt.Errorf("message (%d, %d) out of order", sender, seq)
+	}
+	l.next[sender]++
+	l.got++
+	return nil
+}
+
+func (l *ledger) counts() (ok, failed, got int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.okN, l.failed, l.got
+}
+
+// connected returns both ends of a connection from a to b.
+func connected(t testing.TB, ctx context.Context, a, b *node) (p2pconn.Connection, p2pconn.Connection) {
+	t.Helper()
+	ca, err := a.m.Connect(ctx, b.id)
+	require.NoError(t, err)
+	cb, err := b.m.Accept(ctx)
+	require.NoError(t, err)
+	return ca, cb
+}
+
+// fill sends size-byte messages as sender, each with a random ctx timeout
+// up to timeout, until stop is closed and one more Send failed: the remote's
+// receive queue and the stream window are then full.
+func fill(ctx context.Context, c p2pconn.Connection, l *ledger, sender uint32, size int, timeout time.Duration, stop <-chan struct{}) error {
+	stopped := false
+	for seq := uint32(0); ; seq++ {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		select {
+		case <-stop:
+			stopped = true
+		default:
+		}
+		sctx, cancel := context.WithTimeout(ctx, time.Millisecond+rand.N(timeout))
+		err := c.Send(sctx, message(sender, seq, size))
+		cancel()
+		l.sent(sender, seq, err)
+		if err != nil {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("sender %d, message %d: %w", sender, seq, err)
+			}
+			if stopped {
+				return nil
+			}
+		}
+	}
+}
+
+// trickle reads n messages from c, pausing between them, so that the
+// stream window opens by bits while the senders are blocked.
+func trickle(ctx context.Context, c p2pconn.Connection, l *ledger, n int, pause time.Duration) error {
+	for range n {
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+		msg, err := c.Next(ctx)
+		if err != nil {
+			return err
+		}
+		if err := l.arrived(msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// drainUntil reads from c until want messages arrived, checking each against l.
+func drainUntil(ctx context.Context, c p2pconn.Connection, l *ledger, want int) error {
+	for {
+		if _, _, got := l.counts(); got >= want {
+			return nil
+		}
+		msg, err := c.Next(ctx)
+		if err != nil {
+			_, _, got := l.counts()
+			return fmt.Errorf("after %d of %d messages: %w", got, want, err)
+		}
+		if err := l.arrived(msg); err != nil {
+			return err
+		}
+	}
+}
+
+// requireNothingMore closes the sender's end and reads the receiver's to the
+// end: no message beyond those already counted may arrive.
+func requireNothingMore(t testing.TB, ctx context.Context, sender, receiver p2pconn.Connection, l *ledger) {
+	t.Helper()
+	require.NoError(t, sender.Close())
+	for {
+		msg, err := receiver.Next(ctx)
+		if err != nil {
+			require.ErrorIs(t, err, io.EOF)
+			require.NotErrorIs(t, err, p2pconn.ErrConnectionLost, "a graceful close")
+			return
+		}
+		require.NoError(t, l.arrived(msg))
+		t.Fatalf("a message arrived after all those whose Send returned nil")
+	}
+}
+
+// deliveryConfig keeps the stalled-frame watchdog (KeepaliveInterval +
+// KeepaliveTimeout) far beyond the test's delivery deadline, so that a
+// committed message stranded by the sender shows as missing instead of
+// killing the connection.
+func deliveryConfig() p2pconn.Config {
+	cfg := testConfig()
+	cfg.KeepaliveInterval = time.Minute
+	cfg.KeepaliveTimeout = 10 * time.Second
+	return cfg
+}
+
+// TestDeliveryUnderBackpressure: the remote stops reading until Sends block
+// and their ctx ends, at every point of a write: before it begins, inside a
+// batch of concurrent senders, in the middle of the caller's own frame. Then
+// the sender sends nothing more while the remote reads. Every Send that
+// returned nil is delivered, exactly once, in order, promptly and without any
+// later Send or Close; no Send that failed is ever delivered.
+func TestDeliveryUnderBackpressure(t *testing.T) {
+	cases := []struct {
+		name    string
+		senders int
+		size    int
+		timeout time.Duration
+	}{
+		{"one sender, 100 KiB", 1, 100 << 10, 20 * time.Millisecond},
+		{"8 senders, 100 B", 8, 100, 40 * time.Millisecond},
+		{"8 senders, 4000 B", 8, 4000, 40 * time.Millisecond},
+	}
+	for tname, listen := range transports {
+		for _, tc := range cases {
+			t.Run(tname+"/"+tc.name, func(t *testing.T) {
+				c := newCluster(t, listen)
+				a, b := c.node(deliveryConfig()), c.node(deliveryConfig())
+				ctx := ctxT(t, time.Minute)
+				ca, cb := connected(t, ctx, a, b)
+				l := newLedger()
+
+				// Sender 0 fills the receiver with large messages first;
+				// then the receiver opens the window by bits while every
+				// sender's writes block and are cut at random points.
+				closed := make(chan struct{})
+				close(closed)
+				require.NoError(t, fill(ctx, ca, l, 0, 32<<10, 20*time.Millisecond, closed))
+				stop := make(chan struct{})
+				errs := make(chan error, tc.senders)
+				for s := range tc.senders {
+					go func() { errs <- fill(ctx, ca, l, uint32(s+1), tc.size, tc.timeout, stop) }()
+				}
+				require.NoError(t, trickle(ctx, cb, l, 6, 3*tc.timeout/2))
+				close(stop)
+				for range tc.senders {
+					require.NoError(t, <-errs)
+				}
+				ok, failed, _ := l.counts()
+
+				// The remote reads; the sender does nothing.
+				start := time.Now()
+				rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				defer cancel()
+				require.NoError(t, drainUntil(rctx, cb, l, ok), "messages whose Send returned nil must arrive by themselves")
+				t.Logf("%d Sends returned nil, %d failed; all nil ones arrived %s after the remote started reading", ok, failed, time.Since(start).Round(time.Millisecond))
+				require.True(t, ca.IsAlive())
+				requireNothingMore(t, ctx, ca, cb, l)
+			})
+		}
+	}
+}

@@ -1,0 +1,110 @@
+package p2pconn
+
+import "sync"
+
+// readAheadLimit is how many bytes of received messages a connection holds
+// beyond ReceiveBuffer messages before it stops reading the stream: the
+// largest stream flow-control window of libp2p's transports (yamux 16 MiB,
+// QUIC 10 MiB). Everything a remote wrote before closing fits in its
+// window, so reading that far ahead always reaches the close.
+const readAheadLimit = 16 << 20
+
+// inbox holds the messages the reader received and Next has not taken. The
+// reader adds while it has room: fewer than max messages, or fewer than
+// readAheadLimit bytes.
+type inbox struct {
+	mu      sync.Mutex
+	q       [][]byte
+	head    int
+	bytes   int
+	max     int
+	waiting bool // the reader waits for room
+	err     error
+	over    bool // the reader ended; err says why
+
+	ready chan struct{} // signalled when a message is added
+	room  chan struct{} // signalled when the reader waits and Next made room
+	ended chan struct{} // closed when the reader ends
+}
+
+func (b *inbox) init(max int) {
+	b.max = max
+	b.ready = make(chan struct{}, 1)
+	b.room = make(chan struct{}, 1)
+	b.ended = make(chan struct{})
+}
+
+func (b *inbox) hasRoomLocked() bool {
+	return len(b.q)-b.head < b.max || b.bytes < readAheadLimit
+}
+
+// hasRoom reports whether the reader may add a message; if not, it marks the
+// reader as waiting for room.
+func (b *inbox) hasRoom() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ok := b.hasRoomLocked()
+	b.waiting = !ok
+	return ok
+}
+
+// push adds a message.
+func (b *inbox) push(msg []byte) {
+	b.mu.Lock()
+	if b.head > 0 && len(b.q) == cap(b.q) {
+		n := copy(b.q, b.q[b.head:])
+		clear(b.q[n:])
+		b.q, b.head = b.q[:n], 0
+	}
+	b.q = append(b.q, msg)
+	b.bytes += len(msg)
+	b.mu.Unlock()
+	signal(b.ready)
+}
+
+// take returns the oldest message (ok), or, once the reader ended and every
+// message was taken, the reason. It does not block.
+func (b *inbox) take() (msg []byte, ok bool, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.head == len(b.q) {
+		if b.over {
+			return nil, false, b.err
+		}
+		return nil, false, nil
+	}
+	msg = b.q[b.head]
+	b.q[b.head] = nil
+	b.head++
+	b.bytes -= len(msg)
+	if b.head == len(b.q) {
+		b.q, b.head = b.q[:0], 0
+	} else {
+		signal(b.ready) // for another Next
+	}
+	if b.waiting && b.hasRoomLocked() {
+		b.waiting = false
+		signal(b.room)
+	}
+	return msg, true, nil
+}
+
+// end records that the reader stopped, and why; messages already received
+// stay readable.
+func (b *inbox) end(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.over {
+		return
+	}
+	b.over, b.err = true, err
+	close(b.ended)
+}
+
+// signal wakes the waiter of a one-slot channel without blocking.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
