@@ -251,3 +251,104 @@ func TestDeliveryUnderBackpressure(t *testing.T) {
 		}
 	}
 }
+
+// sendAll sends n numbered messages of size bytes; each must return nil.
+func sendAll(t testing.TB, ctx context.Context, c p2pconn.Connection, l *ledger, sender uint32, n, size int) {
+	t.Helper()
+	for seq := range uint32(n) {
+		err := c.Send(ctx, message(sender, seq, size))
+		l.sent(sender, seq, err)
+		require.NoError(t, err, "message %d", seq)
+	}
+}
+
+// readAll reads c to its end, checking every message against l, and returns
+// the final error.
+func readAll(t testing.TB, ctx context.Context, c p2pconn.Connection, l *ledger, pause time.Duration) error {
+	t.Helper()
+	for {
+		if pause > 0 {
+			time.Sleep(pause) // a slow reader, not a wait for a state
+		}
+		msg, err := c.Next(ctx)
+		if err != nil {
+			return err
+		}
+		require.NoError(t, l.arrived(msg))
+	}
+}
+
+// TestSlowReaderSeesClose: the remote closes gracefully while this side's
+// receive queue is full and nobody reads. The close is seen at once (the
+// connection dies as closed, not lost; Sends fail; Connect does not return
+// it), and every message stays readable, then io.EOF; past the closer's
+// CloseTimeout nothing turns into a loss (on QUIC, releasing the stream
+// stops the peer's sending).
+func TestSlowReaderSeesClose(t *testing.T) {
+	for name, listen := range transports {
+		t.Run(name, func(t *testing.T) {
+			c := newCluster(t, listen)
+			cfg := testConfig()
+			cfg.CloseTimeout = 500 * time.Millisecond
+			a, b := c.node(cfg), c.node(cfg)
+			ctx := ctxT(t, 30*time.Second)
+			ca, cb := connected(t, ctx, a, b)
+			l := newLedger()
+			const n = 200 // more than the receive queue holds
+			sendAll(t, ctx, ca, l, 1, n, 1000)
+			require.NoError(t, ca.Close())
+
+			require.Eventually(t, func() bool { return !cb.IsAlive() }, 5*time.Second, time.Millisecond, "the remote's close must be seen while nobody reads")
+			require.ErrorIs(t, cb.Err(), io.EOF)
+			require.NotErrorIs(t, cb.Err(), p2pconn.ErrConnectionLost)
+			require.ErrorIs(t, cb.Send(ctx, []byte("into the void")), p2pconn.ErrConnectionClosed)
+			again, err := b.m.Connect(ctx, a.id)
+			require.NoError(t, err)
+			require.NotSame(t, cb, again, "Connect must not return a connection the remote closed")
+
+			// Well past the closer's CloseTimeout, nothing is lost.
+			require.Never(t, func() bool { return errors.Is(cb.Err(), p2pconn.ErrConnectionLost) }, 3*cfg.CloseTimeout, 10*time.Millisecond)
+			err = readAll(t, ctx, cb, l, 0)
+			require.ErrorIs(t, err, io.EOF)
+			require.NotErrorIs(t, err, p2pconn.ErrConnectionLost)
+			_, _, got := l.counts()
+			require.Equal(t, n, got)
+		})
+	}
+}
+
+// TestDisconnectThenConnectToSlowReader: A sends, Disconnects and Connects
+// again at once while B reads slowly. The new Connect succeeds, B reads every
+// message of the old connection, then io.EOF, and the new connection works.
+func TestDisconnectThenConnectToSlowReader(t *testing.T) {
+	for name, listen := range transports {
+		t.Run(name, func(t *testing.T) {
+			c := newCluster(t, listen)
+			a, b := c.node(testConfig()), c.node(testConfig())
+			ctx := ctxT(t, 30*time.Second)
+			ca, cb := connected(t, ctx, a, b)
+			l := newLedger()
+			const n = 200
+			sendAll(t, ctx, ca, l, 1, n, 1000)
+			require.NoError(t, a.m.Disconnect(b.id))
+			start := time.Now()
+			ca2, err := a.m.Connect(ctx, b.id)
+			require.NoError(t, err, "Connect after Disconnect")
+			t.Logf("Connect after Disconnect took %s", time.Since(start).Round(time.Microsecond))
+			require.NotSame(t, ca, ca2)
+
+			err = readAll(t, ctx, cb, l, time.Millisecond)
+			require.ErrorIs(t, err, io.EOF)
+			require.NotErrorIs(t, err, p2pconn.ErrConnectionLost)
+			_, _, got := l.counts()
+			require.Equal(t, n, got, "every message sent before the Disconnect")
+
+			cb2, err := b.m.Accept(ctx)
+			require.NoError(t, err)
+			require.NoError(t, ca2.Send(ctx, []byte("on the new connection")))
+			msg, err := cb2.Next(ctx)
+			require.NoError(t, err)
+			require.Equal(t, "on the new connection", string(msg))
+		})
+	}
+}
