@@ -161,6 +161,16 @@ func (c *conn) supersede() {
 	c.m.goroutine(c.finishWrite)
 }
 
+// restarted ends a connection to a process that restarted (a HELLO from a
+// new incarnation of the peer arrived on libp2p connection via): Sends fail
+// at once and the libp2p connection to the old process is closed.
+func (c *conn) restarted(via network.Conn) {
+	c.fail("remote restarted", nil)
+	if old := c.s.Conn(); old != via {
+		_ = old.Close()
+	}
+}
+
 // Next implements Connection.
 func (c *conn) Next(ctx context.Context) ([]byte, error) {
 	if c.m.metrics != nil {

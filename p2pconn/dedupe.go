@@ -125,13 +125,13 @@ func (m *Manager) skipwireConns(p peer.ID) (keep map[string]bool, wait bool) {
 	if st.conn != nil && !st.conn.dead.Load() {
 		keep[st.conn.s.Conn().ID()] = true
 	}
-	for _, s := range []*inStream{st.inbound, st.parked} {
+	for _, s := range []*inStream{st.in, st.parked} {
 		if s != nil {
 			keep[s.s.Conn().ID()] = true
 		}
 	}
-	if st.outbound != nil {
-		keep[st.outbound.s.Conn().ID()] = true
+	if st.out != nil {
+		keep[st.out.s.Conn().ID()] = true
 	}
 	return keep, st.dial != nil
 }

@@ -352,3 +352,37 @@ func TestDisconnectThenConnectToSlowReader(t *testing.T) {
 		})
 	}
 }
+
+// TestVersion1Peer: a node speaking the version-1 handshake and a current
+// one connect either way and at the same instant, and exchange messages.
+func TestVersion1Peer(t *testing.T) {
+	for name, listen := range transports {
+		t.Run(name, func(t *testing.T) {
+			for trial := range 5 {
+				c := newCluster(t, listen)
+				old, cur := c.node(testConfig()), c.node(testConfig())
+				p2pconn.SpeakVersion1(old.m)
+				ctx := ctxT(t, 30*time.Second)
+				var ca, cb p2pconn.Connection
+				switch trial % 3 {
+				case 0:
+					ca, cb = connected(t, ctx, old, cur)
+				case 1:
+					cb, ca = connected(t, ctx, cur, old)
+				default:
+					done := make(chan error, 1)
+					go func() {
+						var err error
+						cb, err = cur.m.Connect(ctx, old.id)
+						done <- err
+					}()
+					var err error
+					ca, err = old.m.Connect(ctx, cur.id)
+					require.NoError(t, err)
+					require.NoError(t, <-done)
+				}
+				exchange(t, ctx, ca, cb, 50)
+			}
+		})
+	}
+}

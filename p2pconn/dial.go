@@ -169,7 +169,7 @@ func (m *Manager) attempt(ctx context.Context, id identity.Identifier) (*conn, e
 	m.mu.RLock()
 	c := m.liveConn(id)
 	st := m.peers[id]
-	busy := st != nil && (st.inbound != nil || st.outbound != nil)
+	busy := st != nil && (st.in != nil || st.out != nil)
 	m.mu.RUnlock()
 	if c != nil {
 		return c, nil
@@ -206,7 +206,7 @@ func (m *Manager) settling(id identity.Identifier) (*conn, bool) {
 		return c, false
 	}
 	st := m.peers[id]
-	return nil, st != nil && st.inbound != nil
+	return nil, st != nil && (st.in != nil || st.parked != nil)
 }
 
 // permanent reports whether an attempt failed in a way no retry can fix.

@@ -8,3 +8,7 @@ func SetTestHookBeforeConfirm(f func(attempt context.Context)) (reset func()) {
 	testHookBeforeConfirm = f
 	return func() { testHookBeforeConfirm = nil }
 }
+
+// SpeakVersion1 makes m send and read the version-1 handshake only, as a
+// node of the first protocol version does. Call it before m connects.
+func SpeakVersion1(m *Manager) { m.version1.Store(true) }

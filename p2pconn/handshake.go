@@ -39,14 +39,11 @@ type inStream struct {
 	wake  chan bool // parked only: true = proceed, false = reject as duplicate
 }
 
-// verdict is what admitting an inbound HELLO decided.
-type verdict int
-
-const (
-	verdictAccept verdict = iota
-	verdictReject
-	verdictPark
-)
+// info is what the settling rules need of the HELLO.
+func (in *inStream) info() helloInfo {
+	h := in.hello
+	return helloInfo{nonce: h.nonce, ext: h.ext, inc: h.inc, seq: h.seq}
+}
 
 // handleStream serves a stream a remote opened on ProtocolID.
 func (m *Manager) handleStream(s network.Stream) {
@@ -74,6 +71,7 @@ func (m *Manager) handleStream(s network.Stream) {
 	defer stop()
 
 	hello, err := readHandshake(s)
+	hello = m.remoteHandshake(hello)
 	if err == nil && hello.typ != msgHello {
 		err = fmt.Errorf("%w: expected HELLO, got message %#x", errFraming, hello.typ)
 	}
@@ -85,13 +83,13 @@ func (m *Manager) handleStream(s network.Stream) {
 		_ = s.Reset()
 		return
 	}
-	in := &inStream{s: s, hello: hello}
+	in := &inStream{s: s, hello: hello, wake: make(chan bool, 1)}
 
-	var dupNonce uint64
+	var accept handshake
 	for {
 		var v verdict
 		var reason byte
-		v, reason, dupNonce = m.admit(remote, in)
+		v, reason, accept = m.admit(remote, in)
 		if v == verdictAccept {
 			break
 		}
@@ -115,7 +113,7 @@ func (m *Manager) handleStream(s network.Stream) {
 		}
 	}
 
-	c, err := m.acceptHandshake(remote, in, dupNonce)
+	c, err := m.acceptHandshake(remote, in, accept)
 	if err != nil {
 		log.Debugw("inbound handshake failed", "peer", remote, "err", err)
 		return
@@ -147,90 +145,93 @@ func (m *Manager) leaveHandshake(remote identity.Identifier) {
 	}
 }
 
-// admit decides what to do with an inbound HELLO, under m.mu. On accept, the
-// stream is registered as st.inbound and holds a slot.
-func (m *Manager) admit(remote identity.Identifier, in *inStream) (v verdict, reason byte, dupNonce uint64) {
-	var replaced, superseded *conn
-	var supersededIn *inStream
+// admit decides what to do with an inbound HELLO, under m.mu, and carries
+// the decision out. On accept, the stream is registered as the pending
+// inbound stream and holds a slot; the ACCEPT to send is returned.
+func (m *Manager) admit(remote identity.Identifier, in *inStream) (v verdict, reason byte, accept handshake) {
+	var o helloOutcome[*inStream, *conn]
 	defer func() {
-		if replaced != nil {
-			replaced.supersede()
+		switch o.how {
+		case endSuperseded:
+			o.end.supersede()
+		case endRestarted:
+			o.end.restarted(in.s.Conn())
 		}
-		if superseded != nil {
-			_ = superseded.s.Reset()
+		if o.reset != nil {
+			_ = o.reset.s.Reset()
 		}
-		if supersededIn != nil {
-			_ = supersededIn.s.Reset()
+		if o.reject != nil {
+			o.reject.wake <- false
 		}
 	}()
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return verdictReject, rejectClosing, 0
+		return verdictReject, rejectClosing, accept
 	}
 	st := m.state(remote)
 	defer m.changedLocked(remote, st)
-
-	if c := st.conn; c != nil && !c.dead.Load() {
-		// A HELLO the remote sent before it learned of this connection is
-		// stale: the one it told us to expect, or any that reaches us
-		// within ConnectTimeout of the connection's birth (an opening that
-		// failed on the remote's side, say on a duplicate libp2p connection
-		// we closed, may still deliver its HELLO; no opening outlives
-		// ConnectTimeout).
-		if in.hello.nonce == st.expectDup || time.Since(c.born) < m.cfg.ConnectTimeout {
-			return verdictReject, rejectDuplicate, 0
-		}
-		// The remote has no connection to us any more: ours is stale.
-		st.conn = nil
+	m.pruneLocked(st)
+	o = st.hello(in, in.info(), time.Now(), m.cfg.MaxConnections-m.live-m.pending)
+	if o.end != nil {
 		m.live--
-		replaced = c
+		m.h.ConnManager().Unprotect(remote.PeerID(), protectTag)
 	}
-	if st.outbound != nil {
-		if m.self.Compare(remote) < 0 {
-			// We are the smaller: our stream wins if it settles; hold theirs
-			// until it does.
-			if old := st.parked; old != nil {
-				old.wake <- false
-			}
-			in.wake = make(chan bool, 1)
-			st.parked = in
-			return verdictPark, 0, 0
-		}
-		// We are the larger: theirs wins; tell them to reject ours.
-		dupNonce = st.outbound.nonce
-	}
-	if old := st.inbound; old != nil {
-		// The remote gave up on that stream and opened this one.
-		st.inbound = nil
+	if o.reset != nil {
 		m.pending--
-		supersededIn = old
 	}
-	if m.live+m.pending >= m.cfg.MaxConnections {
-		log.Infow("refusing inbound connection: at MaxConnections", "peer", remote, "max", m.cfg.MaxConnections)
-		return verdictReject, rejectLimit, 0
+	switch o.verdict {
+	case verdictReject:
+		if o.reason == rejectLimit {
+			log.Infow("refusing inbound connection: at MaxConnections", "peer", remote, "max", m.cfg.MaxConnections)
+		}
+		return o.verdict, o.reason, accept
+	case verdictPark:
+		return o.verdict, 0, accept
 	}
-	st.inbound = in
 	m.pending++
-	return verdictAccept, 0, dupNonce
+	return verdictAccept, 0, m.handshakeLocked(msgAccept, o.dupNonce)
+}
+
+// handshakeLocked builds this node's HELLO or ACCEPT. The caller holds m.mu:
+// an ACCEPT carries the number of the latest opening this node has made,
+// and a HELLO the next one.
+func (m *Manager) handshakeLocked(typ byte, nonce uint64) handshake {
+	h := handshake{typ: typ, maxSize: uint64(m.cfg.MaxMessageSize), nonce: nonce}
+	if m.version1.Load() {
+		return h
+	}
+	if typ == msgHello {
+		m.openings++
+	}
+	h.ext, h.inc, h.seq = true, m.incarnation, m.openings
+	return h
+}
+
+// remoteHandshake is h as this node reads it: without the version-2 fields
+// when it speaks version 1 only.
+func (m *Manager) remoteHandshake(h handshake) handshake {
+	if m.version1.Load() {
+		h.ext, h.inc, h.seq, h.caps = false, 0, 0, 0
+	}
+	return h
 }
 
 // unpark forgets in if it is still parked.
 func (m *Manager) unpark(remote identity.Identifier, in *inStream) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if st := m.peers[remote]; st != nil && st.parked == in {
-		st.parked = nil
+	if st := m.peers[remote]; st != nil && st.unpark(in) {
 		m.changedLocked(remote, st)
 	}
 }
 
 // acceptHandshake answers ACCEPT and waits for CONFIRM. The stream must be
-// registered as st.inbound.
-func (m *Manager) acceptHandshake(remote identity.Identifier, in *inStream, dupNonce uint64) (*conn, error) {
+// registered as the pending inbound stream.
+func (m *Manager) acceptHandshake(remote identity.Identifier, in *inStream, accept handshake) (*conn, error) {
 	s := in.s
-	err := writeHandshake(s, handshake{typ: msgAccept, maxSize: uint64(m.cfg.MaxMessageSize), nonce: dupNonce})
+	err := writeHandshake(s, accept)
 	var confirm handshake
 	if err == nil {
 		confirm, err = readHandshake(s)
@@ -241,15 +242,15 @@ func (m *Manager) acceptHandshake(remote identity.Identifier, in *inStream, dupN
 
 	m.mu.Lock()
 	st := m.peers[remote]
-	if st == nil || st.inbound != in {
+	if st == nil || st.in != in {
 		// Superseded: our own stream settled, or the remote opened another.
 		m.mu.Unlock()
 		_ = s.Reset()
 		return nil, fmt.Errorf("inbound from %s: superseded", remote.Short())
 	}
-	st.inbound = nil
 	m.pending--
 	if err != nil || m.closed {
+		st.inboundFailed(in)
 		m.changedLocked(remote, st)
 		m.mu.Unlock()
 		_ = s.Reset()
@@ -262,6 +263,7 @@ func (m *Manager) acceptHandshake(remote identity.Identifier, in *inStream, dupN
 	// (which sets its own).
 	_ = s.SetDeadline(timeZero)
 	c := newConn(m, remote, s, true, in.hello.maxSize)
+	st.confirmed(in, c, liveInfo{born: c.born, ext: in.hello.ext && accept.ext, inc: in.hello.inc, staleBelow: in.hello.seq})
 	m.establishLocked(st, c)
 	m.mu.Unlock()
 	return c, nil
@@ -287,12 +289,12 @@ func (m *Manager) openStream(ctx context.Context, id identity.Identifier, s netw
 		return nil, ErrManagerClosed
 	}
 	st := m.state(id)
-	if c := st.conn; c != nil && !c.dead.Load() {
+	m.pruneLocked(st)
+	if c, busy := st.open(); c != nil {
 		m.mu.Unlock()
 		_ = s.Reset()
 		return c, nil
-	}
-	if st.inbound != nil || st.outbound != nil {
+	} else if busy {
 		m.mu.Unlock()
 		_ = s.Reset()
 		return nil, errBusy
@@ -303,8 +305,9 @@ func (m *Manager) openStream(ctx context.Context, id identity.Identifier, s netw
 		_ = s.Reset()
 		return nil, fmt.Errorf("%d connections: %w", m.cfg.MaxConnections, ErrTooManyConnections)
 	}
-	out := &outStream{s: s, nonce: rand.Uint64() | 1}
-	st.outbound = out
+	hello := m.handshakeLocked(msgHello, rand.Uint64()|1)
+	out := &outStream{s: s, nonce: hello.nonce}
+	st.opened(out, out.nonce)
 	m.pending++
 	m.mu.Unlock()
 	m.dedupeSoon(s.Conn().RemotePeer())
@@ -313,7 +316,8 @@ func (m *Manager) openStream(ctx context.Context, id identity.Identifier, s netw
 		_ = s.SetDeadline(dl)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
-	reply, err := m.helloExchange(s, out.nonce)
+	reply, err := m.helloExchange(s, hello)
+	sentExt := hello.ext
 	if err == nil && reply.typ == msgAccept {
 		if testHookBeforeConfirm != nil {
 			testHookBeforeConfirm(ctx)
@@ -324,7 +328,7 @@ func (m *Manager) openStream(ctx context.Context, id identity.Identifier, s netw
 			err = ctx.Err()
 		} else if err = writeHandshake(s, handshake{typ: msgConfirm}); err == nil {
 			_ = s.SetDeadline(timeZero)
-			return m.outboundSettled(id, out, reply), nil
+			return m.outboundSettled(id, out, reply, sentExt), nil
 		}
 	}
 	stop()
@@ -345,31 +349,27 @@ func (m *Manager) openStream(ctx context.Context, id identity.Identifier, s netw
 	}
 }
 
-func (m *Manager) helloExchange(s network.Stream, nonce uint64) (handshake, error) {
-	if err := writeHandshake(s, handshake{typ: msgHello, maxSize: uint64(m.cfg.MaxMessageSize), nonce: nonce}); err != nil {
+func (m *Manager) helloExchange(s network.Stream, hello handshake) (handshake, error) {
+	if err := writeHandshake(s, hello); err != nil {
 		return handshake{}, err
 	}
-	return readHandshake(s)
+	reply, err := readHandshake(s)
+	return m.remoteHandshake(reply), err
 }
 
 // outboundSettled makes the connection of an accepted outbound stream.
-func (m *Manager) outboundSettled(id identity.Identifier, out *outStream, reply handshake) *conn {
+func (m *Manager) outboundSettled(id identity.Identifier, out *outStream, reply handshake, sentExt bool) *conn {
 	c := newConn(m, id, out.s, false, reply.maxSize)
-	var oldIn, parked *inStream
+	info := liveInfo{born: c.born, ext: sentExt && reply.ext, inc: reply.inc, staleBelow: reply.seq, expectDup: reply.nonce}
 	m.mu.Lock()
 	st := m.state(id)
-	if st.outbound == out {
-		st.outbound = nil
+	if st.out == out {
 		m.pending--
 	}
-	st.expectDup = reply.nonce
-	if in := st.inbound; in != nil {
-		// The remote accepted our stream, so it gave up on this one.
-		st.inbound = nil
+	oldIn, parked := st.accepted(out, c, info)
+	if oldIn != nil {
 		m.pending--
-		oldIn = in
 	}
-	parked, st.parked = st.parked, nil
 	m.establishLocked(st, c)
 	closed := m.closed
 	m.mu.Unlock()
@@ -394,13 +394,15 @@ func (m *Manager) outboundFailed(id identity.Identifier, out *outStream) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := m.peers[id]
-	if st == nil || st.outbound != out {
+	if st == nil {
 		return
 	}
-	st.outbound = nil
+	p, ok := st.outboundFailed(out)
+	if !ok {
+		return
+	}
 	m.pending--
-	if p := st.parked; p != nil {
-		st.parked = nil
+	if p != nil {
 		p.wake <- true
 	}
 	m.changedLocked(id, st)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -31,11 +33,17 @@ type Manager struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.RWMutex
-	closed  bool
-	peers   map[identity.Identifier]*peerState
-	live    int // connections in the pool
-	pending int // handshakes in progress, each holding a slot of MaxConnections
+	mu       sync.RWMutex
+	closed   bool
+	peers    map[identity.Identifier]*peerState
+	live     int    // connections in the pool
+	pending  int    // handshakes in progress, each holding a slot of MaxConnections
+	openings uint64 // HELLOs sent, numbering them (PROTOCOL.md, "Extensions")
+
+	// incarnation names this manager instance on the wire, so that peers
+	// tell a restarted node from a live one (PROTOCOL.md, "Extensions").
+	incarnation uint64
+	version1    atomic.Bool // speak the version-1 handshake only (tests)
 
 	persistent map[identity.Identifier]context.CancelFunc // guarded by mu
 
@@ -57,20 +65,17 @@ type Manager struct {
 
 var _ ConnectionManager = (*Manager)(nil)
 
-// peerState is everything the manager knows about one remote node. Guarded by
+// peerState is everything the manager knows about one remote node: the
+// settling rules' state (settle.go) and the Connect in progress. Guarded by
 // Manager.mu.
 type peerState struct {
-	conn      *conn      // the live connection, if any
-	dial      *dialCall  // the Connect in progress, shared by its callers
-	outbound  *outStream // our stream, between HELLO and the reply
-	inbound   *inStream  // the remote's stream, between ACCEPT and CONFIRM
-	parked    *inStream  // the remote's HELLO held while our outbound is pending (we are the smaller)
-	expectDup uint64     // nonce of a HELLO the remote said to reject (its dial that lost the race)
-	changed   chan struct{}
+	settler[*outStream, *inStream, *conn]
+	dial    *dialCall // the Connect in progress, shared by its callers
+	changed chan struct{}
 }
 
 func (st *peerState) idle() bool {
-	return st.conn == nil && st.dial == nil && st.outbound == nil && st.inbound == nil && st.parked == nil
+	return st.settler.idle() && st.dial == nil
 }
 
 // NewManager returns a Manager serving ProtocolID on h, resolving addresses
@@ -108,6 +113,8 @@ func NewManager(h host.Host, r resolver.AddressResolver, cfg Config) (*Manager, 
 		ctx:     ctx,
 		cancel:  cancel,
 		peers:   make(map[identity.Identifier]*peerState),
+
+		incarnation: rand.Uint64() | 1,
 
 		persistent: make(map[identity.Identifier]context.CancelFunc),
 		handshakes: make(map[identity.Identifier]int),
@@ -159,6 +166,8 @@ func (m *Manager) state(id identity.Identifier) *peerState {
 	st := m.peers[id]
 	if st == nil {
 		st = &peerState{changed: make(chan struct{})}
+		st.smaller = m.self.Compare(id) < 0
+		st.connectTimeout = m.cfg.ConnectTimeout
 		m.peers[id] = st
 	}
 	return st
@@ -206,7 +215,7 @@ func (m *Manager) Connect(ctx context.Context, id identity.Identifier) (Connecti
 	st := m.state(id)
 	d := st.dial
 	if d == nil {
-		if m.live+m.pending >= m.cfg.MaxConnections && st.inbound == nil {
+		if m.live+m.pending >= m.cfg.MaxConnections && st.in == nil {
 			m.changedLocked(id, st)
 			m.mu.Unlock()
 			return nil, fmt.Errorf("connect %s: %d connections: %w", id.Short(), m.cfg.MaxConnections, ErrTooManyConnections)
@@ -260,7 +269,7 @@ func (m *Manager) Disconnect(id identity.Identifier) error {
 		m.mu.RLock()
 		c := m.liveConn(id)
 		var changed chan struct{}
-		if st := m.peers[id]; c == nil && st != nil && (st.inbound != nil || st.outbound != nil) {
+		if st := m.peers[id]; c == nil && st != nil && (st.in != nil || st.out != nil) {
 			changed = st.changed
 		}
 		m.mu.RUnlock()
@@ -359,8 +368,7 @@ func (m *Manager) Close() error {
 func (m *Manager) connDied(c *conn, err error) {
 	m.mu.Lock()
 	st := m.peers[c.id]
-	if st != nil && st.conn == c {
-		st.conn = nil
+	if st != nil && st.died(c) {
 		m.live--
 		m.h.ConnManager().Unprotect(c.id.PeerID(), protectTag)
 		m.changedLocked(c.id, st)
@@ -371,9 +379,18 @@ func (m *Manager) connDied(c *conn, err error) {
 	}
 }
 
-// establishLocked puts c in the pool. The caller holds m.mu.
+// pruneLocked takes a connection that died but is not out of the pool yet
+// (its connDied is on its way) out of st. The caller holds m.mu.
+func (m *Manager) pruneLocked(st *peerState) {
+	if c := st.conn; c != nil && c.dead.Load() && st.died(c) {
+		m.live--
+		m.h.ConnManager().Unprotect(c.id.PeerID(), protectTag)
+	}
+}
+
+// establishLocked counts c, which the settling rules made the live
+// connection, in the pool. The caller holds m.mu.
 func (m *Manager) establishLocked(st *peerState, c *conn) {
-	st.conn = c
 	m.live++
 	m.h.ConnManager().Protect(c.id.PeerID(), protectTag)
 	m.changedLocked(c.id, st)

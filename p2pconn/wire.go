@@ -27,12 +27,28 @@ const (
 	rejectClosing   byte = 0x03 // the acceptor is shutting down
 )
 
+// Extension fields of HELLO and ACCEPT (PROTOCOL.md, "Extensions"): each is
+// uvarint(key) || uvarint(length) || value, after the version-1 fields.
+const (
+	extIncarnation uint64 = 0x01 // 8 bytes: the sender's incarnation, non-zero
+	extSeq         uint64 = 0x02 // uvarint: HELLO: the opening's number; ACCEPT: the acceptor's highest
+	extCaps        uint64 = 0x03 // uvarint: capability bits (none defined yet)
+)
+
 // handshake is a decoded handshake message.
 type handshake struct {
 	typ     byte
 	maxSize uint64 // HELLO, ACCEPT
 	nonce   uint64 // HELLO: dial nonce; ACCEPT: nonce of the acceptor's own pending dial, 0 if none
-	reason  byte   // REJECT
+
+	// Version 2 (HELLO, ACCEPT): set when the message carries both an
+	// incarnation and a sequence number; otherwise all zero.
+	ext  bool
+	inc  uint64
+	seq  uint64
+	caps uint64
+
+	reason byte // REJECT
 }
 
 func rejectReason(r byte) string {
@@ -50,7 +66,7 @@ func rejectReason(r byte) string {
 
 // appendHandshake appends m as one frame to b.
 func appendHandshake(b []byte, m handshake) []byte {
-	var body [1 + maxHeaderSize + 8]byte
+	var body [maxHandshakeSize]byte
 	body[0] = m.typ
 	n := 1
 	switch m.typ {
@@ -58,6 +74,13 @@ func appendHandshake(b []byte, m handshake) []byte {
 		n += varint.PutUvarint(body[n:], m.maxSize)
 		binary.BigEndian.PutUint64(body[n:], m.nonce)
 		n += 8
+		if m.ext {
+			n += putExt(body[n:], extIncarnation, binary.BigEndian.AppendUint64(nil, m.inc))
+			n += putExt(body[n:], extSeq, varint.ToUvarint(m.seq))
+			if m.caps != 0 {
+				n += putExt(body[n:], extCaps, varint.ToUvarint(m.caps))
+			}
+		}
 	case msgReject:
 		body[n] = m.reason
 		n++
@@ -108,6 +131,9 @@ func decodeHandshake(body []byte) (handshake, error) {
 		}
 		m.maxSize = size
 		m.nonce = binary.BigEndian.Uint64(rest)
+		if err := m.decodeExt(rest[8:]); err != nil {
+			return handshake{}, err
+		}
 	case msgReject:
 		if len(rest) < 1 {
 			return handshake{}, fmt.Errorf("%w: reject without a reason", errFraming)
@@ -118,4 +144,53 @@ func decodeHandshake(body []byte) (handshake, error) {
 		return handshake{}, fmt.Errorf("%w: unknown handshake message %#x", errFraming, m.typ)
 	}
 	return m, nil
+}
+
+// putExt writes one extension field into b and returns its length.
+func putExt(b []byte, key uint64, value []byte) int {
+	n := varint.PutUvarint(b, key)
+	n += varint.PutUvarint(b[n:], uint64(len(value)))
+	return n + copy(b[n:], value)
+}
+
+// decodeExt parses the extension fields after the version-1 fields of HELLO
+// or ACCEPT. Unknown keys are skipped; a known key with a malformed value,
+// or a field cut short, is a framing error.
+func (m *handshake) decodeExt(b []byte) error {
+	var inc, seq, caps uint64
+	var hasInc, hasSeq bool
+	for len(b) > 0 {
+		key, n, err := varint.FromUvarint(b)
+		if err != nil {
+			return fmt.Errorf("%w: handshake extension key: %w", errFraming, err)
+		}
+		b = b[n:]
+		size, n, err := varint.FromUvarint(b)
+		if err != nil || size > uint64(len(b)-n) {
+			return fmt.Errorf("%w: handshake extension %#x cut short", errFraming, key)
+		}
+		value := b[n : n+int(size)]
+		b = b[n+int(size):]
+		switch key {
+		case extIncarnation:
+			if len(value) != 8 || binary.BigEndian.Uint64(value) == 0 {
+				return fmt.Errorf("%w: handshake incarnation must be 8 non-zero bytes", errFraming)
+			}
+			inc, hasInc = binary.BigEndian.Uint64(value), true
+		case extSeq, extCaps:
+			v, k, err := varint.FromUvarint(value)
+			if err != nil || k != len(value) {
+				return fmt.Errorf("%w: handshake extension %#x: malformed uvarint", errFraming, key)
+			}
+			if key == extSeq {
+				seq, hasSeq = v, true
+			} else {
+				caps = v
+			}
+		}
+	}
+	if hasInc && hasSeq {
+		m.ext, m.inc, m.seq, m.caps = true, inc, seq, caps
+	}
+	return nil
 }

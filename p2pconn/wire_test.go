@@ -138,3 +138,42 @@ func TestBufferedFrameReaderNeverWaitsForMore(t *testing.T) {
 	_, open := <-got
 	require.False(t, open)
 }
+
+// TestHandshakeExtension: version-2 fields round-trip, unknown keys are
+// skipped, malformed known ones are framing errors, and a version-1 reader's
+// view (the fields before them) is unchanged.
+func TestHandshakeExtension(t *testing.T) {
+	m := handshake{typ: msgHello, maxSize: 4 << 20, nonce: 0x0102030405060708, ext: true, inc: 0x1112131415161718, seq: 300, caps: 1}
+	b := appendHandshake(nil, m)
+	require.LessOrEqual(t, len(b)-1, maxHandshakeSize)
+	require.Equal(t, "0d01808080020102030405060708", hex.EncodeToString(append([]byte{0x0d}, b[1:14]...)))
+	require.Equal(t, "01081112131415161718"+"0202ac02"+"030101", hex.EncodeToString(b[14:]))
+	got, err := readHandshake(bytes.NewReader(b))
+	require.NoError(t, err)
+	require.Equal(t, m, got)
+
+	unknown := append(b[:len(b):len(b)], 0x09, 0x02, 0xaa, 0xbb)
+	unknown[0] += 4
+	got, err = readHandshake(bytes.NewReader(unknown))
+	require.NoError(t, err)
+	require.Equal(t, m, got)
+
+	onlyInc := appendHandshake(nil, handshake{typ: msgAccept, maxSize: 1})
+	onlyInc = append(onlyInc, 0x01, 0x08, 1, 2, 3, 4, 5, 6, 7, 8)
+	onlyInc[0] += 10
+	got, err = readHandshake(bytes.NewReader(onlyInc))
+	require.NoError(t, err)
+	require.False(t, got.ext, "version 2 needs both the incarnation and the sequence number")
+
+	for name, ext := range map[string][]byte{
+		"cut short":        {0x01, 0x08, 1, 2},
+		"zero incarnation": {0x01, 0x08, 0, 0, 0, 0, 0, 0, 0, 0},
+		"bad seq":          {0x02, 0x02, 0x80, 0x80},
+	} {
+		b := appendHandshake(nil, handshake{typ: msgHello, maxSize: 1, nonce: 1})
+		b = append(b, ext...)
+		b[0] += byte(len(ext))
+		_, err := readHandshake(bytes.NewReader(b))
+		require.ErrorIs(t, err, errFraming, name)
+	}
+}
