@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 )
 
@@ -27,7 +28,7 @@ func nextEvent(t testing.TB, ctx context.Context, events <-chan p2pconn.Event) p
 func TestEvents(t *testing.T) {
 	c := newCluster(t, transports["tcp"])
 	a, b := c.node(testConfig()), c.node(testConfig())
-	ctx := ctxT(t, 10*time.Second)
+	ctx := testkit.Context(t, 10*time.Second)
 	aEvents, cancelA := a.m.Subscribe()
 	defer cancelA()
 	bEvents, cancelB := b.m.Subscribe()
@@ -76,7 +77,7 @@ func TestPersistentPeer(t *testing.T) {
 	c := newCluster(t, transports["tcp"])
 	cfg := testConfig()
 	a, b := c.node(cfg), c.node(cfg)
-	ctx := ctxT(t, 20*time.Second)
+	ctx := testkit.Context(t, 20*time.Second)
 	events, cancel := a.m.Subscribe()
 	defer cancel()
 	require.ErrorIs(t, a.m.AddPersistentPeer(a.id), p2pconn.ErrSelfConnect)
@@ -129,7 +130,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 	cfg.ReceiveBuffer = 4
 	hub := c.node(cfg)
 	peers := []*node{c.node(cfg), c.node(cfg), c.node(cfg), c.node(cfg)}
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testkit.Context(t, 30*time.Second)
 	var conns []p2pconn.Connection
 	for _, p := range peers {
 		conn, err := hub.m.Connect(ctx, p.id)

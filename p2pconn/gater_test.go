@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 )
 
@@ -65,7 +66,7 @@ func TestDenyList(t *testing.T) {
 			var resolves atomic.Int64
 			a := gatedNode(c, dl, &resolves)
 			b, d := c.node(testConfig()), c.node(testConfig())
-			ctx := ctxT(t, 30*time.Second)
+			ctx := testkit.Context(t, 30*time.Second)
 
 			dl.Deny(b.id, d.id)
 			require.True(t, dl.Denied(b.id))

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 	"github.com/skipwire/skipwire/resolver"
 )
@@ -52,7 +53,7 @@ func TestMetrics(t *testing.T) {
 	cfgA.Metrics, cfgB.Metrics = regA, regB
 	cfgA.RetryAttempts = 1
 	a, b := c.node(cfgA), c.node(cfgB)
-	ctx := ctxT(t, 10*time.Second)
+	ctx := testkit.Context(t, 10*time.Second)
 
 	ca, err := a.m.Connect(ctx, b.id)
 	require.NoError(t, err)
@@ -90,7 +91,7 @@ func TestMetrics(t *testing.T) {
 	require.Equal(t, 0.0, ma["skipwire_connections{direction=outbound}"])
 
 	// A second manager on the same registry is refused, not silently merged.
-	h := newHost(t, transports["tcp"], cfgA)
+	h := newHost(t, transports["tcp"])
 	_, err = p2pconn.NewManager(h, nil, cfgA)
 	require.Error(t, err)
 }
