@@ -187,3 +187,37 @@ func TestShutdownUnderLoad(t *testing.T) {
 		require.False(t, conn.IsAlive())
 	}
 }
+
+// TestSubscribeRacingClose: a Subscribe still returning while the manager
+// closes gets a subscription that Close ended, and Close waited for the
+// goroutine that feeds it, so once both returned the channel is closed.
+func TestSubscribeRacingClose(t *testing.T) {
+	h := newHost(t, transports["tcp"])
+	m, err := p2pconn.NewManager(h, nil, testConfig())
+	require.NoError(t, err)
+	entered, closed := make(chan struct{}), make(chan struct{})
+	reset := p2pconn.SetTestHookSubscribed(func() {
+		// Close runs while Subscribe is between registering and returning.
+		close(entered)
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+		}
+	})
+	defer reset()
+	got := make(chan (<-chan p2pconn.Event), 1)
+	go func() {
+		ch, _ := m.Subscribe()
+		got <- ch
+	}()
+	<-entered
+	require.NoError(t, m.Close())
+	close(closed)
+	ch := <-got
+	select {
+	case _, ok := <-ch:
+		require.False(t, ok, "an event after Close")
+	default:
+		t.Fatal("subscription still open after Close returned: Close did not wait for its goroutine")
+	}
+}

@@ -8,3 +8,11 @@ func SetTestHookBeforeConfirm(f func(attempt context.Context)) (reset func()) {
 	testHookBeforeConfirm = f
 	return func() { testHookBeforeConfirm = nil }
 }
+
+// SetTestHookSubscribed sets a function run by Subscribe once the
+// subscription is registered, before it returns, and returns a function that
+// removes it.
+func SetTestHookSubscribed(f func()) (reset func()) {
+	testHookSubscribed = f
+	return func() { testHookSubscribed = nil }
+}
