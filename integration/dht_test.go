@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -79,7 +78,7 @@ func TestDHTNewcomer(t *testing.T) {
 
 	// The newcomer knows one node.
 	boot := c.Node(1 + rand.N(size-1))
-	h := testkit.NewHost(t, nil, cluster.DefaultListen, append(p2pconn.HostOptions(cfg), libp2p.DisableIdentifyAddressDiscovery())...)
+	h := testkit.NewHost(t, nil, cluster.DefaultListen, p2pconn.HostOptions(cfg)...)
 	kad, err := resolver.NewKadDHT(ctx, h, []peer.AddrInfo{boot.AddrInfo()})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, kad.Close()) })

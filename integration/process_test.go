@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/stretchr/testify/require"
 
 	"github.com/skipwire/skipwire/internal/cluster"
@@ -44,7 +43,7 @@ type pingStats struct {
 func startDriver(t testing.TB, listen string, kids []*childnode.Node, tick time.Duration) *driver {
 	t.Helper()
 	cfg := childConfig()
-	h := testkit.NewHost(t, nil, listen, append(p2pconn.HostOptions(cfg), libp2p.DisableIdentifyAddressDiscovery())...)
+	h := testkit.NewHost(t, nil, listen, p2pconn.HostOptions(cfg)...)
 	table := resolver.NewStatic()
 	for _, k := range kids {
 		table.Add(k.ID, k.Addr)

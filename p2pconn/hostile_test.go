@@ -69,12 +69,7 @@ func (v *victim) requireServes(t testing.TB) {
 // attacker opens raw streams on ProtocolID to the victim. Its own host has
 // no resource limits: only the victim's defences are under test.
 func attacker(t testing.TB, v *victim) host.Host {
-	key, err := identity.GenerateKey()
-	require.NoError(t, err)
-	h, err := libp2p.New(libp2p.Identity(key), libp2p.ListenAddrStrings(transports["tcp"]),
-		libp2p.ResourceManager(&network.NullResourceManager{}))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = h.Close() })
+	h := testkit.NewHost(t, nil, transports["tcp"], libp2p.ResourceManager(&network.NullResourceManager{}))
 	require.NoError(t, h.Connect(testkit.Context(t, 5*time.Second), peer.AddrInfo{ID: v.h.ID(), Addrs: v.h.Addrs()}))
 	return h
 }
