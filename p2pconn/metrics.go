@@ -33,6 +33,10 @@ import (
 //	                                             frame) or handshake (a bad handshake message)
 //	skipwire_send_duration_seconds               Send latency, histogram
 //	skipwire_next_wait_seconds                   time Next waited for a message, histogram
+//
+// The gaters (DenyList, AllowList) count their refusals in collectors of
+// their own, which the application registers:
+// skipwire_gater_refusals_total{gater, direction}.
 type metrics struct {
 	conns       *prometheus.GaugeVec
 	connects    *prometheus.CounterVec
