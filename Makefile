@@ -5,7 +5,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 60s
 PKGS        ?= ./...
 
-.PHONY: all test vet lint tidy bench fuzz soak demo
+.PHONY: all test vet lint fmt-check tidy-check check tidy bench fuzz soak demo
 
 all: test
 
@@ -23,6 +23,17 @@ vet:
 ## lint: staticcheck at a pinned version, fetched through the module proxy.
 lint:
 	$(GO) run $(STATICCHECK) $(PKGS)
+
+## fmt-check: fail, listing them, if files are not gofmt-formatted.
+fmt-check:
+	@files=$$(gofmt -l .); if [ -n "$$files" ]; then echo "not gofmt-formatted:"; echo "$$files"; exit 1; fi
+
+## tidy-check: fail, with the diff, if go mod tidy would change go.mod or go.sum.
+tidy-check:
+	$(GO) mod tidy -diff
+
+## check: what CI runs before the tests: formatting, go.mod tidiness, staticcheck.
+check: fmt-check tidy-check lint
 
 ## tidy: go mod tidy.
 tidy:

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skipwire/skipwire/internal/cluster"
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 	"github.com/skipwire/skipwire/resolver"
 )
@@ -86,7 +87,7 @@ func (s *sender) stop() {
 
 func runChurn(t *testing.T, o churnOptions) {
 	before := takeSnapshot()
-	ctx := ctxT(t, o.timeout)
+	ctx := testkit.Context(t, o.timeout)
 	// Static resolution: a DHT lookup takes seconds under the race detector
 	// on two cores, which would make this a test of the DHT's speed. The
 	// nodes keep their addresses across restarts, so one table serves all.
@@ -213,7 +214,7 @@ func runChurn(t *testing.T, o churnOptions) {
 	}
 	t.Logf("churn: %d rounds of %d nodes down and back in %s; %d peer connections saw the end (p50 %s, max %s after the stop); crashes: %d losses; clean stops: %d goodbyes",
 		rounds, quarter, time.Since(churnStart).Round(time.Millisecond), detected,
-		percentile(detectLat, 50).Round(time.Millisecond), percentile(detectLat, 100).Round(time.Millisecond), crashLost, stopClean)
+		testkit.Percentile(detectLat, 50).Round(time.Millisecond), testkit.Percentile(detectLat, 100).Round(time.Millisecond), crashLost, stopClean)
 
 	smu.Lock()
 	for i, s := range senders {
@@ -249,5 +250,5 @@ func runChurn(t *testing.T, o churnOptions) {
 	require.NoError(t, c.Close())
 	require.NoError(t, cluster.WaitFor(ctx, func() bool { return takeSnapshot().goroutines <= before.goroutines+10 }))
 	t.Logf("SUMMARY churn: %d nodes, %d rounds of %d restarts; messages %s; connections per pair 1 (%d pairs); reconnects %d; dead-peer detections %d (p50 %s); start %s; end %s",
-		o.size, rounds, quarter, end, pairs, reconnects, detected, percentile(detectLat, 50).Round(time.Millisecond), before, takeSnapshot())
+		o.size, rounds, quarter, end, pairs, reconnects, detected, testkit.Percentile(detectLat, 50).Round(time.Millisecond), before, takeSnapshot())
 }

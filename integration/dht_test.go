@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/skipwire/skipwire/identity"
 	"github.com/skipwire/skipwire/internal/cluster"
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 	"github.com/skipwire/skipwire/resolver"
 )
@@ -53,7 +53,7 @@ func (t *timedResolver) durations() []time.Duration {
 // connection.
 func TestDHTNewcomer(t *testing.T) {
 	const size = 16
-	ctx := ctxT(t, 90*time.Second)
+	ctx := testkit.Context(t, 90*time.Second)
 	cfg := nodeConfig()
 	var mu sync.Mutex
 	var timers []*timedResolver
@@ -74,18 +74,11 @@ func TestDHTNewcomer(t *testing.T) {
 	}
 	t.Logf("cluster: %d nodes connected pairwise through the DHT alone in %s; %d lookups (by Connects that had no libp2p connection), p50 %s, p99 %s",
 		size, time.Since(t0).Round(time.Millisecond), len(clusterLat),
-		percentile(clusterLat, 50).Round(time.Microsecond), percentile(clusterLat, 99).Round(time.Microsecond))
+		testkit.Percentile(clusterLat, 50).Round(time.Microsecond), testkit.Percentile(clusterLat, 99).Round(time.Microsecond))
 
 	// The newcomer knows one node.
 	boot := c.Node(1 + rand.N(size-1))
-	key, err := identity.GenerateKey()
-	require.NoError(t, err)
-	h, err := libp2p.New(append(p2pconn.HostOptions(cfg),
-		libp2p.Identity(key),
-		libp2p.ListenAddrStrings(cluster.DefaultListen),
-		libp2p.DisableIdentifyAddressDiscovery())...)
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, h.Close()) })
+	h := testkit.NewHost(t, nil, cluster.DefaultListen, p2pconn.HostOptions(cfg)...)
 	kad, err := resolver.NewKadDHT(ctx, h, []peer.AddrInfo{boot.AddrInfo()})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, kad.Close()) })
@@ -113,7 +106,7 @@ func TestDHTNewcomer(t *testing.T) {
 		}
 	}
 	t.Logf("newcomer (bootstrapped through node %d only): %d DHT lookups (%d to nodes it had no connection to), p50 %s, p99 %s",
-		boot.Index, len(lat), remote, percentile(lat, 50).Round(time.Microsecond), percentile(lat, 99).Round(time.Microsecond))
+		boot.Index, len(lat), remote, testkit.Percentile(lat, 50).Round(time.Microsecond), testkit.Percentile(lat, 99).Round(time.Microsecond))
 
 	// Connect to everyone at once, while everyone connects back, and
 	// exchange a message each way.

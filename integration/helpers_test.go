@@ -48,11 +48,17 @@ func soakNodes(t testing.TB) int {
 	return n
 }
 
-func ctxT(t testing.TB, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
+// childConfig is the manager configuration of the children and of the nodes
+// that talk to them: a frozen or cut-off peer is detected within 2 s.
+func childConfig() p2pconn.Config {
+	return p2pconn.Config{
+		KeepaliveInterval: time.Second,
+		KeepaliveTimeout:  time.Second,
+		ConnectTimeout:    5 * time.Second,
+		RetryAttempts:     1,
+		RetryDelay:        100 * time.Millisecond,
+		CloseTimeout:      2 * time.Second,
+	}
 }
 
 // nodeConfig is the manager configuration of the in-process nodes.
@@ -128,17 +134,6 @@ func describeUnsettled(c *cluster.Cluster) string {
 		}
 	}
 	return fmt.Sprint(out)
-}
-
-// percentile returns the p-th percentile (0-100) of ds.
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	k := int(float64(len(s)-1) * p / 100)
-	return s[k]
 }
 
 // snapshot is the process's goroutines and heap at one moment.

@@ -1,17 +1,17 @@
 package integration_test
 
 import (
-	"os"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/skipwire/skipwire/internal/testkit"
+	"github.com/skipwire/skipwire/internal/testkit/childnode"
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) != "" {
-		// Re-executed by a test as a node in its own process (and maybe in
-		// its own network namespace): run it, never the tests.
-		os.Exit(runChildNode())
-	}
+	// A test may re-execute this binary as a node in its own process (and
+	// maybe in its own network namespace).
+	testkit.ChildMain(childnode.Role)
 	goleak.VerifyTestMain(m)
 }

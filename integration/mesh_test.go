@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skipwire/skipwire/internal/cluster"
+	"github.com/skipwire/skipwire/internal/testkit"
 )
 
 // TestSimultaneousMesh starts 32 nodes (100 with SKIPWIRE_SOAK=1). Every node
@@ -23,7 +24,7 @@ func TestSimultaneousMesh(t *testing.T) {
 		size, perPair, timeout = soakNodes(t), 20, 15*time.Minute
 	}
 	before := takeSnapshot()
-	ctx := ctxT(t, timeout)
+	ctx := testkit.Context(t, timeout)
 	c := startCluster(t, ctx, cluster.Options{Size: size, Config: nodeConfig()})
 	l := newLedger(c)
 	ss := newServices(t, l)

@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/skipwire/skipwire/internal/testkit"
+	"github.com/skipwire/skipwire/internal/testkit/childnode"
 	"github.com/skipwire/skipwire/p2pconn"
 )
 
@@ -95,8 +97,8 @@ func (lab *netnsLab) nodeIf(k int) string { return fmt.Sprintf("swp%s%d", lab.ta
 // reaches the node again.
 func TestNetnsLinkCut(t *testing.T) {
 	lab := newNetnsLab(t)
-	ctx := ctxT(t, 60*time.Second)
-	kids := make([]*child, 3)
+	ctx := testkit.Context(t, 60*time.Second)
+	kids := make([]*childnode.Node, 3)
 	nss := make([]string, len(kids))
 	for k := range kids {
 		nss[k] = lab.node(t, k)
@@ -104,21 +106,25 @@ func TestNetnsLinkCut(t *testing.T) {
 	var wg sync.WaitGroup
 	for k := range kids {
 		wg.Go(func() {
-			kids[k] = startChild(t, fmt.Sprintf("/ip4/%s/tcp/0", lab.ip(10+k)), "ip", "netns", "exec", nss[k])
+			kids[k] = childnode.Start(t, childnode.Options{
+				Config: childConfig(),
+				Listen: fmt.Sprintf("/ip4/%s/tcp/0", lab.ip(10+k)),
+				Wrap:   []string{"ip", "netns", "exec", nss[k]},
+			})
 		})
 	}
 	wg.Wait()
-	require.NotContains(t, kids, (*child)(nil))
+	require.NotContains(t, kids, (*childnode.Node)(nil))
 	d := startDriver(t, fmt.Sprintf("/ip4/%s/tcp/0", lab.ip(1)), kids, 10*time.Millisecond)
 	for k := range kids {
 		require.NoError(t, d.waitEchoes(ctx, k, 0, 20), "child %d echoes", k)
-		conn, ok := d.m.GetConnection(kids[k].id)
+		conn, ok := d.m.GetConnection(kids[k].ID)
 		require.True(t, ok)
 		require.Contains(t, conn.RemoteAddr(), "/ip4/"+lab.ip(10+k)+"/tcp/", "traffic crosses the bridge")
 	}
 
 	const cut = 1
-	conn, ok := d.m.GetConnection(kids[cut].id)
+	conn, ok := d.m.GetConnection(kids[cut].ID)
 	require.True(t, ok)
 	before := []int64{d.stats[0].echoed.Load(), d.stats[2].echoed.Load()}
 	t0 := time.Now()
@@ -140,7 +146,7 @@ func TestNetnsLinkCut(t *testing.T) {
 	healed = true
 	t1 := time.Now()
 	require.NoError(t, d.waitEchoes(ctx, cut, cutEchoes, 20))
-	back, ok := d.m.GetConnection(kids[cut].id)
+	back, ok := d.m.GetConnection(kids[cut].ID)
 	require.True(t, ok)
 	require.NotSame(t, conn, back, "a new connection after the heal")
 	d.stop()

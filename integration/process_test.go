@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/stretchr/testify/require"
 
-	"github.com/skipwire/skipwire/identity"
 	"github.com/skipwire/skipwire/internal/cluster"
+	"github.com/skipwire/skipwire/internal/testkit"
+	"github.com/skipwire/skipwire/internal/testkit/childnode"
 	"github.com/skipwire/skipwire/p2pconn"
 	"github.com/skipwire/skipwire/resolver"
 )
@@ -24,7 +24,7 @@ import (
 type driver struct {
 	m     *p2pconn.Manager
 	table *resolver.Static
-	kids  []*child
+	kids  []*childnode.Node
 	stats []*pingStats
 
 	cancel context.CancelFunc
@@ -40,20 +40,13 @@ type pingStats struct {
 
 // startDriver starts a node listening on listen that knows kids' addresses
 // (static table) and pings each of them every tick.
-func startDriver(t testing.TB, listen string, kids []*child, tick time.Duration) *driver {
+func startDriver(t testing.TB, listen string, kids []*childnode.Node, tick time.Duration) *driver {
 	t.Helper()
 	cfg := childConfig()
-	key, err := identity.GenerateKey()
-	require.NoError(t, err)
-	h, err := libp2p.New(append(p2pconn.HostOptions(cfg),
-		libp2p.Identity(key),
-		libp2p.ListenAddrStrings(listen),
-		libp2p.DisableIdentifyAddressDiscovery())...)
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, h.Close()) })
+	h := testkit.NewHost(t, nil, listen, p2pconn.HostOptions(cfg)...)
 	table := resolver.NewStatic()
 	for _, k := range kids {
-		table.Add(k.id, k.addr)
+		table.Add(k.ID, k.Addr)
 	}
 	m, err := p2pconn.NewManager(h, table, cfg)
 	require.NoError(t, err)
@@ -84,7 +77,7 @@ func (d *driver) ping(ctx context.Context, k int, st *pingStats, tick time.Durat
 		seq++
 		req := binary.BigEndian.AppendUint64(nil, seq)
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		conn, err := d.m.Connect(rctx, d.kids[k].id)
+		conn, err := d.m.Connect(rctx, d.kids[k].ID)
 		if err == nil {
 			err = conn.Send(rctx, req)
 		}
@@ -140,28 +133,28 @@ func waitDead(t testing.TB, ctx context.Context, conn p2pconn.Connection, since 
 // the other two is still echoed. The frozen child, thawed (SIGCONT), is
 // reached again by the next Connect.
 func TestProcessKillAndFreeze(t *testing.T) {
-	ctx := ctxT(t, 60*time.Second)
-	kids := make([]*child, 4)
+	ctx := testkit.Context(t, 60*time.Second)
+	kids := make([]*childnode.Node, 4)
 	var wg sync.WaitGroup
 	for k := range kids {
-		wg.Go(func() { kids[k] = startChild(t, "") })
+		wg.Go(func() { kids[k] = childnode.Start(t, childnode.Options{Config: childConfig()}) })
 	}
 	wg.Wait()
-	require.NotContains(t, kids, (*child)(nil))
-	d := startDriver(t, "/ip4/127.0.0.1/tcp/0", kids, 10*time.Millisecond)
+	require.NotContains(t, kids, (*childnode.Node)(nil))
+	d := startDriver(t, testkit.LoopbackTCP, kids, 10*time.Millisecond)
 	for k := range kids {
 		require.NoError(t, d.waitEchoes(ctx, k, 0, 20), "child %d echoes", k)
 	}
 	const killed, frozen = 1, 2
-	connKilled, ok := d.m.GetConnection(kids[killed].id)
+	connKilled, ok := d.m.GetConnection(kids[killed].ID)
 	require.True(t, ok)
-	connFrozen, ok := d.m.GetConnection(kids[frozen].id)
+	connFrozen, ok := d.m.GetConnection(kids[frozen].ID)
 	require.True(t, ok)
 	before := []int64{d.stats[0].echoed.Load(), d.stats[3].echoed.Load()}
 
 	t0 := time.Now()
-	require.NoError(t, kids[killed].cmd.Process.Signal(syscall.SIGKILL))
-	require.NoError(t, kids[frozen].cmd.Process.Signal(syscall.SIGSTOP))
+	require.NoError(t, kids[killed].Cmd.Process.Signal(syscall.SIGKILL))
+	require.NoError(t, kids[frozen].Freeze())
 	killLat := waitDead(t, ctx, connKilled, t0)
 	freezeLat := waitDead(t, ctx, connFrozen, t0)
 	require.ErrorIs(t, connKilled.Err(), p2pconn.ErrConnectionLost)
@@ -179,7 +172,7 @@ func TestProcessKillAndFreeze(t *testing.T) {
 
 	// Thawed, the frozen child is reached again.
 	thawed := d.stats[frozen].echoed.Load()
-	require.NoError(t, kids[frozen].cmd.Process.Signal(syscall.SIGCONT))
+	require.NoError(t, kids[frozen].Thaw())
 	t1 := time.Now()
 	require.NoError(t, d.waitEchoes(ctx, frozen, thawed, 10))
 	t.Logf("SIGKILL detected in %s (%v); SIGSTOP detected in %s (%v); after SIGCONT echoes resumed in %s; echoes %d/%d/%d/%d, failed %d/%d/%d/%d",

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skipwire/skipwire/internal/benchkit"
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 	"github.com/skipwire/skipwire/resolver"
 )
@@ -69,7 +70,7 @@ func skipwireLink(background bool) benchLink {
 // rawLink opens the raw libp2p baseline: the same framing on a libp2p
 // stream, no buffering.
 func rawLink(b *testing.B) *benchkit.Link {
-	return benchOpen(b, ctxT(b, 20*time.Second), benchNodes(b, 2, p2pconn.Config{}), benchkit.OpenRaw)
+	return benchOpen(b, testkit.Context(b, 20*time.Second), benchNodes(b, 2, p2pconn.Config{}), benchkit.OpenRaw)
 }
 
 // tcpLink opens the plain TCP baseline: 4-byte big-endian length, payload,
@@ -78,7 +79,7 @@ func tcpLink(b *testing.B) *benchkit.Link {
 	ln, err := benchkit.ListenTCP()
 	require.NoError(b, err)
 	defer ln.Close()
-	l, _, err := benchkit.DialTCP(ctxT(b, 20*time.Second), ln)
+	l, _, err := benchkit.DialTCP(testkit.Context(b, 20*time.Second), ln)
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = l.Close() })
 	return l
@@ -172,7 +173,7 @@ func BenchmarkPlainTCP(b *testing.B) {
 // must not allocate.
 func BenchmarkConnectCached(b *testing.B) {
 	nodes := benchNodes(b, 2, p2pconn.Config{})
-	benchOpen(b, ctxT(b, 20*time.Second), nodes, benchkit.OpenSkipwire)
+	benchOpen(b, testkit.Context(b, 20*time.Second), nodes, benchkit.OpenSkipwire)
 	m, id := nodes[0].Manager, nodes[1].ID
 	ctx := context.Background()
 	b.Run("serial", func(b *testing.B) {
@@ -203,7 +204,7 @@ func BenchmarkConnectCached(b *testing.B) {
 func BenchmarkConnectCold(b *testing.B) {
 	nodes := benchNodes(b, 2, p2pconn.Config{})
 	a, z := nodes[0], nodes[1]
-	ctx := ctxT(b, 10*time.Minute)
+	ctx := testkit.Context(b, 10*time.Minute)
 	b.ReportAllocs()
 	for range b.N {
 		c, err := a.Manager.Connect(ctx, z.ID)
@@ -221,7 +222,7 @@ func BenchmarkConnectCold(b *testing.B) {
 // NewStream on the raw protocol and a one-byte round trip.
 func benchRawConnectCold(b *testing.B) {
 	nodes := benchNodes(b, 2, p2pconn.Config{})
-	ctx := ctxT(b, 10*time.Minute)
+	ctx := testkit.Context(b, 10*time.Minute)
 	b.ReportAllocs()
 	for range b.N {
 		l, _, err := benchkit.OpenRaw(ctx, nodes[0], nodes[1])
@@ -246,7 +247,7 @@ func BenchmarkIdleConnections1000(b *testing.B) {
 	const conns = 1000
 	cfg := p2pconn.Config{MaxConnections: conns + conns/10}
 	nodes := benchNodes(b, conns+1, cfg)
-	ctx := ctxT(b, 10*time.Minute)
+	ctx := testkit.Context(b, 10*time.Minute)
 	idle := func(open benchkit.Opener, readers bool) benchkit.Idle {
 		return benchkit.Idle{
 			Center: nodes[0], Peers: nodes[1:], Open: open, Readers: readers,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 )
 
@@ -217,7 +218,7 @@ func TestDeliveryUnderBackpressure(t *testing.T) {
 			t.Run(tname+"/"+tc.name, func(t *testing.T) {
 				c := newCluster(t, listen)
 				a, b := c.node(deliveryConfig()), c.node(deliveryConfig())
-				ctx := ctxT(t, time.Minute)
+				ctx := testkit.Context(t, time.Minute)
 				ca, cb := connected(t, ctx, a, b)
 				l := newLedger()
 
@@ -291,7 +292,7 @@ func TestSlowReaderSeesClose(t *testing.T) {
 			cfg := testConfig()
 			cfg.CloseTimeout = 500 * time.Millisecond
 			a, b := c.node(cfg), c.node(cfg)
-			ctx := ctxT(t, 30*time.Second)
+			ctx := testkit.Context(t, 30*time.Second)
 			ca, cb := connected(t, ctx, a, b)
 			l := newLedger()
 			const n = 200 // more than the receive queue holds
@@ -325,7 +326,7 @@ func TestDisconnectThenConnectToSlowReader(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			c := newCluster(t, listen)
 			a, b := c.node(testConfig()), c.node(testConfig())
-			ctx := ctxT(t, 30*time.Second)
+			ctx := testkit.Context(t, 30*time.Second)
 			ca, cb := connected(t, ctx, a, b)
 			l := newLedger()
 			const n = 200
@@ -362,7 +363,7 @@ func TestVersion1Peer(t *testing.T) {
 				c := newCluster(t, listen)
 				old, cur := c.node(testConfig()), c.node(testConfig())
 				p2pconn.SpeakVersion1(old.m)
-				ctx := ctxT(t, 30*time.Second)
+				ctx := testkit.Context(t, 30*time.Second)
 				var ca, cb p2pconn.Connection
 				switch trial % 3 {
 				case 0:

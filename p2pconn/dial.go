@@ -9,10 +9,9 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	"github.com/libp2p/go-libp2p/core/sec"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	ma "github.com/multiformats/go-multiaddr"
 	msmux "github.com/multiformats/go-multistream"
 
 	"github.com/skipwire/skipwire/identity"
@@ -126,37 +125,39 @@ func (m *Manager) dialLoop(ctx context.Context, id identity.Identifier) (*conn, 
 // dial makes sure there is a libp2p connection to p: it resolves id's
 // addresses and connects, unless a connection exists, or appears while the
 // resolver works (the peer dialed us; a DHT lookup may then even answer
-// without addresses).
+// without addresses). When every address of the answer fails, it tells a
+// caching resolver to forget the answer (resolver.Invalidator) and dials the
+// resolver's next answer with other addresses, if it offers one
+// (resolver.Fallback: a chain's later members), within this attempt.
 func (m *Manager) dial(ctx context.Context, id identity.Identifier, p peer.ID) error {
 	connected := func() bool { return m.h.Network().Connectedness(p) == network.Connected }
 	if connected() {
 		return nil
 	}
-	info, err := m.r.Resolve(ctx, id)
-	if err == nil && info.ID != p {
-		return fmt.Errorf("resolve: got peer %s: %w", info.ID, ErrPeerMismatch)
-	}
-	if err == nil && len(info.Addrs) == 0 {
-		err = resolver.ErrNotFound
-	}
+	info, err := m.resolve(ctx, id, p)
 	if err != nil {
 		if connected() {
 			return nil
 		}
-		return fmt.Errorf("resolve: %w", err)
+		return err
 	}
-	m.h.Peerstore().AddAddrs(p, info.Addrs, peerstore.TempAddrTTL)
-	if b, ok := m.h.Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
-		b.Backoff().Clear(p)
-	}
-	if err := m.h.Connect(network.WithDialPeerTimeout(ctx, m.cfg.ConnectTimeout), info); err != nil {
-		var mismatch sec.ErrPeerIDMismatch
-		if errors.As(err, &mismatch) {
-			return fmt.Errorf("dial: %w: %w", ErrPeerMismatch, err)
+	var tried []ma.Multiaddr
+	var failed error
+	for {
+		err := m.connect(ctx, info)
+		if err == nil {
+			return nil
 		}
-		return fmt.Errorf("dial: %w", err)
+		if failed = thenErr(failed, err); !addressesFailed(ctx, err) {
+			return failed
+		}
+		m.forget(id)
+		tried = append(tried, info.Addrs...)
+		var ok bool
+		if info, ok = m.nextAnswer(ctx, id, p, tried); !ok {
+			return failed
+		}
 	}
-	return nil
 }
 
 // maxSettleWaits bounds how often one Connect waits for a stream of the

@@ -38,8 +38,9 @@
 //
 // NewManager takes any libp2p host with an Ed25519 key. HostOptions returns the
 // recommended libp2p options (TCP and QUIC, TLS and Noise, yamux, ping, and
-// connection and resource managers sized from the Config); add the identity and
-// listen addresses:
+// connection and resource managers sized from the Config; no relay, and no
+// address discovery from what peers observe); add the identity and listen
+// addresses:
 //
 //	key, _ := identity.LoadOrCreateKey("node.key")
 //	h, _ := libp2p.New(append(p2pconn.HostOptions(cfg),

@@ -13,6 +13,7 @@ type closeError struct {
 	peer   identity.Identifier
 	reason string
 	lost   bool
+	local  bool // this side closed the connection
 	cause  error
 }
 
@@ -41,7 +42,7 @@ func (e *closeError) Unwrap() []error {
 
 // errLocalClose is the reason of a connection closed by this side.
 func errLocalClose(id identity.Identifier) error {
-	return &closeError{peer: id, reason: "closed locally"}
+	return &closeError{peer: id, reason: "closed locally", local: true}
 }
 
 // IsLost reports whether err says a connection was lost rather than closed.

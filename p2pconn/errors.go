@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/skipwire/skipwire/resolver"
 )
 
 // ErrConnectionClosed is returned, wrapped, by Send and Next on a connection that
@@ -37,7 +39,9 @@ var ErrSelfConnect = errors.New("p2pconn: connect to self")
 // ErrPeerMismatch is returned, wrapped, by Connect when a resolver answers with a
 // peer ID that is not the one the Identifier names, or when the node found at
 // the resolved address proves, in libp2p's secure handshake, to hold another key.
-var ErrPeerMismatch = errors.New("p2pconn: resolved peer ID does not match identifier")
+// It is resolver.ErrPeerMismatch, so a mismatch found by a resolver (a Cache or
+// a chain checks answers too) matches it as well. Connect never retries it.
+var ErrPeerMismatch = resolver.ErrPeerMismatch
 
 // ErrInvalidConfig is returned, wrapped, by Config.Validate and NewManager for a
 // configuration that cannot work.

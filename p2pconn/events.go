@@ -38,6 +38,10 @@ type Event struct {
 	Err error
 }
 
+// testHookSubscribed, if set, runs in Subscribe once the subscription is
+// registered, before Subscribe returns.
+var testHookSubscribed func()
+
 // maxQueuedEvents bounds the events a subscription holds for a reader that
 // falls behind; past it the oldest are dropped.
 const maxQueuedEvents = 1 << 14
@@ -67,8 +71,14 @@ func (m *Manager) Subscribe() (events <-chan Event, cancel func()) {
 		return s.out, func() {}
 	}
 	m.subs[s] = struct{}{}
-	m.subsMu.Unlock()
+	// Counted in the manager's goroutines under subsMu: Close ends the
+	// subscriptions under subsMu before it waits for those goroutines, so it
+	// waits for this one too.
 	m.goroutine(s.forward)
+	m.subsMu.Unlock()
+	if testHookSubscribed != nil {
+		testHookSubscribed()
+	}
 	return s.out, func() {
 		m.subsMu.Lock()
 		delete(m.subs, s)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 )
 
@@ -27,7 +28,7 @@ func nextEvent(t testing.TB, ctx context.Context, events <-chan p2pconn.Event) p
 func TestEvents(t *testing.T) {
 	c := newCluster(t, transports["tcp"])
 	a, b := c.node(testConfig()), c.node(testConfig())
-	ctx := ctxT(t, 10*time.Second)
+	ctx := testkit.Context(t, 10*time.Second)
 	aEvents, cancelA := a.m.Subscribe()
 	defer cancelA()
 	bEvents, cancelB := b.m.Subscribe()
@@ -76,7 +77,7 @@ func TestPersistentPeer(t *testing.T) {
 	c := newCluster(t, transports["tcp"])
 	cfg := testConfig()
 	a, b := c.node(cfg), c.node(cfg)
-	ctx := ctxT(t, 20*time.Second)
+	ctx := testkit.Context(t, 20*time.Second)
 	events, cancel := a.m.Subscribe()
 	defer cancel()
 	require.ErrorIs(t, a.m.AddPersistentPeer(a.id), p2pconn.ErrSelfConnect)
@@ -129,7 +130,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 	cfg.ReceiveBuffer = 4
 	hub := c.node(cfg)
 	peers := []*node{c.node(cfg), c.node(cfg), c.node(cfg), c.node(cfg)}
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testkit.Context(t, 30*time.Second)
 	var conns []p2pconn.Connection
 	for _, p := range peers {
 		conn, err := hub.m.Connect(ctx, p.id)
@@ -184,5 +185,39 @@ func TestShutdownUnderLoad(t *testing.T) {
 	wg.Wait()
 	for _, conn := range conns {
 		require.False(t, conn.IsAlive())
+	}
+}
+
+// TestSubscribeRacingClose: a Subscribe still returning while the manager
+// closes gets a subscription that Close ended, and Close waited for the
+// goroutine that feeds it, so once both returned the channel is closed.
+func TestSubscribeRacingClose(t *testing.T) {
+	h := newHost(t, transports["tcp"])
+	m, err := p2pconn.NewManager(h, nil, testConfig())
+	require.NoError(t, err)
+	entered, closed := make(chan struct{}), make(chan struct{})
+	reset := p2pconn.SetTestHookSubscribed(func() {
+		// Close runs while Subscribe is between registering and returning.
+		close(entered)
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+		}
+	})
+	defer reset()
+	got := make(chan (<-chan p2pconn.Event), 1)
+	go func() {
+		ch, _ := m.Subscribe()
+		got <- ch
+	}()
+	<-entered
+	require.NoError(t, m.Close())
+	close(closed)
+	ch := <-got
+	select {
+	case _, ok := <-ch:
+		require.False(t, ok, "an event after Close")
+	default:
+		t.Fatal("subscription still open after Close returned: Close did not wait for its goroutine")
 	}
 }

@@ -12,3 +12,11 @@ func SetTestHookBeforeConfirm(f func(attempt context.Context)) (reset func()) {
 // SpeakVersion1 makes m send and read the version-1 handshake only, as a
 // node of the first protocol version does. Call it before m connects.
 func SpeakVersion1(m *Manager) { m.version1.Store(true) }
+
+// SetTestHookSubscribed sets a function run by Subscribe once the
+// subscription is registered, before it returns, and returns a function that
+// removes it.
+func SetTestHookSubscribed(f func()) (reset func()) {
+	testHookSubscribed = f
+	return func() { testHookSubscribed = nil }
+}

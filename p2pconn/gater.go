@@ -8,6 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skipwire/skipwire/identity"
 )
@@ -39,20 +40,29 @@ import (
 //
 // To refuse IP addresses or subnets as well, use go-libp2p's
 // conngater.BasicConnectionGater instead, with BlockPeer(id.PeerID()) for
-// each Identifier.
+// each Identifier. For a closed membership, where only listed nodes may
+// connect, use AllowList.
+//
+// Each refusal is counted (Refused). A DenyList is a prometheus.Collector of
+// the counter skipwire_gater_refusals_total{gater="deny_list",direction}
+// ("inbound" or "outbound"); register it beside Config.Metrics.
 //
 // Every method is safe for concurrent use; the checks libp2p makes do not
 // allocate.
 type DenyList struct {
-	mu     sync.RWMutex
-	denied map[peer.ID]struct{} // keyed by peer ID: the checks need no conversion
+	mu      sync.RWMutex
+	denied  map[peer.ID]struct{} // keyed by peer ID: the checks need no conversion
+	refused refusals
 }
 
-var _ connmgr.ConnectionGater = (*DenyList)(nil)
+var (
+	_ connmgr.ConnectionGater = (*DenyList)(nil)
+	_ prometheus.Collector    = (*DenyList)(nil)
+)
 
 // NewDenyList returns an empty deny list: it refuses nobody.
 func NewDenyList() *DenyList {
-	return &DenyList{denied: make(map[peer.ID]struct{})}
+	return &DenyList{denied: make(map[peer.ID]struct{}), refused: newRefusals("deny_list")}
 }
 
 // Deny adds ids to the list. Denying a listed Identifier again does nothing.
@@ -79,6 +89,12 @@ func (d *DenyList) Denied(id identity.Identifier) bool {
 	return d.deniedPeer(id.PeerID())
 }
 
+// Refused returns how many connections the list refused: opened by remotes
+// (inbound), and dialed by this host (outbound).
+func (d *DenyList) Refused() (inbound, outbound uint64) {
+	return d.refused.inbound.Load(), d.refused.outbound.Load()
+}
+
 func (d *DenyList) deniedPeer(p peer.ID) bool {
 	d.mu.RLock()
 	_, ok := d.denied[p]
@@ -88,7 +104,9 @@ func (d *DenyList) deniedPeer(p peer.ID) bool {
 
 // InterceptPeerDial refuses to dial a denied peer. libp2p calls it before
 // dialing.
-func (d *DenyList) InterceptPeerDial(p peer.ID) bool { return !d.deniedPeer(p) }
+func (d *DenyList) InterceptPeerDial(p peer.ID) bool {
+	return d.refused.refuse(network.DirOutbound, !d.deniedPeer(p))
+}
 
 // InterceptAddrDial allows every address: the peer was checked by
 // InterceptPeerDial.
@@ -100,12 +118,18 @@ func (d *DenyList) InterceptAccept(network.ConnMultiaddrs) bool { return true }
 
 // InterceptSecured refuses a connection, inbound or outbound, to a denied
 // peer once the secure handshake has proven who the remote is.
-func (d *DenyList) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
-	return !d.deniedPeer(p)
+func (d *DenyList) InterceptSecured(dir network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	return d.refused.refuse(dir, !d.deniedPeer(p))
 }
 
 // InterceptUpgraded checks the peer once more, for a node denied while its
 // connection was being set up.
 func (d *DenyList) InterceptUpgraded(c network.Conn) (bool, control.DisconnectReason) {
-	return !d.deniedPeer(c.RemotePeer()), 0
+	return d.refused.refuse(c.Stat().Direction, !d.deniedPeer(c.RemotePeer())), 0
 }
+
+// Describe implements prometheus.Collector.
+func (d *DenyList) Describe(ch chan<- *prometheus.Desc) { d.refused.describe(ch) }
+
+// Collect implements prometheus.Collector.
+func (d *DenyList) Collect(ch chan<- prometheus.Metric) { d.refused.collect(ch) }

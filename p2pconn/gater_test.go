@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -15,23 +16,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 )
 
-// gatedNode starts a node whose host has gater dl and whose manager resolves
+// gatedNode starts a node whose host has gater g and whose manager resolves
 // through c's table, counting the lookups in resolves; cleanup closes its
 // manager, then its host.
-func gatedNode(c *cluster, dl *p2pconn.DenyList, resolves *atomic.Int64) *node {
+func gatedNode(c *cluster, g connmgr.ConnectionGater, resolves *atomic.Int64) *node {
 	c.t.Helper()
-	key, err := identity.GenerateKey()
-	require.NoError(c.t, err)
-	opts := append(p2pconn.HostOptions(testConfig()),
-		libp2p.Identity(key),
-		libp2p.ListenAddrStrings(c.listen),
-		libp2p.ConnectionGater(dl))
-	h, err := libp2p.New(opts...)
-	require.NoError(c.t, err)
-	c.t.Cleanup(func() { _ = h.Close() })
+	h := testkit.NewHost(c.t, nil, c.listen, append(p2pconn.HostOptions(testConfig()), libp2p.ConnectionGater(g))...)
 	r := resolverFunc(func(ctx context.Context, id identity.Identifier) (peer.AddrInfo, error) {
 		resolves.Add(1)
 		return c.table.Resolve(ctx, id)
@@ -65,7 +59,7 @@ func TestDenyList(t *testing.T) {
 			var resolves atomic.Int64
 			a := gatedNode(c, dl, &resolves)
 			b, d := c.node(testConfig()), c.node(testConfig())
-			ctx := ctxT(t, 30*time.Second)
+			ctx := testkit.Context(t, 30*time.Second)
 
 			dl.Deny(b.id, d.id)
 			require.True(t, dl.Denied(b.id))
@@ -80,6 +74,8 @@ func TestDenyList(t *testing.T) {
 			require.NotContains(t, err.Error(), "attempt 2", "a gater refusal is not retried")
 			require.Equal(t, int64(1), resolves.Load(), "one attempt")
 			require.Zero(t, libp2pConns(a, b))
+			_, out := dl.Refused()
+			require.Equal(t, uint64(1), out, "the refused dial is counted")
 
 			// Inbound: the connection is closed after the secure handshake,
 			// before the manager sees it.
@@ -93,6 +89,8 @@ func TestDenyList(t *testing.T) {
 				return libp2pConns(a, b) == 0 && libp2pConns(b, a) == 0 &&
 					libp2pConns(a, d) == 0 && libp2pConns(d, a) == 0
 			}, 5*time.Second, 10*time.Millisecond)
+			in, _ := dl.Refused()
+			require.GreaterOrEqual(t, in, uint64(2), "the connections b and d opened are counted")
 
 			// Allowed again: a dials b, and d (refused a moment ago) dials a.
 			dl.Allow(b.id)

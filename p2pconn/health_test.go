@@ -1,13 +1,14 @@
 package p2pconn_test
 
 import (
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/internal/testkit"
+	"github.com/skipwire/skipwire/internal/testkit/childnode"
 	"github.com/skipwire/skipwire/p2pconn"
 )
 
@@ -15,24 +16,23 @@ import (
 // health check declares the connection lost within KeepaliveInterval plus
 // KeepaliveTimeout (plus one check period of slack).
 func TestFrozenPeerDetected(t *testing.T) {
-	ch := startChild(t)
+	ch := childnode.Start(t, childnode.Options{Config: p2pconn.Config{KeepaliveInterval: time.Second}})
 	c := newCluster(t, transports["tcp"])
 	cfg := testConfig()
 	cfg.KeepaliveInterval = time.Second
 	cfg.KeepaliveTimeout = time.Second
 	a := c.node(cfg)
-	c.table.Add(ch.id, ch.info.Addrs...)
-	ctx := ctxT(t, 30*time.Second)
-	conn, err := a.m.Connect(ctx, ch.id)
+	c.table.Add(ch.ID, ch.Addr)
+	ctx := testkit.Context(t, 30*time.Second)
+	conn, err := a.m.Connect(ctx, ch.ID)
 	require.NoError(t, err)
 	require.NoError(t, conn.Send(ctx, []byte("ping")))
 	msg, err := conn.Next(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "ping", string(msg))
 
-	require.NoError(t, ch.cmd.Process.Signal(syscall.SIGSTOP))
+	require.NoError(t, ch.Freeze())
 	frozen := time.Now()
-	defer func() { _ = ch.cmd.Process.Signal(syscall.SIGCONT) }()
 	select {
 	case <-conn.Done():
 	case <-ctx.Done():
@@ -50,15 +50,15 @@ func TestFrozenPeerDetected(t *testing.T) {
 // TestKilledPeerDetected kills a remote node's process: the connection is
 // lost at once (the kernel closes its sockets).
 func TestKilledPeerDetected(t *testing.T) {
-	ch := startChild(t)
+	ch := childnode.Start(t, childnode.Options{Config: p2pconn.Config{KeepaliveInterval: time.Second}})
 	c := newCluster(t, transports["tcp"])
 	a := c.node(testConfig())
-	c.table.Add(ch.id, ch.info.Addrs...)
-	ctx := ctxT(t, 30*time.Second)
-	conn, err := a.m.Connect(ctx, ch.id)
+	c.table.Add(ch.ID, ch.Addr)
+	ctx := testkit.Context(t, 30*time.Second)
+	conn, err := a.m.Connect(ctx, ch.ID)
 	require.NoError(t, err)
-	require.NoError(t, ch.cmd.Process.Kill())
 	killed := time.Now()
+	require.NoError(t, ch.Kill())
 	select {
 	case <-conn.Done():
 	case <-ctx.Done():
@@ -77,12 +77,12 @@ func TestRestartedPeerReconnects(t *testing.T) {
 	a := c.node(testConfig())
 	key, err := identity.GenerateKey()
 	require.NoError(t, err)
-	bh := newHostWithKey(t, key, "/ip4/127.0.0.1/tcp/0")
+	bh := testkit.NewHost(t, key, transports["tcp"], p2pconn.HostOptions(testConfig())...)
 	port := bh.Addrs()[0]
 	bm, err := p2pconn.NewManager(bh, nil, testConfig())
 	require.NoError(t, err)
 	c.table.Add(bm.ID(), bh.Addrs()...)
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testkit.Context(t, 30*time.Second)
 
 	old, err := a.m.Connect(ctx, bm.ID())
 	require.NoError(t, err)
@@ -94,7 +94,7 @@ func TestRestartedPeerReconnects(t *testing.T) {
 	_, err = a.m.Connect(ctx, bm.ID())
 	require.Error(t, err, "the peer is down")
 
-	bh2 := newHostWithKey(t, key, port.String())
+	bh2 := testkit.NewHost(t, key, port.String(), p2pconn.HostOptions(testConfig())...)
 	bm2, err := p2pconn.NewManager(bh2, nil, testConfig())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = bm2.Close() })

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 )
 
@@ -54,7 +55,7 @@ func newVictim(t testing.TB, cfg p2pconn.Config) *victim {
 // requireServes shows the victim still exchanges messages with an honest peer.
 func (v *victim) requireServes(t testing.TB) {
 	t.Helper()
-	ctx := ctxT(t, 10*time.Second)
+	ctx := testkit.Context(t, 10*time.Second)
 	ch, err := v.honest.m.Connect(ctx, v.id)
 	require.NoError(t, err)
 	cv, err := v.m.Connect(ctx, v.honest.id)
@@ -68,20 +69,15 @@ func (v *victim) requireServes(t testing.TB) {
 // attacker opens raw streams on ProtocolID to the victim. Its own host has
 // no resource limits: only the victim's defences are under test.
 func attacker(t testing.TB, v *victim) host.Host {
-	key, err := identity.GenerateKey()
-	require.NoError(t, err)
-	h, err := libp2p.New(libp2p.Identity(key), libp2p.ListenAddrStrings(transports["tcp"]),
-		libp2p.ResourceManager(&network.NullResourceManager{}))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = h.Close() })
-	require.NoError(t, h.Connect(ctxT(t, 5*time.Second), peer.AddrInfo{ID: v.h.ID(), Addrs: v.h.Addrs()}))
+	h := testkit.NewHost(t, nil, transports["tcp"], libp2p.ResourceManager(&network.NullResourceManager{}))
+	require.NoError(t, h.Connect(testkit.Context(t, 5*time.Second), peer.AddrInfo{ID: v.h.ID(), Addrs: v.h.Addrs()}))
 	return h
 }
 
 // settledStream opens a stream and completes the handshake by hand.
 func settledStream(t testing.TB, h host.Host, v *victim) network.Stream {
 	t.Helper()
-	s, err := h.NewStream(ctxT(t, 5*time.Second), v.h.ID(), p2pconn.ProtocolID)
+	s, err := h.NewStream(testkit.Context(t, 5*time.Second), v.h.ID(), p2pconn.ProtocolID)
 	require.NoError(t, err)
 	_, err = s.Write(helloBytes)
 	require.NoError(t, err)
@@ -161,7 +157,7 @@ func TestHostileSlowloris(t *testing.T) {
 	h := attacker(t, v)
 	var streams []network.Stream
 	for range 20 {
-		s, err := h.NewStream(ctxT(t, 5*time.Second), v.h.ID(), p2pconn.ProtocolID)
+		s, err := h.NewStream(testkit.Context(t, 5*time.Second), v.h.ID(), p2pconn.ProtocolID)
 		require.NoError(t, err)
 		_, err = s.Write(nil) // make the lazy protocol negotiation happen
 		require.NoError(t, err)
@@ -183,7 +179,7 @@ func TestHostileStreamFlood(t *testing.T) {
 	h := attacker(t, v)
 	baseline := runtime.NumGoroutine()
 	for i := range 200 {
-		s, err := h.NewStream(ctxT(t, 5*time.Second), v.h.ID(), p2pconn.ProtocolID)
+		s, err := h.NewStream(testkit.Context(t, 5*time.Second), v.h.ID(), p2pconn.ProtocolID)
 		require.NoError(t, err)
 		_, _ = s.Write(helloBytes)
 		if i%2 == 0 {
@@ -202,7 +198,7 @@ func TestHostileConnectionFlood(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxConnections = 5
 	v := newVictim(t, cfg)
-	ctx := ctxT(t, 20*time.Second)
+	ctx := testkit.Context(t, 20*time.Second)
 	ch, err := v.honest.m.Connect(ctx, v.id)
 	require.NoError(t, err)
 	accepted, refused := 0, 0

@@ -1,16 +1,16 @@
 package p2pconn_test
 
 import (
-	"os"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/skipwire/skipwire/internal/testkit"
+	"github.com/skipwire/skipwire/internal/testkit/childnode"
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) != "" {
-		// Re-executed by a test as a remote node in its own process.
-		os.Exit(runChildNode())
-	}
+	// A test may re-execute this binary as a remote node in its own process.
+	testkit.ChildMain(childnode.Role)
 	goleak.VerifyTestMain(m)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 	"github.com/skipwire/skipwire/resolver"
 )
@@ -47,7 +48,7 @@ func TestConnectCancelledMidHandshake(t *testing.T) {
 	_, err = b.m.Accept(actx)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 
-	ctx2 := ctxT(t, 5*time.Second)
+	ctx2 := testkit.Context(t, 5*time.Second)
 	ca, err := a.m.Connect(ctx2, b.id)
 	require.NoError(t, err)
 	cb, err := b.m.Accept(ctx2)
@@ -73,7 +74,7 @@ func TestConnectCancelledAtRandom(t *testing.T) {
 			return a.m.ConnectionCount() == 0 && b.m.ConnectionCount() == 0
 		}, 5*time.Second, 5*time.Millisecond)
 	}
-	ctx := ctxT(t, 5*time.Second)
+	ctx := testkit.Context(t, 5*time.Second)
 	ca, err := a.m.Connect(ctx, b.id)
 	require.NoError(t, err)
 	cb, err := b.m.Connect(ctx, a.id)
@@ -90,7 +91,7 @@ func TestLargeAndSmallMessagesBothWays(t *testing.T) {
 			cfg.MaxMessageSize = 1 << 20
 			c := newCluster(t, listen)
 			a, b := c.node(cfg), c.node(cfg)
-			ctx := ctxT(t, 60*time.Second)
+			ctx := testkit.Context(t, 60*time.Second)
 			ca, err := a.m.Connect(ctx, b.id)
 			require.NoError(t, err)
 			cb, err := b.m.Accept(ctx)
@@ -147,7 +148,7 @@ func payload(i, size int) []byte {
 func TestCloseDeliversEverything(t *testing.T) {
 	c := newCluster(t, transports["tcp"])
 	a, b := c.node(testConfig()), c.node(testConfig())
-	ctx := ctxT(t, 20*time.Second)
+	ctx := testkit.Context(t, 20*time.Second)
 	ca, err := a.m.Connect(ctx, b.id)
 	require.NoError(t, err)
 	cb, err := b.m.Accept(ctx)
@@ -182,7 +183,7 @@ func TestCloseDeliversEverything(t *testing.T) {
 func TestHostClosedIsLoss(t *testing.T) {
 	c := newCluster(t, transports["tcp"])
 	a, b := c.node(testConfig()), c.node(testConfig())
-	ctx := ctxT(t, 10*time.Second)
+	ctx := testkit.Context(t, 10*time.Second)
 	ca, err := a.m.Connect(ctx, b.id)
 	require.NoError(t, err)
 	start := time.Now()
@@ -204,7 +205,7 @@ func TestHostClosedIsLoss(t *testing.T) {
 func TestConnectErrors(t *testing.T) {
 	c := newCluster(t, transports["tcp"])
 	a, b := c.node(testConfig()), c.node(testConfig())
-	ctx := ctxT(t, 20*time.Second)
+	ctx := testkit.Context(t, 20*time.Second)
 
 	t.Run("self", func(t *testing.T) {
 		_, err := a.m.Connect(ctx, a.id)
@@ -225,7 +226,7 @@ func TestConnectErrors(t *testing.T) {
 		r := resolverFunc(func(context.Context, identity.Identifier) (peer.AddrInfo, error) {
 			return peer.AddrInfo{ID: a.h.ID(), Addrs: a.h.Addrs()}, nil
 		})
-		h := newHost(t, transports["tcp"], testConfig())
+		h := newHost(t, transports["tcp"])
 		m, err := p2pconn.NewManager(h, r, testConfig())
 		require.NoError(t, err)
 		defer m.Close()
@@ -271,7 +272,7 @@ func TestLimits(t *testing.T) {
 	cfg.MaxConnections = 2
 	full := c.node(cfg)
 	others := []*node{c.node(testConfig()), c.node(testConfig()), c.node(testConfig())}
-	ctx := ctxT(t, 20*time.Second)
+	ctx := testkit.Context(t, 20*time.Second)
 	for _, o := range others[:2] {
 		_, err := full.m.Connect(ctx, o.id)
 		require.NoError(t, err)
@@ -295,7 +296,7 @@ func TestDifferentMaxMessageSize(t *testing.T) {
 	small, large := testConfig(), testConfig()
 	small.MaxMessageSize, large.MaxMessageSize = 1<<10, 64<<10
 	a, b := c.node(small), c.node(large)
-	ctx := ctxT(t, 10*time.Second)
+	ctx := testkit.Context(t, 10*time.Second)
 	ca, err := a.m.Connect(ctx, b.id)
 	require.NoError(t, err)
 	cb, err := b.m.Accept(ctx)
@@ -311,7 +312,7 @@ func TestDifferentMaxMessageSize(t *testing.T) {
 }
 
 func TestNewManagerErrors(t *testing.T) {
-	h := newHost(t, transports["tcp"], testConfig())
+	h := newHost(t, transports["tcp"])
 	_, err := p2pconn.NewManager(nil, nil, testConfig())
 	require.Error(t, err)
 	_, err = p2pconn.NewManager(h, nil, p2pconn.Config{RetryAttempts: -1})

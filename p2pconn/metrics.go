@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
@@ -14,7 +15,9 @@ import (
 
 // Metrics, when Config.Metrics is set, registered there by NewManager. All
 // are in the "skipwire" namespace. Wrap the registerer with
-// prometheus.WrapRegistererWith to tell several managers of one process apart.
+// prometheus.WrapRegistererWith to tell several managers of one process apart;
+// managers registered on one registry without that (one after another, or at
+// once) share the collectors, and their figures add up.
 //
 //	skipwire_connections{direction}              gauge: live connections, "inbound" or "outbound"
 //	skipwire_connects_total{result}              Connects that dialed, by result: ok, not_found,
@@ -30,6 +33,10 @@ import (
 //	                                             frame) or handshake (a bad handshake message)
 //	skipwire_send_duration_seconds               Send latency, histogram
 //	skipwire_next_wait_seconds                   time Next waited for a message, histogram
+//
+// The gaters (DenyList, AllowList) count their refusals in collectors of
+// their own, which the application registers:
+// skipwire_gater_refusals_total{gater, direction}.
 type metrics struct {
 	conns       *prometheus.GaugeVec
 	connects    *prometheus.CounterVec
@@ -48,23 +55,38 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	const ns = "skipwire"
-	msgs := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "messages_total", Help: "Messages sent (out) and received (in)."}, []string{"direction"})
-	bytes := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "bytes_total", Help: "Message payload bytes sent (out) and received (in)."}, []string{"direction"})
-	x := &metrics{
-		conns:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "connections", Help: "Live managed connections."}, []string{"direction"}),
-		connects:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "connects_total", Help: "Connect calls that dialed, by result."}, []string{"result"}),
-		attempts:    prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "dial_attempts_total", Help: "Dial attempts, first ones and retries."}),
-		retries:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "dial_retries_total", Help: "Dial attempts after a failed one."}),
-		reconnects:  prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "reconnects_total", Help: "Connections re-established to persistent peers."}),
-		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "disconnects_total", Help: "Dead connections, by reason."}, []string{"reason"}),
-		frameErrs:   prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "frame_errors_total", Help: "Bad input from remotes, by kind."}, []string{"kind"}),
-		sendTime: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "send_duration_seconds", Help: "Send latency.",
-			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12)}),
-		nextWait: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "next_wait_seconds", Help: "Time Next waited for a message.",
-			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 14)}),
+	var (
+		x    metrics
+		msgs = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "messages_total", Help: "Messages sent (out) and received (in)."}, []string{"direction"})
+		bs   = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "bytes_total", Help: "Message payload bytes sent (out) and received (in)."}, []string{"direction"})
+		errs []error
+	)
+	// Each collector is registered, or the one already registered under its
+	// name is used instead, so that managers sharing a registry (one after
+	// another, or at once) add up in the same series.
+	reuse := func(c prometheus.Collector) prometheus.Collector {
+		c, err := register(reg, c)
+		errs = append(errs, err)
+		return c
+	}
+	x.conns, _ = reuse(prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "connections", Help: "Live managed connections."}, []string{"direction"})).(*prometheus.GaugeVec)
+	x.connects, _ = reuse(prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "connects_total", Help: "Connect calls that dialed, by result."}, []string{"result"})).(*prometheus.CounterVec)
+	x.attempts, _ = reuse(prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "dial_attempts_total", Help: "Dial attempts, first ones and retries."})).(prometheus.Counter)
+	x.retries, _ = reuse(prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "dial_retries_total", Help: "Dial attempts after a failed one."})).(prometheus.Counter)
+	x.reconnects, _ = reuse(prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "reconnects_total", Help: "Connections re-established to persistent peers."})).(prometheus.Counter)
+	x.disconnects, _ = reuse(prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "disconnects_total", Help: "Dead connections, by reason."}, []string{"reason"})).(*prometheus.CounterVec)
+	x.frameErrs, _ = reuse(prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "frame_errors_total", Help: "Bad input from remotes, by kind."}, []string{"kind"})).(*prometheus.CounterVec)
+	x.sendTime, _ = reuse(prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "send_duration_seconds", Help: "Send latency.",
+		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12)})).(prometheus.Histogram)
+	x.nextWait, _ = reuse(prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "next_wait_seconds", Help: "Time Next waited for a message.",
+		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 14)})).(prometheus.Histogram)
+	msgs, _ = reuse(msgs).(*prometheus.CounterVec)
+	bs, _ = reuse(bs).(*prometheus.CounterVec)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	x.msgsOut, x.msgsIn = msgs.WithLabelValues("out"), msgs.WithLabelValues("in")
-	x.bytesOut, x.bytesIn = bytes.WithLabelValues("out"), bytes.WithLabelValues("in")
+	x.bytesOut, x.bytesIn = bs.WithLabelValues("out"), bs.WithLabelValues("in")
 	for _, d := range []string{"inbound", "outbound"} {
 		x.conns.WithLabelValues(d)
 	}
@@ -74,12 +96,28 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, k := range []string{"frame", "handshake"} {
 		x.frameErrs.WithLabelValues(k)
 	}
-	for _, c := range []prometheus.Collector{x.conns, x.connects, x.attempts, x.retries, x.reconnects, x.disconnects, msgs, bytes, x.frameErrs, x.sendTime, x.nextWait} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register metrics: %w", err)
-		}
+	return &x, nil
+}
+
+// register registers c with reg and returns it, or returns the collector
+// already registered in its place (prometheus.AlreadyRegisteredError), if
+// that one is of c's type.
+func register(reg prometheus.Registerer, c prometheus.Collector) (prometheus.Collector, error) {
+	err := reg.Register(c)
+	var already prometheus.AlreadyRegisteredError
+	switch {
+	case err == nil:
+		return c, nil
+	case errors.As(err, &already) && sameKind(already.ExistingCollector, c):
+		return already.ExistingCollector, nil
+	default:
+		return c, fmt.Errorf("register metrics: %w", err)
 	}
-	return x, nil
+}
+
+// sameKind reports whether a and b are collectors of one Go type.
+func sameKind(a, b prometheus.Collector) bool {
+	return reflect.TypeOf(a) == reflect.TypeOf(b)
 }
 
 func direction(inbound bool) string {
@@ -108,7 +146,7 @@ func (x *metrics) connDown(inbound bool, err error) {
 	switch {
 	case isLost(err):
 		reason = "lost"
-	case errors.As(err, &ce) && ce.reason == "closed locally":
+	case errors.As(err, &ce) && ce.local:
 		reason = "closed_local"
 	}
 	x.disconnects.WithLabelValues(reason).Inc()

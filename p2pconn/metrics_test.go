@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 	"github.com/skipwire/skipwire/resolver"
 )
@@ -52,7 +53,7 @@ func TestMetrics(t *testing.T) {
 	cfgA.Metrics, cfgB.Metrics = regA, regB
 	cfgA.RetryAttempts = 1
 	a, b := c.node(cfgA), c.node(cfgB)
-	ctx := ctxT(t, 10*time.Second)
+	ctx := testkit.Context(t, 10*time.Second)
 
 	ca, err := a.m.Connect(ctx, b.id)
 	require.NoError(t, err)
@@ -89,8 +90,48 @@ func TestMetrics(t *testing.T) {
 	require.Equal(t, 1.0, ma["skipwire_disconnects_total{reason=closed_local}"])
 	require.Equal(t, 0.0, ma["skipwire_connections{direction=outbound}"])
 
-	// A second manager on the same registry is refused, not silently merged.
-	h := newHost(t, transports["tcp"], cfgA)
-	_, err = p2pconn.NewManager(h, nil, cfgA)
+}
+
+// TestMetricsSharedRegistry: a manager may register on a registry that
+// already has skipwire's collectors (a previous manager's, or a live one's):
+// it reuses them, and the figures add up.
+func TestMetricsSharedRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cfg := testConfig()
+	cfg.Metrics = reg
+	c := newCluster(t, transports["tcp"])
+	ctx := testkit.Context(t, 30*time.Second)
+	first := c.node(cfg)
+	_, err := first.m.Connect(ctx, identity.Identifier{7})
+	require.ErrorIs(t, err, resolver.ErrNotFound)
+	require.NoError(t, first.m.Close())
+
+	// A second manager after the first closed, then a third beside it.
+	second, third := c.node(cfg), c.node(cfg)
+	conn, err := second.m.Connect(ctx, third.id)
+	require.NoError(t, err)
+	require.NoError(t, conn.Send(ctx, []byte("12345")))
+	in, err := third.m.Accept(ctx)
+	require.NoError(t, err)
+	_, err = in.Next(ctx)
+	require.NoError(t, err)
+
+	got := gather(t, reg)
+	require.Equal(t, 1.0, got["skipwire_connects_total{result=not_found}"], "the first manager's Connect")
+	require.Equal(t, 1.0, got["skipwire_connects_total{result=ok}"])
+	require.Equal(t, 2.0, got["skipwire_connections{direction=inbound}"]+got["skipwire_connections{direction=outbound}"], "one connection, seen from both ends")
+	require.Equal(t, 1.0, got["skipwire_messages_total{direction=out}"])
+	require.Equal(t, 1.0, got["skipwire_messages_total{direction=in}"])
+}
+
+// TestMetricsConflictingCollector: a collector of another shape under one of
+// skipwire's names is a conflict, and NewManager fails rather than reuse it.
+func TestMetricsConflictingCollector(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "skipwire_connects_total", Help: "Something else."}))
+	cfg := testConfig()
+	cfg.Metrics = reg
+	_, err := p2pconn.NewManager(newHost(t, transports["tcp"]), nil, cfg)
 	require.Error(t, err)
+	require.ErrorContains(t, err, "register metrics")
 }

@@ -22,6 +22,15 @@ import (
 // other protocols (a per-peer limit of 1 would kill both connections of a
 // simultaneous dial, so the per-peer limit stays above it).
 //
+// It also turns off libp2p's address discovery from the addresses peers say
+// they observe (libp2p.DisableIdentifyAddressDiscovery): skipwire nodes are
+// dialed at the addresses their resolver gives, and with go-libp2p v0.51 a
+// host with discovery on may never finish Close when identify events keep
+// arriving while it closes (its observed-address manager stops reading them
+// without unsubscribing, the event bus blocks, and autonat's Close waits on
+// it for good), as happens when many hosts of one process close at once. A
+// node behind NAT announces its public address with libp2p.AddrsFactory.
+//
 // It never sets an identity or listen addresses: append
 // libp2p.Identity(key) and libp2p.ListenAddrStrings(...) yourself. The
 // connection and resource managers are created when libp2p.New applies the
@@ -41,6 +50,7 @@ func HostOptions(cfg Config) []libp2p.Option {
 		// skipwire connects nodes directly; a relay transport would only add
 		// /p2p-circuit addresses to the host's listen addresses.
 		libp2p.DisableRelay(),
+		libp2p.DisableIdentifyAddressDiscovery(),
 		managersOption(cfg),
 	}
 }

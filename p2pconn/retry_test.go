@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 	"github.com/skipwire/skipwire/resolver"
 )
@@ -39,12 +40,12 @@ func TestRetryAttemptsAndBackoff(t *testing.T) {
 		cfg := testConfig()
 		cfg.RetryAttempts = attempts
 		cfg.RetryDelay = 20 * time.Millisecond
-		h := newHost(t, transports["tcp"], cfg)
+		h := newHost(t, transports["tcp"])
 		m, err := p2pconn.NewManager(h, r, cfg)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = m.Close() })
 
-		_, err = m.Connect(ctxT(t, 10*time.Second), identity.Identifier{1})
+		_, err = m.Connect(testkit.Context(t, 10*time.Second), identity.Identifier{1})
 		require.Error(t, err)
 		require.Len(t, r.calls, attempts+1, "RetryAttempts %d", attempts)
 		require.Contains(t, err.Error(), "transient resolver failure")
@@ -63,11 +64,11 @@ func TestNoRetryForPermanentFailures(t *testing.T) {
 	r := &recordingResolver{err: resolver.ErrNotFound}
 	cfg := testConfig()
 	cfg.RetryAttempts = 5
-	h := newHost(t, transports["tcp"], cfg)
+	h := newHost(t, transports["tcp"])
 	m, err := p2pconn.NewManager(h, r, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
-	_, err = m.Connect(ctxT(t, 10*time.Second), identity.Identifier{1})
+	_, err = m.Connect(testkit.Context(t, 10*time.Second), identity.Identifier{1})
 	require.ErrorIs(t, err, resolver.ErrNotFound)
 	require.Len(t, r.calls, 1)
 }
@@ -79,7 +80,7 @@ func TestConnectHonoursCtxDuringBackoff(t *testing.T) {
 	cfg := testConfig()
 	cfg.RetryAttempts = 10
 	cfg.RetryDelay = time.Hour
-	h := newHost(t, transports["tcp"], cfg)
+	h := newHost(t, transports["tcp"])
 	m, err := p2pconn.NewManager(h, r, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })

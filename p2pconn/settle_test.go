@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/stretchr/testify/require"
 
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 )
 
@@ -95,7 +96,7 @@ func TestSimultaneousConnect(t *testing.T) {
 			for trial := range trials(20, 200) {
 				c := newCluster(t, listen)
 				a, b := c.node(testConfig()), c.node(testConfig())
-				ctx := ctxT(t, 20*time.Second)
+				ctx := testkit.Context(t, 20*time.Second)
 				ca, cb := connectBoth(t, ctx, a, b, nil)
 				exchange(t, ctx, ca, cb, 200)
 				requireSettled(t, a, b, ca, cb)
@@ -113,7 +114,7 @@ func TestSimultaneousConnectWithRawDial(t *testing.T) {
 	for trial := range trials(10, 200) {
 		c := newCluster(t, transports["tcp"])
 		a, b := c.node(testConfig()), c.node(testConfig())
-		ctx := ctxT(t, 20*time.Second)
+		ctx := testkit.Context(t, 20*time.Second)
 		ca, cb := connectBoth(t, ctx, a, b, func() {
 			_ = b.h.Connect(ctx, peer.AddrInfo{ID: a.h.ID(), Addrs: a.h.Addrs()})
 		})
@@ -150,7 +151,7 @@ func connectBoth(t testing.TB, ctx context.Context, a, b *node, extra func()) (c
 func TestConcurrentConnectOneDial(t *testing.T) {
 	c := newCluster(t, transports["tcp"])
 	a, b := c.node(testConfig()), c.node(testConfig())
-	ctx := ctxT(t, 10*time.Second)
+	ctx := testkit.Context(t, 10*time.Second)
 	var wg sync.WaitGroup
 	conns := make([]p2pconn.Connection, 50)
 	start := make(chan struct{})
@@ -188,7 +189,7 @@ func TestConcurrentConnectOneDial(t *testing.T) {
 func TestSettlingReleasesStreams(t *testing.T) {
 	c := newCluster(t, transports["tcp"])
 	a, b := c.node(testConfig()), c.node(testConfig())
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testkit.Context(t, 30*time.Second)
 	skipwireStreams := func(n *node, other *node) int {
 		count := 0
 		for _, conn := range n.h.Network().ConnsToPeer(other.h.ID()) {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/skipwire/skipwire/internal/testkit"
 )
 
 func TestSmoke(t *testing.T) {
@@ -13,7 +15,7 @@ func TestSmoke(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			c := newCluster(t, listen)
 			a, b := c.node(testConfig()), c.node(testConfig())
-			ctx := ctxT(t, 10*time.Second)
+			ctx := testkit.Context(t, 10*time.Second)
 			ca, err := a.m.Connect(ctx, b.id)
 			require.NoError(t, err)
 			require.NoError(t, ca.Send(ctx, []byte("hello")))

@@ -3,12 +3,12 @@ package resolver
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/skipwire/skipwire/identity"
 )
@@ -33,6 +33,10 @@ const minSweep = 1024
 // returns when its own ctx ends, without cutting short the others' lookup.
 // The Cache has nothing to close: that goroutine ends when the underlying
 // Resolve returns.
+//
+// When the addresses of an answer turn out not to work, Invalidate forgets
+// it, and ResolveExcept (Fallback) asks the resolver behind the Cache for
+// other addresses; the connection manager does both.
 type Cache struct {
 	r           AddressResolver
 	ttl         time.Duration
@@ -48,6 +52,7 @@ type Cache struct {
 var (
 	_ AddressResolver = (*Cache)(nil)
 	_ Invalidator     = (*Cache)(nil)
+	_ Fallback        = (*Cache)(nil)
 )
 
 // cacheEntry is one remembered answer: info, or err wrapping ErrNotFound.
@@ -85,7 +90,7 @@ func NewCache(r AddressResolver, ttl, negativeTTL time.Duration) *Cache {
 // one. It blocks until the lookup ends or ctx ends.
 func (c *Cache) Resolve(ctx context.Context, id identity.Identifier) (peer.AddrInfo, error) {
 	if err := ctx.Err(); err != nil {
-		return peer.AddrInfo{}, fmt.Errorf("resolve %s: cache: %w", id.Short(), err)
+		return peer.AddrInfo{}, newError(id, "cache", err)
 	}
 	c.mu.Lock()
 	if e, ok := c.entries[id]; ok {
@@ -120,7 +125,7 @@ func (c *Cache) Resolve(ctx context.Context, id identity.Identifier) (peer.AddrI
 			}
 		}
 		c.mu.Unlock()
-		return peer.AddrInfo{}, fmt.Errorf("resolve %s: cache: %w", id.Short(), ctx.Err())
+		return peer.AddrInfo{}, newError(id, "cache", ctx.Err())
 	}
 }
 
@@ -179,6 +184,42 @@ func (c *Cache) Invalidate(id identity.Identifier) {
 	defer c.mu.Unlock()
 	delete(c.entries, id)
 	delete(c.flights, id)
+}
+
+// ResolveExcept implements Fallback: it returns the remembered answer's
+// addresses that are not in tried, if any; else it asks the resolver behind
+// it for an answer with other addresses (through its ResolveExcept if it is a
+// Fallback, else through Resolve), and remembers that answer in place of the
+// old one. It shares no lookup with Resolve and remembers no error.
+func (c *Cache) ResolveExcept(ctx context.Context, id identity.Identifier, tried []ma.Multiaddr) (peer.AddrInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return peer.AddrInfo{}, newError(id, "cache", err)
+	}
+	c.mu.Lock()
+	if e, ok := c.entries[id]; ok && e.err == nil && c.now().Before(e.expires) {
+		if addrs := untried(e.info.Addrs, tried); len(addrs) > 0 {
+			c.mu.Unlock()
+			return peer.AddrInfo{ID: e.info.ID, Addrs: addrs}, nil
+		}
+	}
+	c.mu.Unlock()
+
+	info, err := ask(ctx, c.r, id, tried)
+	if err == nil {
+		err = checkAnswer(id, info, "cache")
+	}
+	if err == nil {
+		if info.Addrs = untried(info.Addrs, tried); len(info.Addrs) == 0 {
+			err = newError(id, "cache", errAllTried)
+		}
+	}
+	if err != nil {
+		return peer.AddrInfo{}, err
+	}
+	c.mu.Lock()
+	c.rememberLocked(id, info, nil)
+	c.mu.Unlock()
+	return peer.AddrInfo{ID: info.ID, Addrs: slices.Clone(info.Addrs)}, nil
 }
 
 // answer returns the entry as Resolve's results, with a copy of the addresses

@@ -360,3 +360,46 @@ func TestCacheCanceledContext(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	require.Zero(t, under.calls.Load())
 }
+
+// TestCacheResolveExcept: when the remembered addresses did not work, the
+// Cache asks again, remembers the new answer, and says not found when the
+// resolver behind it knows nothing new.
+func TestCacheResolveExcept(t *testing.T) {
+	id := newID(t)
+	var mu sync.Mutex
+	addr := "/ip4/10.0.0.1/tcp/1"
+	under := &fakeResolver{fn: func(context.Context, identity.Identifier) (peer.AddrInfo, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return answer(t, id, addr), nil
+	}}
+	c := NewCache(under, time.Hour, time.Hour)
+	old, err := c.Resolve(context.Background(), id)
+	require.NoError(t, err)
+
+	_, err = c.ResolveExcept(context.Background(), id, old.Addrs)
+	require.ErrorIs(t, err, ErrNotFound, "the resolver behind knows nothing new")
+	require.EqualValues(t, 2, under.calls.Load())
+
+	mu.Lock()
+	addr = "/ip4/10.0.0.2/tcp/1"
+	mu.Unlock()
+	info, err := c.ResolveExcept(context.Background(), id, old.Addrs)
+	require.NoError(t, err)
+	require.Equal(t, answer(t, id, "/ip4/10.0.0.2/tcp/1"), info)
+	info, err = c.Resolve(context.Background(), id)
+	require.NoError(t, err)
+	require.Equal(t, answer(t, id, "/ip4/10.0.0.2/tcp/1"), info, "the new answer is remembered")
+	require.EqualValues(t, 3, under.calls.Load())
+
+	// A remembered answer with addresses not tried yet is enough.
+	info, err = c.ResolveExcept(context.Background(), id, old.Addrs)
+	require.NoError(t, err)
+	require.Equal(t, answer(t, id, "/ip4/10.0.0.2/tcp/1"), info)
+	require.EqualValues(t, 3, under.calls.Load())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = c.ResolveExcept(ctx, id, nil)
+	require.ErrorIs(t, err, context.Canceled)
+}

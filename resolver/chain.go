@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/skipwire/skipwire/identity"
 )
@@ -16,6 +18,7 @@ type chain []AddressResolver
 var (
 	_ AddressResolver = chain(nil)
 	_ Invalidator     = chain(nil)
+	_ Fallback        = chain(nil)
 )
 
 // NewChain returns a resolver that asks rs in order and returns the first
@@ -23,20 +26,25 @@ var (
 // answer that does not is counted as that member's error. Nil members are
 // skipped.
 //
-// If every member fails, the error is a *ChainError holding each member's
-// error in order. It matches ErrNotFound (errors.Is) only when every member
-// said not found, so a chain never reports "not found" while a member that
-// might know the answer failed for another reason: in a mixed case (say the
-// static table said not found and the DHT's network failed) the error
-// matches the other members' errors, and not ErrNotFound, so callers treat
-// it as worth a retry. A chain of no members fails with ErrNotFound.
+// If every member fails, the error is an *Error whose Err is a *ChainError
+// holding each member's error in order. It matches ErrNotFound (errors.Is)
+// only when every member said not found, so a chain never reports "not
+// found" while a member that might know the answer failed for another
+// reason: in a mixed case (say the static table said not found and the DHT's
+// network failed) the error matches the other members' errors, and not
+// ErrNotFound, so callers treat it as worth a retry. A chain of no members
+// fails with ErrNotFound.
 //
 // When ctx ends the chain stops, without asking the members left, and
 // returns an error wrapping ctx.Err() (and not ErrNotFound: the answer is
 // incomplete); the errors of the members asked so far are in its text.
 //
 // The chain implements Invalidator by passing Invalidate to every member that
-// implements it.
+// implements it, and Fallback: when the addresses of an answer did not work,
+// ResolveExcept asks the members in order again for an answer with other
+// addresses (a member implementing Fallback through its ResolveExcept), so a
+// later member gets its turn when an earlier one, such as a peerstore that
+// still holds a moved peer's old address, answered with stale addresses.
 func NewChain(rs ...AddressResolver) AddressResolver {
 	c := make(chain, 0, len(rs))
 	for _, r := range rs {
@@ -49,17 +57,38 @@ func NewChain(rs ...AddressResolver) AddressResolver {
 
 // Resolve implements AddressResolver.
 func (c chain) Resolve(ctx context.Context, id identity.Identifier) (peer.AddrInfo, error) {
+	return c.resolve(ctx, id, nil)
+}
+
+// ResolveExcept implements Fallback: it returns the first member's answer
+// that has addresses not in tried, keeping only those.
+func (c chain) ResolveExcept(ctx context.Context, id identity.Identifier, tried []ma.Multiaddr) (peer.AddrInfo, error) {
+	return c.resolve(ctx, id, tried)
+}
+
+// resolve asks the members in order for an answer with addresses not in
+// tried (any address when tried is empty).
+func (c chain) resolve(ctx context.Context, id identity.Identifier, tried []ma.Multiaddr) (peer.AddrInfo, error) {
 	if len(c) == 0 {
-		return peer.AddrInfo{}, fmt.Errorf("resolve %s: empty chain: %w", id.Short(), ErrNotFound)
+		return peer.AddrInfo{}, newError(id, "chain", fmt.Errorf("no member: %w", ErrNotFound))
 	}
 	errs := make([]error, 0, len(c))
 	for i, r := range c {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return peer.AddrInfo{}, stoppedError(id, i, len(c), ctxErr, errs)
 		}
-		info, err := r.Resolve(ctx, id)
+		info, err := ask(ctx, r, id, tried)
 		if err == nil {
-			err = checkAnswer(id, info, "chain")
+			// The member answered: a wrong answer counts as its error.
+			err = answerProblem(id, info)
+			if err == nil && len(tried) > 0 {
+				if info.Addrs = untried(info.Addrs, tried); len(info.Addrs) == 0 {
+					err = errAllTried
+				}
+			}
+			if err != nil {
+				err = fmt.Errorf("member %d: %w", i+1, err)
+			}
 		}
 		if err == nil {
 			return info, nil
@@ -70,7 +99,16 @@ func (c chain) Resolve(ctx context.Context, id identity.Identifier) (peer.AddrIn
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return peer.AddrInfo{}, stoppedError(id, len(c), len(c), ctxErr, errs)
 	}
-	return peer.AddrInfo{}, &ChainError{Errs: errs}
+	return peer.AddrInfo{}, newError(id, "chain", &ChainError{Errs: errs})
+}
+
+// ask asks r for an answer for id with addresses not in tried: through
+// ResolveExcept if r is a Fallback and tried is not empty, else Resolve.
+func ask(ctx context.Context, r AddressResolver, id identity.Identifier, tried []ma.Multiaddr) (peer.AddrInfo, error) {
+	if fb, ok := r.(Fallback); ok && len(tried) > 0 {
+		return fb.ResolveExcept(ctx, id, tried)
+	}
+	return r.Resolve(ctx, id)
 }
 
 // Invalidate implements Invalidator.
@@ -84,24 +122,34 @@ func (c chain) Invalidate(id identity.Identifier) {
 
 func stoppedError(id identity.Identifier, asked, total int, ctxErr error, errs []error) error {
 	if len(errs) == 0 {
-		return fmt.Errorf("resolve %s: chain: %w", id.Short(), ctxErr)
+		return newError(id, "chain", ctxErr)
 	}
-	return fmt.Errorf("resolve %s: chain: stopped after %d of %d resolvers: %w (so far: %v)",
-		id.Short(), asked, total, ctxErr, errors.Join(errs...))
+	return newError(id, "chain", fmt.Errorf("stopped after %d of %d resolvers: %w (so far: %s)",
+		asked, total, ctxErr, &ChainError{Errs: errs}))
 }
 
-// ChainError is the error of a chain (NewChain) whose every member failed.
+// ChainError is why a chain (NewChain) whose every member failed could not
+// resolve an Identifier; the chain returns it as the Err of an *Error.
 type ChainError struct {
 	// Errs holds each member's error, in chain order.
 	Errs []error
 }
 
-// Error returns the members' errors, one per line.
+// Error returns the members' errors on one line, separated by "; ". A
+// member's *Error is shortened to "<resolver>: <why>", since the chain's
+// *Error already names the Identifier.
 func (e *ChainError) Error() string {
-	if err := errors.Join(e.Errs...); err != nil {
-		return err.Error()
+	if len(e.Errs) == 0 {
+		return "no member answered"
 	}
-	return "resolver: chain: no member answered"
+	parts := make([]string, len(e.Errs))
+	for i, err := range e.Errs {
+		parts[i] = err.Error()
+		if re, ok := err.(*Error); ok {
+			parts[i] = re.Resolver + ": " + re.Err.Error()
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Unwrap returns the members' errors for errors.Is and errors.As: all of them

@@ -3,18 +3,19 @@ package resolver
 import (
 	"context"
 	"errors"
-	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/stretchr/testify/require"
 
 	"github.com/skipwire/skipwire/identity"
 )
 
 func notFound(id identity.Identifier, who string) error {
-	return fmt.Errorf("resolve %s: %s: %w", id.Short(), who, ErrNotFound)
+	return newError(id, who, ErrNotFound)
 }
 
 func TestChainFirstSuccessWins(t *testing.T) {
@@ -56,7 +57,7 @@ func TestChainAllNotFound(t *testing.T) {
 	var ce *ChainError
 	require.ErrorAs(t, err, &ce)
 	require.Equal(t, []error{errA, errB}, ce.Errs)
-	require.Equal(t, errA.Error()+"\n"+errB.Error(), err.Error())
+	require.Equal(t, "resolve "+id.Short()+": chain: a: no address found; b: no address found", err.Error(), "one line")
 }
 
 func TestChainMixedErrors(t *testing.T) {
@@ -136,5 +137,56 @@ func TestChainInvalidate(t *testing.T) {
 	inv.Invalidate(id)
 	_, err := c.Resolve(context.Background(), id)
 	require.NoError(t, err)
+	require.EqualValues(t, 2, under.calls.Load())
+}
+
+// TestChainResolveExcept: after the addresses of an answer failed, the chain
+// gives the next member with other addresses its turn, and keeps only those.
+func TestChainResolveExcept(t *testing.T) {
+	id := newID(t)
+	stale := "/ip4/10.0.0.1/tcp/1"
+	first := fixed(answer(t, id, stale), nil)
+	second := fixed(answer(t, id, stale, "/ip4/10.0.0.2/tcp/1"), nil)
+	third := fixed(answer(t, id, "/ip4/10.0.0.3/tcp/1"), nil)
+	c := NewChain(first, second, third)
+	fb, ok := c.(Fallback)
+	require.True(t, ok, "a chain is a Fallback")
+
+	info, err := c.Resolve(context.Background(), id)
+	require.NoError(t, err)
+	require.Equal(t, answer(t, id, stale), info, "Resolve: the first answer")
+
+	info, err = fb.ResolveExcept(context.Background(), id, info.Addrs)
+	require.NoError(t, err)
+	require.Equal(t, answer(t, id, "/ip4/10.0.0.2/tcp/1"), info, "the second member's new address only")
+	require.Zero(t, third.calls.Load())
+
+	info, err = fb.ResolveExcept(context.Background(), id, []ma.Multiaddr{mustAddr(t, stale), mustAddr(t, "/ip4/10.0.0.2/tcp/1")})
+	require.NoError(t, err)
+	require.Equal(t, answer(t, id, "/ip4/10.0.0.3/tcp/1"), info)
+
+	_, err = fb.ResolveExcept(context.Background(), id, []ma.Multiaddr{mustAddr(t, stale), mustAddr(t, "/ip4/10.0.0.2/tcp/1"), mustAddr(t, "/ip4/10.0.0.3/tcp/1")})
+	require.ErrorIs(t, err, ErrNotFound, "every address tried")
+	require.NotContains(t, err.Error(), "\n")
+}
+
+// TestChainResolveExceptAsksFallbackMembers: a member that is a Fallback (a
+// Cache) is asked through ResolveExcept, so it looks again.
+func TestChainResolveExceptAsksFallbackMembers(t *testing.T) {
+	id := newID(t)
+	var moved atomic.Bool
+	under := &fakeResolver{fn: func(context.Context, identity.Identifier) (peer.AddrInfo, error) {
+		if moved.Load() {
+			return answer(t, id, "/ip4/10.0.0.2/tcp/1"), nil
+		}
+		return answer(t, id, "/ip4/10.0.0.1/tcp/1"), nil
+	}}
+	c := NewChain(NewStatic(), NewCache(under, time.Hour, time.Hour)).(Fallback)
+	old, err := c.(AddressResolver).Resolve(context.Background(), id)
+	require.NoError(t, err)
+	moved.Store(true)
+	info, err := c.ResolveExcept(context.Background(), id, old.Addrs)
+	require.NoError(t, err)
+	require.Equal(t, answer(t, id, "/ip4/10.0.0.2/tcp/1"), info)
 	require.EqualValues(t, 2, under.calls.Load())
 }

@@ -53,7 +53,7 @@ func (d dhtResolver) heardOf(p peer.ID) bool {
 // Resolve implements AddressResolver.
 func (d dhtResolver) Resolve(ctx context.Context, id identity.Identifier) (peer.AddrInfo, error) {
 	if err := ctx.Err(); err != nil {
-		return peer.AddrInfo{}, fmt.Errorf("resolve %s: dht: %w", id.Short(), err)
+		return peer.AddrInfo{}, newError(id, "dht", err)
 	}
 	p := id.PeerID()
 	info, err := d.r.FindPeer(ctx, p)
@@ -67,13 +67,13 @@ func (d dhtResolver) Resolve(ctx context.Context, id identity.Identifier) (peer.
 	switch ctxErr := ctx.Err(); {
 	case err == nil:
 	case ctxErr != nil && errors.Is(err, ctxErr):
-		return peer.AddrInfo{}, fmt.Errorf("resolve %s: dht: find peer: %w", id.Short(), err)
+		return peer.AddrInfo{}, newError(id, "dht", fmt.Errorf("find peer: %w", err))
 	case ctxErr != nil:
-		return peer.AddrInfo{}, fmt.Errorf("resolve %s: dht: find peer: %w (lookup said: %v)", id.Short(), ctxErr, err)
+		return peer.AddrInfo{}, newError(id, "dht", fmt.Errorf("find peer: %w (lookup said: %v)", ctxErr, err))
 	case errors.Is(err, routing.ErrNotFound):
-		return peer.AddrInfo{}, fmt.Errorf("resolve %s: dht: %w: %w", id.Short(), ErrNotFound, err)
+		return peer.AddrInfo{}, newError(id, "dht", fmt.Errorf("%w: %w", ErrNotFound, err))
 	default:
-		return peer.AddrInfo{}, fmt.Errorf("resolve %s: dht: find peer: %w", id.Short(), err)
+		return peer.AddrInfo{}, newError(id, "dht", fmt.Errorf("find peer: %w", err))
 	}
 	if err := checkAnswer(id, info, "dht"); err != nil {
 		return peer.AddrInfo{}, err

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -31,18 +30,6 @@ func mustAddr(t testing.TB, s string) ma.Multiaddr {
 	a, err := ma.NewMultiaddr(s)
 	require.NoError(t, err)
 	return a
-}
-
-// newHost returns a libp2p host listening on a loopback TCP port, closed when
-// the test ends.
-func newHost(t testing.TB) host.Host {
-	t.Helper()
-	k, err := identity.GenerateKey()
-	require.NoError(t, err)
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.Identity(k))
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, h.Close()) })
-	return h
 }
 
 // hostID returns the Identifier of h.

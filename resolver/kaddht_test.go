@@ -2,11 +2,14 @@ package resolver
 
 import (
 	"context"
-	ma "github.com/multiformats/go-multiaddr"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/skipwire/skipwire/internal/testkit"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -42,7 +45,7 @@ func startKadDHTs(t testing.TB, hosts []host.Host, bootstrap []peer.AddrInfo) []
 }
 
 func TestNewKadDHTFirstNode(t *testing.T) {
-	h := newHost(t)
+	h := testkit.NewHost(t, nil, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// Listing itself as a bootstrap peer is the same as listing none.
@@ -58,8 +61,8 @@ func TestNewKadDHTFirstNode(t *testing.T) {
 }
 
 func TestNewKadDHTUnreachableBootstrap(t *testing.T) {
-	h := newHost(t)
-	gone := newHost(t)
+	h := testkit.NewHost(t, nil, "")
+	gone := testkit.NewHost(t, nil, "")
 	ai := addrInfo(gone)
 	require.NoError(t, gone.Close())
 
@@ -71,9 +74,9 @@ func TestNewKadDHTUnreachableBootstrap(t *testing.T) {
 }
 
 func TestNewKadDHTSomeBootstrapUnreachable(t *testing.T) {
-	seed, h := newHost(t), newHost(t)
+	seed, h := testkit.NewHost(t, nil, ""), testkit.NewHost(t, nil, "")
 	startKadDHTs(t, []host.Host{seed}, nil)
-	gone := newHost(t)
+	gone := testkit.NewHost(t, nil, "")
 	ai := addrInfo(gone)
 	require.NoError(t, gone.Close())
 
@@ -85,7 +88,7 @@ func TestNewKadDHTSomeBootstrapUnreachable(t *testing.T) {
 // ends and its routing table is still empty: here the only bootstrap peer is
 // reachable but runs no DHT.
 func TestNewKadDHTBootstrapWithoutDHT(t *testing.T) {
-	h, plain := newHost(t), newHost(t)
+	h, plain := testkit.NewHost(t, nil, ""), testkit.NewHost(t, nil, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	d, err := NewKadDHT(ctx, h, []peer.AddrInfo{addrInfo(plain)})
@@ -101,12 +104,12 @@ func TestNewKadDHTBootstrapWithoutDHT(t *testing.T) {
 func TestDHTResolvesEveryNode(t *testing.T) {
 	hosts := make([]host.Host, dhtNodes)
 	for i := range hosts {
-		hosts[i] = newHost(t)
+		hosts[i] = testkit.NewHost(t, nil, "")
 	}
 	start := time.Now()
 	startKadDHTs(t, hosts[:1], nil)
 	startKadDHTs(t, hosts[1:], []peer.AddrInfo{addrInfo(hosts[0])})
-	newcomer, prober := newHost(t), newHost(t)
+	newcomer, prober := testkit.NewHost(t, nil, ""), testkit.NewHost(t, nil, "")
 	kad := startKadDHTs(t, []host.Host{newcomer}, []peer.AddrInfo{addrInfo(hosts[dhtNodes-1])})[0]
 	t.Logf("%d DHT nodes and a newcomer started in %v", dhtNodes, time.Since(start))
 	r := NewDHT(kad)
@@ -147,19 +150,11 @@ func TestDHTResolvesEveryNode(t *testing.T) {
 		prober.Peerstore().ClearAddrs(h.ID())
 	}
 	all := append(slices.Clone(unknown), stale...)
-	t.Logf("DHT lookups of %d nodes: p50 %v, p99 %v", len(all), percentile(all, 50), percentile(all, 99))
-	t.Logf("  of %d nodes not in the routing table: p50 %v, p99 %v", len(unknown), percentile(unknown, 50), percentile(unknown, 99))
-	t.Logf("  of %d nodes in the routing table without addresses: p50 %v, p99 %v", len(stale), percentile(stale, 50), percentile(stale, 99))
+	t.Logf("DHT lookups of %d nodes: p50 %v, p99 %v", len(all), testkit.Percentile(all, 50), testkit.Percentile(all, 99))
+	t.Logf("  of %d nodes not in the routing table: p50 %v, p99 %v", len(unknown), testkit.Percentile(unknown, 50), testkit.Percentile(unknown, 99))
+	t.Logf("  of %d nodes in the routing table without addresses: p50 %v, p99 %v", len(stale), testkit.Percentile(stale, 50), testkit.Percentile(stale, 99))
 
 	// A node that does not exist is not found, once the lookup has asked everyone.
 	_, err := r.Resolve(ctx, newID(t))
 	require.ErrorIs(t, err, ErrNotFound)
-}
-
-// percentile returns the p-th percentile of ds (nearest rank).
-func percentile(ds []time.Duration, p int) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := (len(s)*p + 99) / 100
-	return s[max(i-1, 0)]
 }

@@ -2,7 +2,6 @@ package resolver
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -29,12 +28,12 @@ func NewPeerstore(ps peerstore.Peerstore) AddressResolver {
 // Resolve implements AddressResolver.
 func (r peerstoreResolver) Resolve(ctx context.Context, id identity.Identifier) (peer.AddrInfo, error) {
 	if err := ctx.Err(); err != nil {
-		return peer.AddrInfo{}, fmt.Errorf("resolve %s: peerstore: %w", id.Short(), err)
+		return peer.AddrInfo{}, newError(id, "peerstore", err)
 	}
 	p := id.PeerID()
 	addrs := r.ps.Addrs(p)
 	if len(addrs) == 0 {
-		return peer.AddrInfo{}, fmt.Errorf("resolve %s: peerstore: %w", id.Short(), ErrNotFound)
+		return peer.AddrInfo{}, newError(id, "peerstore", ErrNotFound)
 	}
 	return peer.AddrInfo{ID: p, Addrs: addrs}, nil
 }

@@ -8,6 +8,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/host/peerstore/pstoremem"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/stretchr/testify/require"
+
+	"github.com/skipwire/skipwire/internal/testkit"
 )
 
 func TestPeerstore(t *testing.T) {
@@ -44,7 +46,7 @@ func TestPeerstore(t *testing.T) {
 }
 
 func TestPeerstoreOfHost(t *testing.T) {
-	a, b := newHost(t), newHost(t)
+	a, b := testkit.NewHost(t, nil, ""), testkit.NewHost(t, nil, "")
 	ctx := context.Background()
 	r := NewPeerstore(a.Peerstore())
 

@@ -2,7 +2,6 @@ package resolver
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sync"
 
@@ -78,11 +77,11 @@ func (s *Static) Len() int {
 // addresses for id, or an error wrapping ErrNotFound if there are none.
 func (s *Static) Resolve(ctx context.Context, id identity.Identifier) (peer.AddrInfo, error) {
 	if err := ctx.Err(); err != nil {
-		return peer.AddrInfo{}, fmt.Errorf("resolve %s: static: %w", id.Short(), err)
+		return peer.AddrInfo{}, newError(id, "static", err)
 	}
 	addrs := s.Addrs(id)
 	if len(addrs) == 0 {
-		return peer.AddrInfo{}, fmt.Errorf("resolve %s: static: %w", id.Short(), ErrNotFound)
+		return peer.AddrInfo{}, newError(id, "static", ErrNotFound)
 	}
 	return peer.AddrInfo{ID: id.PeerID(), Addrs: addrs}, nil
 }

@@ -50,14 +50,3 @@ func median(xs []float64) float64 {
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
-
-// percentile returns the p-th percentile (0 < p <= 100) by the nearest-rank method.
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	rank := int(p/100*float64(len(s))+0.5) - 1
-	return s[max(0, min(rank, len(s)-1))]
-}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/skipwire/skipwire/internal/benchkit"
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/resolver"
 )
 
@@ -88,7 +89,7 @@ func (bn *bench) roundTrips(ctx context.Context) error {
 				return fmt.Errorf("%s round trips: %w", c.key, err)
 			}
 			bn.r.addRTTs(c.key, res.RTTs)
-			bn.progress("round %d %-8s rtt p50 %v", round, c.key, percentile(res.RTTs, 50))
+			bn.progress("round %d %-8s rtt p50 %v", round, c.key, testkit.Percentile(res.RTTs, 50))
 		}
 	}
 	return nil

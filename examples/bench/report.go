@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/skipwire/skipwire/internal/benchkit"
+	"github.com/skipwire/skipwire/internal/testkit"
 )
 
 // figures are one contender's results: medians over rounds for throughput,
@@ -95,7 +96,7 @@ func (r *report) addThroughput(key string, sc scenario, res benchkit.ThroughputR
 func (r *report) addRTTs(key string, rtts []time.Duration) {
 	f := r.fig(key)
 	f.rtts = append(f.rtts, rtts...)
-	f.Samples["rtt_p50_us"] = append(f.Samples["rtt_p50_us"], micros(percentile(rtts, 50)))
+	f.Samples["rtt_p50_us"] = append(f.Samples["rtt_p50_us"], micros(testkit.Percentile(rtts, 50)))
 }
 
 func (r *report) addConnect(key string, d time.Duration) {
@@ -119,7 +120,7 @@ func (r *report) finish() {
 		f.Small8MsgsPerSec, f.Small8MBPerSec = median(s["small8_msgs_per_sec"]), median(s["small8_mb_per_sec"])
 		f.BigMsgsPerSec, f.BigMBPerSec = median(s["big_msgs_per_sec"]), median(s["big_mb_per_sec"])
 		f.Small1Writes, f.Small8Writes, f.BigWrites = median(s["small1_writes_per_msg"]), median(s["small8_writes_per_msg"]), median(s["big_writes_per_msg"])
-		f.RTTP50Micros, f.RTTP99Micros = micros(percentile(f.rtts, 50)), micros(percentile(f.rtts, 99))
+		f.RTTP50Micros, f.RTTP99Micros = micros(testkit.Percentile(f.rtts, 50)), micros(testkit.Percentile(f.rtts, 99))
 		f.ColdConnectUs = median(s["cold_connect_us"])
 		pick := func(get func(benchkit.IdleResult) float64) float64 {
 			xs := make([]float64, len(f.idle))

@@ -2,29 +2,19 @@ package main
 
 import (
 	"fmt"
-	"slices"
 	"time"
+
+	"github.com/skipwire/skipwire/internal/testkit"
 )
 
 // latencies summarises durations as "p50 X, p99 Y (n samples)".
 type latencies []time.Duration
 
-// percentile returns the nearest-rank p-th percentile (0 < p <= 100).
-func (l latencies) percentile(p float64) time.Duration {
-	if len(l) == 0 {
-		return 0
-	}
-	s := slices.Clone(l)
-	slices.Sort(s)
-	rank := int(float64(len(s))*p/100+0.999999) - 1
-	return s[min(max(rank, 0), len(s)-1)]
-}
-
 func (l latencies) String() string {
 	if len(l) == 0 {
 		return "none"
 	}
-	return fmt.Sprintf("p50 %s, p99 %s", ms(l.percentile(50)), ms(l.percentile(99)))
+	return fmt.Sprintf("p50 %s, p99 %s", ms(testkit.Percentile(l, 50)), ms(testkit.Percentile(l, 99)))
 }
 
 // ms formats d in milliseconds, with two decimals below 10 ms.

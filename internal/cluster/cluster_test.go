@@ -10,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/skipwire/skipwire/internal/cluster"
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 	"github.com/skipwire/skipwire/resolver"
 )
@@ -38,12 +39,6 @@ func start(t *testing.T, ctx context.Context, opts cluster.Options) *cluster.Clu
 	return c
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // send has node i send msg to node j and node j read it.
 func send(t *testing.T, ctx context.Context, c *cluster.Cluster, i, j int, msg string) {
 	t.Helper()
@@ -58,7 +53,7 @@ func send(t *testing.T, ctx context.Context, c *cluster.Cluster, i, j int, msg s
 }
 
 func TestStartConnectSettle(t *testing.T) {
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testkit.Context(t, 30*time.Second)
 	c := start(t, ctx, testOptions(5))
 	require.Equal(t, 5, c.Size())
 	require.Len(t, c.RunningNodes(), 5)
@@ -85,7 +80,7 @@ func TestStartConnectSettle(t *testing.T) {
 }
 
 func TestKillRestart(t *testing.T) {
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testkit.Context(t, 30*time.Second)
 	c := start(t, ctx, testOptions(4))
 	require.NoError(t, c.ConnectAll(ctx))
 	require.NoError(t, cluster.WaitFor(ctx, c.Settled))
@@ -121,7 +116,7 @@ func TestKillRestart(t *testing.T) {
 }
 
 func TestStopIsClean(t *testing.T) {
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testkit.Context(t, 30*time.Second)
 	c := start(t, ctx, testOptions(3))
 	require.NoError(t, c.ConnectAll(ctx))
 	cn, err := c.Manager(0).Connect(ctx, c.ID(1))
@@ -142,7 +137,7 @@ func TestStopIsClean(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	ctx := ctxT(t, 10*time.Second)
+	ctx := testkit.Context(t, 10*time.Second)
 	_, err := cluster.Start(ctx, cluster.Options{})
 	require.Error(t, err)
 	_, err = cluster.Start(ctx, cluster.Options{Size: 1, Config: p2pconn.Config{MaxConnections: -1}})
@@ -159,7 +154,7 @@ func TestErrors(t *testing.T) {
 }
 
 func TestConnResolver(t *testing.T) {
-	ctx := ctxT(t, 20*time.Second)
+	ctx := testkit.Context(t, 20*time.Second)
 	c := start(t, ctx, testOptions(3))
 	r := cluster.ConnResolver(c.Host(1))
 

@@ -65,13 +65,6 @@ func startNode(ctx context.Context, i int, key crypto.PrivKey, listen []string, 
 	hostOpts := append(p2pconn.HostOptions(opts.Config),
 		libp2p.Identity(key),
 		libp2p.ListenAddrStrings(listen...),
-		// go-libp2p v0.51's observed-address manager stops reading its
-		// identify subscription without closing it when the host starts
-		// closing; identify events that arrive then (peers push one when
-		// their protocols change, as when their DHT or manager closes) fill
-		// it, and host.Close deadlocks. On loopback observed addresses are
-		// of no use anyway.
-		libp2p.DisableIdentifyAddressDiscovery(),
 	)
 	hostOpts = append(hostOpts, opts.HostOptions...)
 	h, err := libp2p.New(hostOpts...)

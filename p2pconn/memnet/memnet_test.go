@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 	"github.com/skipwire/skipwire/p2pconn/memnet"
 	"github.com/skipwire/skipwire/p2pconn/p2pconntest"
@@ -64,16 +65,10 @@ func randomID(t testing.TB) identity.Identifier {
 	return id
 }
 
-func testContext(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // connected returns a's connection to b and b's side of it.
 func connected(t testing.TB, a, b *memnet.Manager) (ca, cb p2pconn.Connection) {
 	t.Helper()
-	ca, err := a.Connect(testContext(t), b.ID())
+	ca, err := a.Connect(testkit.Context(t, 10*time.Second), b.ID())
 	require.NoError(t, err)
 	cb, ok := b.GetConnection(a.ID())
 	require.True(t, ok)
@@ -129,7 +124,7 @@ func TestConnectContext(t *testing.T) {
 func TestPartitionAndHeal(t *testing.T) {
 	net, ms := newNetwork(t, 3, p2pconn.Config{})
 	a, b, c := ms[0], ms[1], ms[2]
-	ctx := testContext(t)
+	ctx := testkit.Context(t, 10*time.Second)
 	ab, ba := connected(t, a, b)
 	ac, ca := connected(t, a, c)
 	require.NoError(t, ba.Send(ctx, []byte("queued")))
@@ -180,10 +175,10 @@ func TestPartitionBeforeJoin(t *testing.T) {
 	net.Partition(aID, bID)
 	a := newManager(t, net, aID, p2pconn.Config{})
 	newManager(t, net, bID, p2pconn.Config{})
-	_, err := a.Connect(testContext(t), bID)
+	_, err := a.Connect(testkit.Context(t, 10*time.Second), bID)
 	require.ErrorIs(t, err, memnet.ErrUnreachable)
 	net.Heal(aID, bID)
-	_, err = a.Connect(testContext(t), bID)
+	_, err = a.Connect(testkit.Context(t, 10*time.Second), bID)
 	require.NoError(t, err)
 }
 
@@ -195,7 +190,7 @@ func blockedSend(t testing.TB, cfg p2pconn.Config, queued string) (net *memnet.N
 	t.Helper()
 	net, ms := newNetwork(t, 2, cfg)
 	ab, ba = connected(t, ms[0], ms[1])
-	ctx := testContext(t)
+	ctx := testkit.Context(t, 10*time.Second)
 	require.NoError(t, ab.Send(ctx, []byte(queued)))
 	blocked := make(chan error, 1)
 	go func() { blocked <- ab.Send(ctx, []byte("blocks")) }()
@@ -211,7 +206,7 @@ func TestPartitionReleasesBlockedSend(t *testing.T) {
 func TestCrash(t *testing.T) {
 	net, ms := newNetwork(t, 3, p2pconn.Config{})
 	a, b, c := ms[0], ms[1], ms[2]
-	ctx := testContext(t)
+	ctx := testkit.Context(t, 10*time.Second)
 	ab, ba := connected(t, a, b)
 	cb, bc := connected(t, c, b)
 	require.NoError(t, ba.Send(ctx, []byte("last words")))
@@ -255,7 +250,7 @@ func TestClosedManagerLeavesNetwork(t *testing.T) {
 	_, ms := newNetwork(t, 2, p2pconn.Config{})
 	a, b := ms[0], ms[1]
 	require.NoError(t, b.Close())
-	_, err := a.Connect(testContext(t), b.ID())
+	_, err := a.Connect(testkit.Context(t, 10*time.Second), b.ID())
 	require.ErrorIs(t, err, resolver.ErrNotFound)
 	require.NoError(t, b.CloseAll())
 	require.NoError(t, b.Disconnect(a.ID()))
@@ -267,7 +262,7 @@ func TestClosedManagerLeavesNetwork(t *testing.T) {
 func TestCloseTimeoutAbortsBlockedSend(t *testing.T) {
 	cfg := p2pconn.Config{ReceiveBuffer: 1, CloseTimeout: 50 * time.Millisecond}
 	_, ab, ba, result := blockedSend(t, cfg, "delivered")
-	ctx := testContext(t)
+	ctx := testkit.Context(t, 10*time.Second)
 	start := time.Now()
 	require.NoError(t, ab.Close())
 	require.Less(t, time.Since(start), 5*time.Second)
@@ -285,7 +280,7 @@ func TestCloseTimeoutAbortsBlockedSend(t *testing.T) {
 func TestAcceptQueueDropsOldestDead(t *testing.T) {
 	net := memnet.NewNetwork()
 	a := newManager(t, net, randomID(t), p2pconn.Config{MaxConnections: 2})
-	ctx := testContext(t)
+	ctx := testkit.Context(t, 10*time.Second)
 	var peers []*memnet.Manager
 	for range 3 {
 		p := newManager(t, net, randomID(t), p2pconn.Config{})
@@ -315,7 +310,7 @@ func TestAcceptQueueFullOfLiveRefuses(t *testing.T) {
 	a := newManager(t, net, randomID(t), p2pconn.Config{MaxConnections: 1})
 	p := newManager(t, net, randomID(t), p2pconn.Config{})
 	q := newManager(t, net, randomID(t), p2pconn.Config{})
-	ctx := testContext(t)
+	ctx := testkit.Context(t, 10*time.Second)
 	_, err := p.Connect(ctx, a.ID())
 	require.NoError(t, err)
 	_, err = q.Connect(ctx, a.ID())

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 )
 
@@ -131,7 +132,7 @@ func testFullAcceptQueueNeverBlocks(t *testing.T, net Network) {
 	opened := 0
 	for i := range 6 {
 		p := net.NewNode(t, config())
-		c, err := p.Manager.Connect(testContext(t, opTimeout), a.ID)
+		c, err := p.Manager.Connect(testkit.Context(t, opTimeout), a.ID)
 		if err != nil {
 			require.ErrorIs(t, err, p2pconn.ErrRefused, "connect %d", i)
 			continue
@@ -147,14 +148,14 @@ func testFullAcceptQueueNeverBlocks(t *testing.T, net Network) {
 	for {
 		var c p2pconn.Connection
 		var err error
-		within(t, quiet+stuck, "Accept", func() { c, err = a.Manager.Accept(shortContext(t, quiet)) })
+		within(t, quiet+stuck, "Accept", func() { c, err = a.Manager.Accept(testkit.Context(t, quiet)) })
 		if err != nil {
 			require.ErrorIs(t, err, context.DeadlineExceeded)
 			break
 		}
 		msg := recv(t, c)
 		require.Contains(t, string(msg), "from ")
-		_, err = c.Next(testContext(t, opTimeout))
+		_, err = c.Next(testkit.Context(t, opTimeout))
 		requireGoodbye(t, err)
 	}
 

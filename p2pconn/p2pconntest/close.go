@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 )
 
@@ -30,7 +31,7 @@ func testCloseSemantics(t *testing.T, net Network) {
 	_, ok := a.Manager.GetConnection(b.ID)
 	require.False(t, ok)
 
-	ctx := testContext(t, opTimeout)
+	ctx := testkit.Context(t, opTimeout)
 	err := ca.Send(ctx, []byte("x"))
 	require.ErrorIs(t, err, p2pconn.ErrConnectionClosed)
 	require.NotErrorIs(t, err, p2pconn.ErrConnectionLost, "a local close is not a loss")
@@ -91,7 +92,7 @@ func testCloseReleasesBlockedSendAndNext(t *testing.T, net Network) {
 	cfg.CloseTimeout = 300 * time.Millisecond
 	ns := nodes(t, net, 2, cfg)
 	ca, _ := pair(t, ns[0], ns[1])
-	ctx := testContext(t, time.Minute)
+	ctx := testkit.Context(t, time.Minute)
 
 	nextErr := make(chan error, 1)
 	go func() {
@@ -160,9 +161,9 @@ func testRemoteCloseDrainsBufferedMessages(t *testing.T, net Network) {
 	requireLeftPool(t, a, b.ID)
 	requireDead(t, ca)
 	require.NotErrorIs(t, ca.Err(), p2pconn.ErrConnectionLost)
-	err := ca.Send(testContext(t, opTimeout), []byte("x"))
+	err := ca.Send(testkit.Context(t, opTimeout), []byte("x"))
 	require.ErrorIs(t, err, p2pconn.ErrConnectionClosed)
-	_, err = ca.Next(testContext(t, opTimeout))
+	_, err = ca.Next(testkit.Context(t, opTimeout))
 	requireGoodbye(t, err)
 }
 
@@ -187,7 +188,7 @@ func testDisconnect(t *testing.T, net Network) {
 	requireLeftPool(t, b, a.ID)
 	require.Zero(t, b.Manager.ConnectionCount())
 	requireDead(t, cb)
-	err := cb.Send(testContext(t, opTimeout), []byte("x"))
+	err := cb.Send(testkit.Context(t, opTimeout), []byte("x"))
 	require.ErrorIs(t, err, p2pconn.ErrConnectionClosed)
 	require.NotErrorIs(t, cb.Err(), p2pconn.ErrConnectionLost)
 
@@ -221,14 +222,14 @@ func testCrashIsLoss(t *testing.T, net Network) {
 		recvString(t, cb, "x")
 
 		net.Crash(t, b)
-		_, err := ca.Next(testContext(t, opTimeout))
+		_, err := ca.Next(testkit.Context(t, opTimeout))
 		requireLost(t, err)
 		require.Eventually(t, func() bool { return !ca.IsAlive() }, eventually, tick)
 		requireLeftPool(t, a, b.ID)
 		requireDead(t, ca)
 		requireLost(t, ca.Err())
-		requireLost(t, ca.Send(testContext(t, opTimeout), []byte("x")))
-		_, err = ca.Next(testContext(t, opTimeout))
+		requireLost(t, ca.Send(testkit.Context(t, opTimeout), []byte("x")))
+		_, err = ca.Next(testkit.Context(t, opTimeout))
 		requireLost(t, err)
 	})
 	t.Run("sender", func(t *testing.T) {
@@ -237,7 +238,7 @@ func testCrashIsLoss(t *testing.T, net Network) {
 		recvString(t, cc, "x")
 
 		net.Crash(t, c)
-		ctx := testContext(t, opTimeout)
+		ctx := testkit.Context(t, opTimeout)
 		var mu sync.Mutex
 		var err error
 		require.Eventually(t, func() bool {

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 	"github.com/skipwire/skipwire/resolver"
 )
@@ -48,7 +49,7 @@ func testConcurrentConnect(t *testing.T, net Network) {
 	const callers = 50
 	ns := nodes(t, net, 2, config())
 	a, b := ns[0], ns[1]
-	ctx := testContext(t, opTimeout)
+	ctx := testkit.Context(t, opTimeout)
 
 	start := make(chan struct{})
 	conns := make([]p2pconn.Connection, callers)
@@ -96,7 +97,7 @@ func testSimultaneousConnect(t *testing.T, net Network) {
 			cfg.ReceiveBuffer = 2 * messages
 			ns := nodes(t, net, 2, cfg)
 			a, b := ns[0], ns[1]
-			ctx := testContext(t, opTimeout)
+			ctx := testkit.Context(t, opTimeout)
 
 			start := make(chan struct{})
 			var conns [2]p2pconn.Connection
@@ -150,7 +151,7 @@ func testSimultaneousConnect(t *testing.T, net Network) {
 // testConnectSelf: a node cannot connect to itself.
 func testConnectSelf(t *testing.T, net Network) {
 	a := net.NewNode(t, config())
-	_, err := a.Manager.Connect(testContext(t, opTimeout), a.ID)
+	_, err := a.Manager.Connect(testkit.Context(t, opTimeout), a.ID)
 	require.ErrorIs(t, err, p2pconn.ErrSelfConnect)
 	require.Zero(t, a.Manager.ConnectionCount())
 	_, ok := a.Manager.GetConnection(a.ID)
@@ -161,7 +162,7 @@ func testConnectSelf(t *testing.T, net Network) {
 func testConnectUnknownPeer(t *testing.T, net Network) {
 	a := net.NewNode(t, config())
 	unknown := randomID(t)
-	_, err := a.Manager.Connect(testContext(t, opTimeout), unknown)
+	_, err := a.Manager.Connect(testkit.Context(t, opTimeout), unknown)
 	require.ErrorIs(t, err, resolver.ErrNotFound)
 	require.Zero(t, a.Manager.ConnectionCount())
 	_, ok := a.Manager.GetConnection(unknown)
@@ -199,7 +200,7 @@ func testReconnectAfterRemoteClose(t *testing.T, net Network) {
 
 	requireDead(t, ca)
 	requireDead(t, cb)
-	require.ErrorIs(t, ca.Send(testContext(t, opTimeout), []byte("x")), p2pconn.ErrConnectionClosed)
+	require.ErrorIs(t, ca.Send(testkit.Context(t, opTimeout), []byte("x")), p2pconn.ErrConnectionClosed)
 	require.Equal(t, 1, a.Manager.ConnectionCount())
 	require.Equal(t, 1, b.Manager.ConnectionCount())
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 )
 
@@ -44,21 +45,6 @@ func config() p2pconn.Config {
 	}
 }
 
-// testContext returns a context that ends after d or when the test ends.
-func testContext(t testing.TB, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// shortContext returns a context that ends after d, for a call expected to
-// time out.
-func shortContext(t testing.TB, d time.Duration) context.Context {
-	t.Helper()
-	return testContext(t, d)
-}
-
 // nodes starts n nodes with cfg.
 func nodes(t testing.TB, net Network, n int, cfg p2pconn.Config) []Node {
 	t.Helper()
@@ -72,7 +58,7 @@ func nodes(t testing.TB, net Network, n int, cfg p2pconn.Config) []Node {
 // connect opens (or gets) from's connection to to.
 func connect(t testing.TB, from, to Node) p2pconn.Connection {
 	t.Helper()
-	c, err := from.Manager.Connect(testContext(t, opTimeout), to.ID)
+	c, err := from.Manager.Connect(testkit.Context(t, opTimeout), to.ID)
 	require.NoError(t, err, "connect %s -> %s", from.ID.Short(), to.ID.Short())
 	require.NotNil(t, c)
 	require.Equal(t, to.ID, c.RemoteID())
@@ -95,7 +81,7 @@ func pair(t testing.TB, a, b Node) (ca, cb p2pconn.Connection) {
 // accept returns the next inbound connection of n.
 func accept(t testing.TB, n Node) p2pconn.Connection {
 	t.Helper()
-	c, err := n.Manager.Accept(testContext(t, opTimeout))
+	c, err := n.Manager.Accept(testkit.Context(t, opTimeout))
 	require.NoError(t, err, "accept on %s", n.ID.Short())
 	require.NotNil(t, c)
 	return c
@@ -106,7 +92,7 @@ func requireNoAccept(t testing.TB, n Node) {
 	t.Helper()
 	var c p2pconn.Connection
 	var err error
-	within(t, quiet+stuck, "Accept", func() { c, err = n.Manager.Accept(shortContext(t, quiet)) })
+	within(t, quiet+stuck, "Accept", func() { c, err = n.Manager.Accept(testkit.Context(t, quiet)) })
 	if err == nil {
 		require.Failf(t, "unexpected inbound connection", "Accept on %s yielded a connection from %s", n.ID.Short(), c.RemoteID().Short())
 	}
@@ -115,12 +101,12 @@ func requireNoAccept(t testing.TB, n Node) {
 
 func send(t testing.TB, c p2pconn.Connection, msg []byte) {
 	t.Helper()
-	require.NoError(t, c.Send(testContext(t, opTimeout), msg), "send to %s", c.RemoteID().Short())
+	require.NoError(t, c.Send(testkit.Context(t, opTimeout), msg), "send to %s", c.RemoteID().Short())
 }
 
 func recv(t testing.TB, c p2pconn.Connection) []byte {
 	t.Helper()
-	msg, err := c.Next(testContext(t, opTimeout))
+	msg, err := c.Next(testkit.Context(t, opTimeout))
 	require.NoError(t, err, "next from %s", c.RemoteID().Short())
 	return msg
 }
@@ -137,7 +123,7 @@ func requireNothingMore(t testing.TB, conns ...p2pconn.Connection) {
 	t.Helper()
 	msgs := make([][]byte, len(conns))
 	results := make([]error, len(conns))
-	ctx := shortContext(t, quiet)
+	ctx := testkit.Context(t, quiet)
 	within(t, quiet+stuck, "Next", func() {
 		var wg sync.WaitGroup
 		for i, c := range conns {
@@ -174,7 +160,7 @@ func requireDrainThenGoodbye(t testing.TB, c p2pconn.Connection, want ...string)
 	for _, w := range want {
 		recvString(t, c, w)
 	}
-	_, err := c.Next(testContext(t, opTimeout))
+	_, err := c.Next(testkit.Context(t, opTimeout))
 	requireGoodbye(t, err)
 }
 

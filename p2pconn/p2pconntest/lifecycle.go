@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 )
 
@@ -54,7 +55,7 @@ func testManagerClose(t *testing.T, net Network) {
 
 	acceptErr := make(chan error, 1)
 	go func() {
-		_, err := a.Manager.Accept(testContext(t, time.Minute))
+		_, err := a.Manager.Accept(testkit.Context(t, time.Minute))
 		acceptErr <- err
 	}()
 	select {
@@ -73,7 +74,7 @@ func testManagerClose(t *testing.T, net Network) {
 	requireDead(t, cab)
 	require.Zero(t, a.Manager.ConnectionCount())
 
-	ctx := testContext(t, opTimeout)
+	ctx := testkit.Context(t, opTimeout)
 	_, err := a.Manager.Connect(ctx, b.ID)
 	require.ErrorIs(t, err, p2pconn.ErrManagerClosed)
 	_, err = a.Manager.Accept(ctx)
@@ -96,7 +97,7 @@ func testStressCloseAllThenClose(t *testing.T, net Network) {
 	cfg.CloseTimeout = 500 * time.Millisecond
 	a := net.NewNode(t, cfg)
 	peers := nodes(t, net, peerCount, cfg)
-	ctx := testContext(t, time.Minute)
+	ctx := testkit.Context(t, time.Minute)
 	peerCtx, stopPeers := context.WithCancel(ctx)
 	defer stopPeers()
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 )
 
@@ -18,7 +19,7 @@ func testMaxMessageSize(t *testing.T, net Network) {
 	cfg.MaxMessageSize = limit
 	ns := nodes(t, net, 2, cfg)
 	ca, cb := pair(t, ns[0], ns[1])
-	ctx := testContext(t, opTimeout)
+	ctx := testkit.Context(t, opTimeout)
 
 	require.ErrorIs(t, ca.Send(ctx, make([]byte, limit+1)), p2pconn.ErrMessageTooLarge)
 	require.ErrorIs(t, cb.Send(ctx, make([]byte, 4*limit)), p2pconn.ErrMessageTooLarge)
@@ -60,7 +61,7 @@ func testDifferentMaxMessageSize(t *testing.T, net Network) {
 			} else {
 				cl, cs = pair(t, l, s)
 			}
-			ctx := testContext(t, opTimeout)
+			ctx := testkit.Context(t, opTimeout)
 
 			require.ErrorIs(t, cl.Send(ctx, make([]byte, small+1)), p2pconn.ErrMessageTooLarge, "large side sending over the small side's limit")
 			require.ErrorIs(t, cs.Send(ctx, make([]byte, small+1)), p2pconn.ErrMessageTooLarge, "small side sending over its own limit")
@@ -93,9 +94,9 @@ func testMaxConnections(t *testing.T, net Network) {
 	connect(t, a, c)
 	require.Equal(t, 2, a.Manager.ConnectionCount())
 
-	_, err := a.Manager.Connect(testContext(t, opTimeout), d.ID)
+	_, err := a.Manager.Connect(testkit.Context(t, opTimeout), d.ID)
 	require.ErrorIs(t, err, p2pconn.ErrTooManyConnections)
-	_, err = d.Manager.Connect(testContext(t, opTimeout), a.ID)
+	_, err = d.Manager.Connect(testkit.Context(t, opTimeout), a.ID)
 	require.ErrorIs(t, err, p2pconn.ErrRefused)
 	require.Zero(t, d.Manager.ConnectionCount())
 	require.Equal(t, 2, a.Manager.ConnectionCount())

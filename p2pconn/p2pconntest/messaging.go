@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/skipwire/skipwire/internal/testkit"
 )
 
 // testSendReceiveBothDirections: a connection carries messages both ways,
@@ -85,7 +87,7 @@ func testOrderAndBoundaries(t *testing.T, net Network) {
 	)
 	ns := nodes(t, net, 2, config())
 	ca, cb := pair(t, ns[0], ns[1])
-	ctx, cancel := context.WithCancel(testContext(t, 2*time.Minute))
+	ctx, cancel := context.WithCancel(testkit.Context(t, 2*time.Minute))
 	defer cancel()
 
 	seed := rand.Uint64()
@@ -159,7 +161,7 @@ func testNextCancelledLosesNothing(t *testing.T, net Network) {
 	var err error
 	within(t, stuck, "Next", func() { _, err = ca.Next(cancelled) })
 	require.ErrorIs(t, err, context.Canceled)
-	within(t, stuck, "Next", func() { _, err = ca.Next(shortContext(t, 20*time.Millisecond)) })
+	within(t, stuck, "Next", func() { _, err = ca.Next(testkit.Context(t, 20*time.Millisecond)) })
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	requireAlive(t, ca)
 
@@ -167,7 +169,7 @@ func testNextCancelledLosesNothing(t *testing.T, net Network) {
 	recvString(t, ca, "after")
 
 	// Now race the deadlines against arrivals.
-	ctx, stop := context.WithCancel(testContext(t, time.Minute))
+	ctx, stop := context.WithCancel(testkit.Context(t, time.Minute))
 	defer stop()
 	var wg waitGroup
 	failures := errs{stop: stop}
@@ -238,7 +240,7 @@ func testSendHonoursContextUnderBackpressure(t *testing.T, net Network) {
 	// A marker sent behind them shows the stream is intact.
 	var wg waitGroup
 	var failures errs
-	ctx := testContext(t, time.Minute)
+	ctx := testkit.Context(t, time.Minute)
 	wg.Go(func() {
 		if err := ca.Send(ctx, []byte("marker")); err != nil {
 			failures.add(fmt.Errorf("send marker: %w", err))
