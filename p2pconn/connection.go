@@ -89,12 +89,24 @@ type Connection interface {
 // either side, and hands it out by Identifier. Every method is safe for
 // concurrent use.
 type ConnectionManager interface {
+	// ID returns this node's Identifier. It does not block.
+	ID() identity.Identifier
+
 	// Connect returns the live connection to id, opening one if there is none.
-	// A cached connection is returned without blocking; concurrent Connects to
-	// one peer share one attempt. Opening resolves id, dials and completes the
-	// skipwire handshake, each attempt bounded by ctx and Config.ConnectTimeout,
-	// with Config.RetryAttempts retries for failures that may pass.
-	Connect(ctx context.Context, id identity.Identifier) (Connection, error)
+	// A cached connection is returned without blocking, whatever opts say.
+	// Opening resolves id, dials and completes the skipwire handshake, each
+	// attempt bounded by ctx and ConnectTimeout, with RetryAttempts retries
+	// for failures that may pass; both come from the Config unless opts
+	// override them for this call (WithRetryAttempts, WithConnectTimeout).
+	//
+	// Concurrent Connects to one peer share one attempt, run with the most
+	// retries and the longest timeout among them; each call still stops
+	// waiting on its own budget: it counts every failed attempt of the shared
+	// dial (those before it joined included), and the attempt under way as
+	// failed once it has run for the call's ConnectTimeout, and gives up
+	// after its RetryAttempts+1 failed attempts while the dial goes on for the
+	// others. So a call with WithRetryAttempts(0) returns at the first failure.
+	Connect(ctx context.Context, id identity.Identifier, opts ...ConnectOption) (Connection, error)
 
 	// Accept blocks until a remote node opens a connection, ctx ends or the
 	// manager closes, and returns each such connection once. A connection
@@ -119,6 +131,15 @@ type ConnectionManager interface {
 	// ConnectedPeers returns the Identifiers of the live connections, in no
 	// particular order. It does not block.
 	ConnectedPeers() []identity.Identifier
+
+	// Subscribe returns a channel of connection events (EventConnected,
+	// EventDisconnected), by either side, in the order they happened for each
+	// connection, and a function that ends the subscription and closes the
+	// channel. It does not block, and the manager never waits for a slow
+	// subscriber: events queue for it (up to a bound, then the oldest are
+	// dropped). Close ends every subscription; after Close, Subscribe returns a
+	// closed channel.
+	Subscribe() (events <-chan Event, cancel func())
 
 	// Close closes every connection as CloseAll does, then stops the manager for
 	// good: later calls fail with ErrManagerClosed. It is idempotent and returns

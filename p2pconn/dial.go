@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -21,21 +21,47 @@ import (
 // dialCall is one Connect in progress, shared by every caller waiting for the
 // same peer. It is cancelled when its last waiter gives up. Fields other than
 // done, conn and err are guarded by Manager.mu.
+//
+// Each caller brings its ConnectSettings. The dial runs with the most
+// generous of its callers' (the most retries, the longest attempt timeout,
+// raised when a caller joins), and each caller stops waiting on its own
+// budget (waitDial).
 type dialCall struct {
 	done    chan struct{}
 	conn    *conn
 	err     error
 	waiters int
 	cancel  context.CancelFunc
+
+	retries  int           // the most RetryAttempts among the callers
+	timeout  time.Duration // the longest ConnectTimeout among the callers
+	failed   int           // attempts failed so far
+	errs     []error       // their errors
+	running  bool          // an attempt is under way (not a wait between attempts)
+	started  time.Time     // when the current attempt began
+	progress chan struct{} // closed and replaced when an attempt starts or fails
+}
+
+// join adds a caller with settings s. The caller holds m.mu.
+func (d *dialCall) join(s ConnectSettings) {
+	d.waiters++
+	d.retries = max(d.retries, s.RetryAttempts)
+	d.timeout = max(d.timeout, s.ConnectTimeout)
+}
+
+// moved wakes the callers waiting for the dial's progress. The caller holds m.mu.
+func (d *dialCall) moved() {
+	close(d.progress)
+	d.progress = make(chan struct{})
 }
 
 // startDial starts the shared dial to id. The caller holds m.mu.
 func (m *Manager) startDial(id identity.Identifier, st *peerState) *dialCall {
 	ctx, cancel := context.WithCancel(m.ctx)
-	d := &dialCall{done: make(chan struct{}), cancel: cancel}
+	d := &dialCall{done: make(chan struct{}), cancel: cancel, progress: make(chan struct{})}
 	st.dial = d
 	m.goroutine(func() {
-		c, err := m.dialLoop(ctx, id)
+		c, err := m.dialLoop(ctx, id, d)
 		cancel()
 		m.metrics.connectResult(err)
 		m.mu.Lock()
@@ -53,11 +79,75 @@ func (m *Manager) startDial(id identity.Identifier, st *peerState) *dialCall {
 	return d
 }
 
+// waitDial waits for the shared dial d on behalf of one Connect with
+// settings s. The call counts as failed every attempt of d that failed
+// (those before it joined included), and the attempt under way once it has
+// run for s.ConnectTimeout since it began or since the call joined,
+// whichever is later; after s.RetryAttempts+1 failed attempts it gives up
+// with their errors, while d goes on for its other callers. So a fail-fast
+// caller (no retry) returns at d's first failure, or after its own timeout.
+func (m *Manager) waitDial(ctx context.Context, id identity.Identifier, d *dialCall, s ConnectSettings) (Connection, error) {
+	joined := time.Now()
+	charged := 0       // attempts this call counts as failed
+	var timedOut error // the attempt this call stopped waiting for, if any
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		m.mu.Lock()
+		if charged <= d.failed {
+			charged, timedOut = d.failed, nil
+		}
+		if charged > s.RetryAttempts {
+			errs := append(slices.Clone(d.errs[:min(charged, d.failed)]), timedOut)
+			m.leaveDialLocked(id, d)
+			m.mu.Unlock()
+			return nil, fmt.Errorf("connect %s: %w", id.Short(), errors.Join(errs...))
+		}
+		var expire <-chan time.Time
+		if d.running && charged == d.failed {
+			began := d.started
+			if began.Before(joined) {
+				began = joined
+			}
+			wait := time.Until(began.Add(s.ConnectTimeout))
+			if wait <= 0 {
+				charged++
+				timedOut = fmt.Errorf("attempt %d: gave up after %s: %w", charged, s.ConnectTimeout, context.DeadlineExceeded)
+				m.mu.Unlock()
+				continue
+			}
+			timer.Reset(wait)
+			expire = timer.C
+		}
+		progress := d.progress
+		m.mu.Unlock()
+		select {
+		case <-d.done:
+			if d.err != nil {
+				return nil, d.err
+			}
+			return d.conn, nil
+		case <-progress:
+		case <-expire:
+		case <-ctx.Done():
+			m.leaveDial(id, d)
+			return nil, fmt.Errorf("connect %s: %w", id.Short(), ctx.Err())
+		}
+		timer.Stop()
+	}
+}
+
 // leaveDial drops a waiter that gave up; the last one cancels the dial, and a
 // later Connect starts afresh.
 func (m *Manager) leaveDial(id identity.Identifier, d *dialCall) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.leaveDialLocked(id, d)
+}
+
+// leaveDialLocked is leaveDial with m.mu held.
+func (m *Manager) leaveDialLocked(id identity.Identifier, d *dialCall) {
 	d.waiters--
 	if d.waiters > 0 {
 		return
@@ -69,16 +159,51 @@ func (m *Manager) leaveDial(id identity.Identifier, d *dialCall) {
 	}
 }
 
-// dialLoop makes attempts until one succeeds, one fails for good, or
-// RetryAttempts retries have failed.
-func (m *Manager) dialLoop(ctx context.Context, id identity.Identifier) (*conn, error) {
+// attemptStarts marks an attempt of d under way, unless one is (a wait for
+// the remote's stream goes on with the same attempt), and returns the
+// timeout of an attempt.
+func (m *Manager) attemptStarts(d *dialCall) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !d.running {
+		d.running, d.started = true, time.Now()
+		d.moved()
+	}
+	return d.timeout
+}
+
+// attemptFailed records the failure of d's attempt and reports whether the
+// dial goes on: err may pass and a caller still has retries left. A dial that
+// stops leaves the peer's state at once, so that a Connect from now on starts
+// a new one instead of joining a dial that has given up.
+func (m *Manager) attemptFailed(id identity.Identifier, d *dialCall, err error) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d.running = false
+	d.failed++
+	d.errs = append(d.errs, err)
+	d.moved()
+	if !permanent(err) && d.failed <= d.retries {
+		return true
+	}
+	if st := m.peers[id]; st != nil && st.dial == d {
+		st.dial = nil
+		m.changedLocked(id, st)
+	}
+	return false
+}
+
+// dialLoop makes attempts until one succeeds, one fails for good, or every
+// caller's retries have failed.
+func (m *Manager) dialLoop(ctx context.Context, id identity.Identifier, d *dialCall) (*conn, error) {
 	var errs []error
 	waits := 0
 	for attempt := 0; ; {
+		timeout := m.attemptStarts(d)
 		changed := m.changedChan(id)
-		actx, cancel := context.WithTimeout(ctx, m.cfg.ConnectTimeout)
+		actx, cancel := context.WithTimeout(ctx, timeout)
 		m.metrics.attempt(attempt)
-		c, err := m.attempt(actx, id)
+		c, err := m.attempt(actx, id, timeout)
 		cancel()
 		if err == nil {
 			return c, nil
@@ -89,7 +214,7 @@ func (m *Manager) dialLoop(ctx context.Context, id identity.Identifier) (*conn, 
 		if (errors.Is(err, errBusy) || errors.Is(err, errDuplicate)) && waits < maxSettleWaits {
 			waits++
 			// A stream from the remote is settling: wait for it, then look again.
-			if err := m.waitChange(ctx, changed, m.cfg.ConnectTimeout); err != nil {
+			if err := m.waitChange(ctx, changed, timeout); err != nil {
 				return nil, errors.Join(append(errs, fmt.Errorf("waiting for the remote's stream: %w", err))...)
 			}
 			continue
@@ -100,7 +225,7 @@ func (m *Manager) dialLoop(ctx context.Context, id identity.Identifier) (*conn, 
 			// Our attempt failed because the remote's stream won (the
 			// remote closed our libp2p connection): wait for that stream.
 			waits++
-			if err := m.waitChange(ctx, changed, m.cfg.ConnectTimeout); err != nil {
+			if err := m.waitChange(ctx, changed, timeout); err != nil {
 				return nil, errors.Join(append(errs, fmt.Errorf("waiting for the remote's stream: %w", err))...)
 			}
 			continue
@@ -108,7 +233,7 @@ func (m *Manager) dialLoop(ctx context.Context, id identity.Identifier) (*conn, 
 		attempt++
 		err = fmt.Errorf("attempt %d: %w", attempt, err)
 		errs = append(errs, err)
-		if permanent(err) || attempt > m.cfg.RetryAttempts {
+		if !m.attemptFailed(id, d, err) {
 			if attempt > 1 {
 				log.Debugw("connect failed", "peer", id, "attempts", attempt, "err", err)
 			}
@@ -128,8 +253,9 @@ func (m *Manager) dialLoop(ctx context.Context, id identity.Identifier) (*conn, 
 // without addresses). When every address of the answer fails, it tells a
 // caching resolver to forget the answer (resolver.Invalidator) and dials the
 // resolver's next answer with other addresses, if it offers one
-// (resolver.Fallback: a chain's later members), within this attempt.
-func (m *Manager) dial(ctx context.Context, id identity.Identifier, p peer.ID) error {
+// (resolver.Fallback: a chain's later members), within this attempt. timeout
+// bounds each libp2p dial.
+func (m *Manager) dial(ctx context.Context, id identity.Identifier, p peer.ID, timeout time.Duration) error {
 	connected := func() bool { return m.h.Network().Connectedness(p) == network.Connected }
 	if connected() {
 		return nil
@@ -144,7 +270,7 @@ func (m *Manager) dial(ctx context.Context, id identity.Identifier, p peer.ID) e
 	var tried []ma.Multiaddr
 	var failed error
 	for {
-		err := m.connect(ctx, info)
+		err := m.connect(ctx, info, timeout)
 		if err == nil {
 			return nil
 		}
@@ -166,7 +292,7 @@ const maxSettleWaits = 8
 
 // attempt makes one connection attempt: reuse what settled meanwhile, dial
 // the libp2p connection if there is none, open the stream and handshake.
-func (m *Manager) attempt(ctx context.Context, id identity.Identifier) (*conn, error) {
+func (m *Manager) attempt(ctx context.Context, id identity.Identifier, timeout time.Duration) (*conn, error) {
 	m.mu.RLock()
 	c := m.liveConn(id)
 	st := m.peers[id]
@@ -180,7 +306,7 @@ func (m *Manager) attempt(ctx context.Context, id identity.Identifier) (*conn, e
 	}
 
 	p := id.PeerID()
-	if err := m.dial(ctx, id, p); err != nil {
+	if err := m.dial(ctx, id, p, timeout); err != nil {
 		return nil, err
 	}
 	s, err := m.h.NewStream(network.WithNoDial(ctx, "skipwire stream"), p, ProtocolID)
@@ -223,16 +349,8 @@ func permanent(err error) bool {
 	return false
 }
 
-// backoff returns the wait before retry n (1-based): a random duration in
-// [d/2, d) with d = RetryDelay * 2^(n-1), capped at MaxRetryDelay.
-func (m *Manager) backoff(n int) time.Duration {
-	d := m.cfg.RetryDelay
-	for i := 1; i < n && d < m.cfg.MaxRetryDelay; i++ {
-		d *= 2
-	}
-	d = min(d, m.cfg.MaxRetryDelay)
-	return d/2 + rand.N(d/2+1)
-}
+// backoff returns the wait before retry n (1-based): Config.RetryBackoff.
+func (m *Manager) backoff(n int) time.Duration { return m.cfg.RetryBackoff(n) }
 
 // changedChan returns the channel closed at the next change of id's state.
 func (m *Manager) changedChan(id identity.Identifier) <-chan struct{} {

@@ -1,6 +1,10 @@
 package p2pconn
 
-import "context"
+import (
+	"context"
+
+	"github.com/skipwire/skipwire/identity"
+)
 
 // SetTestHookBeforeConfirm sets a function run when an opener has read ACCEPT
 // and is about to send CONFIRM, and returns a function that removes it.
@@ -19,4 +23,14 @@ func SpeakVersion1(m *Manager) { m.version1.Store(true) }
 func SetTestHookSubscribed(f func()) (reset func()) {
 	testHookSubscribed = f
 	return func() { testHookSubscribed = nil }
+}
+
+// DialWaiters returns how many Connects wait for the dial to id in progress.
+func (m *Manager) DialWaiters(id identity.Identifier) int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if st := m.peers[id]; st != nil && st.dial != nil {
+		return st.dial.waiters
+	}
+	return 0
 }

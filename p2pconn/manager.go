@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 
 	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/internal/eventq"
 	"github.com/skipwire/skipwire/resolver"
 )
 
@@ -54,9 +55,7 @@ type Manager struct {
 	dedupe dedupeWorker
 	notify network.Notifiee
 
-	subsMu     sync.Mutex
-	subs       map[*subscription]struct{}
-	subsClosed bool
+	events eventq.Hub[Event]
 
 	metrics *metrics // nil when Config.Metrics is nil
 
@@ -118,8 +117,8 @@ func NewManager(h host.Host, r resolver.AddressResolver, cfg Config) (*Manager, 
 
 		persistent: make(map[identity.Identifier]context.CancelFunc),
 		handshakes: make(map[identity.Identifier]int),
-		subs:       make(map[*subscription]struct{}),
 	}
+	m.events.OnDrop = logEventDrop
 	m.accept.init()
 	m.dedupe.init()
 	m.notify = &network.NotifyBundle{ConnectedF: m.connected}
@@ -192,7 +191,7 @@ func (m *Manager) liveConn(id identity.Identifier) *conn {
 }
 
 // Connect implements ConnectionManager.
-func (m *Manager) Connect(ctx context.Context, id identity.Identifier) (Connection, error) {
+func (m *Manager) Connect(ctx context.Context, id identity.Identifier, opts ...ConnectOption) (Connection, error) {
 	m.mu.RLock()
 	if c := m.liveConn(id); c != nil {
 		m.mu.RUnlock()
@@ -203,6 +202,7 @@ func (m *Manager) Connect(ctx context.Context, id identity.Identifier) (Connecti
 		return nil, fmt.Errorf("connect %s: %w", id.Short(), ErrSelfConnect)
 	}
 
+	s := m.cfg.ConnectSettings(opts...)
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -222,19 +222,9 @@ func (m *Manager) Connect(ctx context.Context, id identity.Identifier) (Connecti
 		}
 		d = m.startDial(id, st)
 	}
-	d.waiters++
+	d.join(s)
 	m.mu.Unlock()
-
-	select {
-	case <-d.done:
-		if d.err != nil {
-			return nil, d.err
-		}
-		return d.conn, nil
-	case <-ctx.Done():
-		m.leaveDial(id, d)
-		return nil, fmt.Errorf("connect %s: %w", id.Short(), ctx.Err())
-	}
+	return m.waitDial(ctx, id, d, s)
 }
 
 // GetConnection implements ConnectionManager.

@@ -1,6 +1,8 @@
 package p2pconn
 
 import (
+	"time"
+
 	"context"
 	"errors"
 	"fmt"
@@ -86,12 +88,12 @@ func (m *Manager) nextAnswer(ctx context.Context, id identity.Identifier, p peer
 
 // connect makes one libp2p dial to info, at once (libp2p's dial backoff for
 // the peer is cleared first: a restarted peer must be reachable at once).
-func (m *Manager) connect(ctx context.Context, info peer.AddrInfo) error {
+func (m *Manager) connect(ctx context.Context, info peer.AddrInfo, timeout time.Duration) error {
 	m.h.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.TempAddrTTL)
 	if b, ok := m.h.Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
 		b.Backoff().Clear(info.ID)
 	}
-	if err := m.h.Connect(network.WithDialPeerTimeout(ctx, m.cfg.ConnectTimeout), info); err != nil {
+	if err := m.h.Connect(network.WithDialPeerTimeout(ctx, timeout), info); err != nil {
 		var mismatch sec.ErrPeerIDMismatch
 		return &dialError{err: err, mismatch: errors.As(err, &mismatch)}
 	}

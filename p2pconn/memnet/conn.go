@@ -260,6 +260,7 @@ func (c *Conn) die(err error) {
 	c.err = err
 	close(c.done)
 	c.mgr.dropLocked(c)
+	c.mgr.events.Publish(p2pconn.Event{Kind: p2pconn.EventDisconnected, Peer: c.remote, Inbound: c.p.ends[1] == c, Conn: c, Err: err})
 }
 
 // peer returns the other side of the connection.

@@ -1,6 +1,6 @@
 // Package memnet is an in-memory implementation of the p2pconn contract, for
 // unit tests of code built on skipwire: no sockets, no libp2p hosts, no
-// goroutines, and deterministic failures.
+// goroutines but one per event subscription, and deterministic failures.
 //
 // A Network stands for the wire. Each node joins it with NewManager under an
 // Identifier of its choosing and gets a *Manager, which implements
@@ -42,9 +42,11 @@
 //	_, err = alice.Connect(ctx, bobID)      // errors.Is(err, memnet.ErrUnreachable)
 //	net.Heal(aliceID, bobID)                // Connect works again
 //
-// Where the libp2p implementation has timing of its own (dial retries,
-// keepalive, ConnectTimeout), memnet acts at once: a Connect succeeds or fails
-// immediately, and a partition fails every Connect until it is healed. The
-// only wait is Close, which gives a Send blocked on a full remote queue up to
-// Config.CloseTimeout to complete before failing it.
+// Where the libp2p implementation has timing of its own (keepalive,
+// ConnectTimeout), memnet acts at once: a connection attempt succeeds or fails
+// immediately. The waits are a Connect's retries across a partition (as many
+// as Config.RetryAttempts or WithRetryAttempts say, spaced by
+// Config.RetryBackoff, so a Heal meanwhile lets it succeed), and Close, which
+// gives a Send blocked on a full remote queue up to Config.CloseTimeout to
+// complete before failing it.
 package memnet

@@ -2,22 +2,27 @@ package memnet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/internal/eventq"
 	"github.com/skipwire/skipwire/p2pconn"
 	"github.com/skipwire/skipwire/resolver"
 )
 
 // Manager is one node of a Network: an in-memory p2pconn.ConnectionManager.
 // Create it with Network.NewManager. Every method is safe for concurrent use.
-// A Manager starts no goroutines.
+// A Manager starts no goroutines but one per event subscription, which
+// Close ends.
 type Manager struct {
-	net *Network
-	id  identity.Identifier
-	cfg p2pconn.Config // defaults filled in
+	net    *Network
+	id     identity.Identifier
+	cfg    p2pconn.Config // defaults filled in
+	quit   chan struct{}  // closed when the manager closes or crashes
+	events eventq.Hub[p2pconn.Event]
 
 	// Guarded by net.mu.
 	conns     map[identity.Identifier]*Conn // the pool: live connections only
@@ -35,15 +40,52 @@ func (m *Manager) ID() identity.Identifier { return m.id }
 
 // Connect returns the live connection to id, opening one if there is none;
 // the connection may have been opened by id, in which case it is the one id's
-// Accept yields. Connect never blocks: it returns the cached connection, a new
-// one, or an error at once. It fails with an error wrapping
-// p2pconn.ErrSelfConnect for the manager's own Identifier,
-// resolver.ErrNotFound for an Identifier no live manager of the Network uses,
-// ErrUnreachable across a partition, p2pconn.ErrTooManyConnections when this
-// manager holds MaxConnections connections, p2pconn.ErrRefused when the remote
-// does, and p2pconn.ErrManagerClosed after Close. A ctx that has ended fails
-// a Connect that would open a connection.
-func (m *Manager) Connect(ctx context.Context, id identity.Identifier) (p2pconn.Connection, error) {
+// Accept yields. An attempt never blocks: it returns the cached connection, a
+// new one, or an error at once, so ConnectTimeout never cuts one. It fails
+// with an error wrapping p2pconn.ErrSelfConnect for the manager's own
+// Identifier, resolver.ErrNotFound for an Identifier no live manager of the
+// Network uses, ErrUnreachable across a partition,
+// p2pconn.ErrTooManyConnections when this manager holds MaxConnections
+// connections, p2pconn.ErrRefused when the remote does, and
+// p2pconn.ErrManagerClosed after Close. A ctx that has ended fails a Connect
+// that would open a connection.
+//
+// A partition is the one failure that may pass: across it, Connect retries
+// RetryAttempts times (the Config's, or WithRetryAttempts for this call),
+// waiting Config.RetryBackoff between attempts, so a Heal meanwhile lets it
+// succeed; the wait is the only time Connect blocks, and ctx and Close end it.
+// Concurrent Connects each make their own attempts, as attempts are instant.
+func (m *Manager) Connect(ctx context.Context, id identity.Identifier, opts ...p2pconn.ConnectOption) (p2pconn.Connection, error) {
+	c, err := m.connectOnce(ctx, id)
+	if err == nil || !errors.Is(err, ErrUnreachable) {
+		return c, err
+	}
+	retries := m.cfg.ConnectSettings(opts...).RetryAttempts
+	errs := []error{fmt.Errorf("attempt 1: %w", err)}
+	for retry := 1; retry <= retries; retry++ {
+		t := time.NewTimer(m.cfg.RetryBackoff(retry))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("connect %s: %w", id.Short(), errors.Join(append(errs, ctx.Err())...))
+		case <-m.quit:
+			t.Stop()
+			return nil, fmt.Errorf("connect %s: %w", id.Short(), errors.Join(append(errs, p2pconn.ErrManagerClosed)...))
+		}
+		if c, err = m.connectOnce(ctx, id); err == nil || !errors.Is(err, ErrUnreachable) {
+			return c, err
+		}
+		errs = append(errs, fmt.Errorf("attempt %d: %w", retry+1, err))
+	}
+	if len(errs) == 1 {
+		return nil, err
+	}
+	return nil, fmt.Errorf("connect %s: %w", id.Short(), errors.Join(errs...))
+}
+
+// connectOnce makes one attempt of Connect.
+func (m *Manager) connectOnce(ctx context.Context, id identity.Identifier) (p2pconn.Connection, error) {
 	n := m.net
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -77,8 +119,21 @@ func (m *Manager) Connect(ctx context.Context, id identity.Identifier) (p2pconn.
 	m.pipes[c.p], r.pipes[c.p] = struct{}{}, struct{}{}
 	r.accepts = append(r.accepts, rc)
 	r.notifyAcceptLocked()
+	m.events.Publish(p2pconn.Event{Kind: p2pconn.EventConnected, Peer: id, Conn: c})
+	r.events.Publish(p2pconn.Event{Kind: p2pconn.EventConnected, Peer: m.id, Inbound: true, Conn: rc})
 	log.Debugf("%s: connected to %s", m.id.Short(), id.Short())
 	return c, nil
+}
+
+// Subscribe returns a channel of connection events, as the libp2p Manager's:
+// EventConnected on both sides when a Connect opens a connection (Inbound on
+// the remote's side), EventDisconnected when one dies, with Event.Err saying
+// why. Events of one connection arrive in order; a reader that falls behind
+// never blocks the Network (events queue, up to a bound, then the oldest are
+// dropped). cancel ends the subscription and closes the channel; Close and
+// Crash end every subscription.
+func (m *Manager) Subscribe() (events <-chan p2pconn.Event, cancel func()) {
+	return m.events.Subscribe()
 }
 
 // Accept blocks until a remote node opens a connection, ctx ends or the
@@ -172,8 +227,9 @@ func (m *Manager) ConnectedPeers() []identity.Identifier {
 
 // Close stops the manager for good. In order: it leaves the Network (so
 // Connects to its Identifier fail with resolver.ErrNotFound and the Identifier
-// may join again), drops its accept queue and wakes blocked Accepts, closes
-// every connection as CloseAll does, and returns once they are closed. Later
+// may join again), drops its accept queue and wakes blocked Accepts and
+// Connects, closes every connection as CloseAll does, ends every event
+// subscription, and returns once they are closed. Later
 // Connect and Accept calls fail with p2pconn.ErrManagerClosed; Disconnect and
 // CloseAll have nothing left to close and return nil. Close is idempotent:
 // every call returns nil after the first has finished.
@@ -193,6 +249,7 @@ func (m *Manager) Close() error {
 	conns := m.beginCloseAllLocked()
 	n.mu.Unlock()
 	finishCloseAll(conns, time.Now().Add(m.cfg.CloseTimeout))
+	m.events.Close()
 	close(m.closeDone)
 	log.Debugf("%s: manager closed", m.id.Short())
 	return nil
@@ -201,6 +258,7 @@ func (m *Manager) Close() error {
 // shutdownLocked marks m closed and empties its accept queue.
 func (m *Manager) shutdownLocked() {
 	m.closed = true
+	close(m.quit)
 	m.closeDone = make(chan struct{})
 	m.accepts = nil
 	m.notifyAcceptLocked()

@@ -36,6 +36,10 @@ func (n *conformanceNetwork) Crash(t testing.TB, node p2pconntest.Node) {
 	n.net.Crash(node.ID)
 }
 
+func (n *conformanceNetwork) Partition(a, b p2pconntest.Node) { n.net.Partition(a.ID, b.ID) }
+
+func (n *conformanceNetwork) Heal(a, b p2pconntest.Node) { n.net.Heal(a.ID, b.ID) }
+
 // newManager joins net as id and closes the manager when the test ends.
 func newManager(t testing.TB, net *memnet.Network, id identity.Identifier, cfg p2pconn.Config) *memnet.Manager {
 	t.Helper()

@@ -70,6 +70,7 @@ func (n *Network) NewManager(id identity.Identifier, cfg p2pconn.Config) (*Manag
 		net:   n,
 		id:    id,
 		cfg:   cfg.WithDefaults(),
+		quit:  make(chan struct{}),
 		conns: make(map[identity.Identifier]*Conn),
 		pipes: make(map[*pipe]struct{}),
 	}
@@ -117,7 +118,8 @@ func (n *Network) Heal(a, b identity.Identifier) {
 // Crash makes the node id vanish as a killed process would: no clean close.
 // Each of its connections is lost on both sides (errors match
 // p2pconn.ErrConnectionLost), its manager is closed (later calls fail with
-// p2pconn.ErrManagerClosed, its unaccepted connections are dropped), and the
+// p2pconn.ErrManagerClosed, its unaccepted connections are dropped, its event
+// subscriptions end), and the
 // Identifier is free to join again with NewManager. Crash of an Identifier
 // that no live manager uses does nothing.
 func (n *Network) Crash(id identity.Identifier) {
@@ -137,6 +139,7 @@ func (n *Network) Crash(id identity.Identifier) {
 			return "remote node crashed"
 		})
 	}
+	m.events.Close()
 	close(m.closeDone)
 	log.Debugf("crash %s", id.Short())
 }

@@ -4,7 +4,8 @@
 // p2p/transport/testsuite).
 //
 // An implementation provides a Network that starts nodes able to reach each
-// other by Identifier and can crash one, then calls Run from a test:
+// other by Identifier and can crash one (and, if it implements Partitioner,
+// cut the link between two), then calls Run from a test:
 //
 //	func TestConformance(t *testing.T) {
 //		p2pconntest.Run(t, func(t testing.TB) p2pconntest.Network {
@@ -41,6 +42,15 @@ type Network interface {
 	Crash(t testing.TB, n Node)
 }
 
+// Partitioner is implemented by a Network that can cut the link between two
+// live nodes, for a failure that passes: while the cut lasts, their
+// connection is lost and Connect between them fails with an error that may
+// pass (so it is retried); Heal ends the cut.
+type Partitioner interface {
+	Partition(a, b Node)
+	Heal(a, b Node)
+}
+
 // Run runs every conformance test as a subtest of t, calling newNetwork once per subtest.
 func Run(t *testing.T, newNetwork func(t testing.TB) Network) {
 	for _, tc := range tests {
@@ -70,6 +80,9 @@ var tests = []struct {
 	{"ConnectSelf", testConnectSelf},
 	{"ConnectUnknownPeer", testConnectUnknownPeer},
 	{"ReconnectAfterRemoteClose", testReconnectAfterRemoteClose},
+	{"ConnectFailFast", testConnectFailFast},
+	{"ConnectRetries", testConnectRetries},
+	{"ConnectRetriesAcrossHeal", testConnectRetriesAcrossHeal},
 
 	// Accept.
 	{"AcceptYieldsEachInboundOnce", testAcceptYieldsEachInboundOnce},
@@ -91,6 +104,9 @@ var tests = []struct {
 	{"MaxMessageSize", testMaxMessageSize},
 	{"DifferentMaxMessageSize", testDifferentMaxMessageSize},
 	{"MaxConnections", testMaxConnections},
+
+	// Events.
+	{"Subscribe", testSubscribe},
 
 	// Manager lifecycle.
 	{"CloseAll", testCloseAll},

@@ -1,0 +1,63 @@
+package network
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config tunes a Network. In every field the zero value means the default;
+// negative values are invalid.
+type Config struct {
+	// Window is how many messages of one sender one channel of this node
+	// queues for its processor. A sender with Window messages queued, or on
+	// their way, waits in Send until the processor takes some: push back is
+	// per sender and channel, and the connection keeps being read for the
+	// other channels. It is announced to each peer on the wire. Default 64;
+	// at most MaxWindow.
+	Window int
+
+	// CloseTimeout bounds how long Close spends telling peers that this
+	// Network has closed. Default 2 s.
+	CloseTimeout time.Duration
+
+	// Metrics, if set, receives the Network's Prometheus collectors (see
+	// metrics.go). Collectors already registered there, by an earlier
+	// Network for example, are reused. Nil means no metrics.
+	Metrics prometheus.Registerer
+}
+
+// Defaults of Config, applied where a field is zero.
+const (
+	DefaultWindow       = 64
+	DefaultCloseTimeout = 2 * time.Second
+
+	// MaxWindow is the largest Window.
+	MaxWindow = 1 << 16
+)
+
+// DefaultConfig returns the configuration with every default filled in.
+func DefaultConfig() Config { return Config{}.withDefaults() }
+
+// Validate reports whether c can be used, with an error wrapping
+// ErrInvalidConfig that names the first bad field.
+func (c Config) Validate() error {
+	if c.Window < 0 || c.Window > MaxWindow {
+		return fmt.Errorf("%w: Window %d is outside [0, %d]", ErrInvalidConfig, c.Window, MaxWindow)
+	}
+	if c.CloseTimeout < 0 {
+		return fmt.Errorf("%w: CloseTimeout is negative (%s)", ErrInvalidConfig, c.CloseTimeout)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Window == 0 {
+		c.Window = DefaultWindow
+	}
+	if c.CloseTimeout == 0 {
+		c.CloseTimeout = DefaultCloseTimeout
+	}
+	return c
+}

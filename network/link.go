@@ -1,0 +1,344 @@
+package network
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/p2pconn"
+)
+
+// maxLoggedChannels bounds the channels without a processor a link logs
+// once each, so that a peer naming endless channels cannot grow memory.
+const maxLoggedChannels = 32
+
+// link is a Network's side of one connection: the one goroutine that reads
+// it, the protocol state (linkState) and the control frames waiting to be
+// written. A writer goroutine runs only while control frames wait, so that
+// the reader never blocks on a write.
+type link struct {
+	n    *Network
+	conn p2pconn.Connection
+	peer identity.Identifier
+
+	mu      sync.Mutex
+	st      linkState
+	changed chan struct{} // closed and replaced when a waiting Send may go on
+	ended   bool          // the reader has stopped
+
+	// Control frames waiting for the writer; guarded by mu.
+	openQueued bool
+	credits    map[string]int
+	noProc     []noProcFrame
+	writing    bool // a writer goroutine runs
+
+	logged map[string]struct{} // channels without a processor already logged; guarded by mu
+	warned map[string]struct{} // reasons of rejection already logged at warn level; guarded by mu
+}
+
+// noProcFrame is a NO_PROCESSOR waiting to be written.
+type noProcFrame struct {
+	ch string
+	id uint64
+}
+
+func newLink(n *Network, c p2pconn.Connection) *link {
+	return &link{
+		n:       n,
+		conn:    c,
+		peer:    c.RemoteID(),
+		st:      newLinkState(n.epoch, n.cfg.Window),
+		changed: make(chan struct{}),
+		credits: make(map[string]int),
+	}
+}
+
+// run reads the connection until it ends or the Network closes. Its first
+// act is to announce this Network with an OPEN.
+func (l *link) run() {
+	l.mu.Lock()
+	l.openQueued = true
+	l.kickLocked()
+	l.mu.Unlock()
+	for {
+		msg, err := l.conn.Next(l.n.ctx)
+		if err != nil {
+			l.end(err)
+			return
+		}
+		l.handle(msg)
+	}
+}
+
+// end stops the link: Sends waiting on it fail, and the Network forgets it.
+func (l *link) end(err error) {
+	l.mu.Lock()
+	l.ended = true
+	l.broadcastLocked()
+	l.mu.Unlock()
+	l.n.forget(l)
+	if l.n.ctx.Err() == nil {
+		log.Debugw("connection ended", "peer", l.peer, "err", err)
+	}
+}
+
+// handle acts on one message read from the connection. It never blocks.
+func (l *link) handle(msg []byte) {
+	e, err := decode(msg)
+	if err != nil {
+		l.rejected(err.(*rejectError))
+		return
+	}
+	switch e.kind {
+	case kindData:
+		l.onData(e)
+	case kindReply:
+		l.n.answer(e.call.ID, Message{Channel: Channel(e.channel), From: l.peer, Payload: e.payload})
+	case kindNoProcessor:
+		if !l.n.calls.noProcessor(e.call.ID, l.peer, Channel(e.channel)) {
+			l.rejected(&rejectError{reason: rejectForgedCall, detail: fmt.Sprintf("NO_PROCESSOR for call %016x, not asked of this peer", e.call.ID)})
+		}
+	case kindCredit:
+		l.mu.Lock()
+		ok := l.st.credited(string(e.channel), e.credits)
+		l.broadcastLocked()
+		l.mu.Unlock()
+		if !ok {
+			l.rejected(&rejectError{reason: rejectBadCredit, detail: fmt.Sprintf("%d credits on %q", e.credits, e.channel)})
+		}
+	case kindOpen:
+		l.mu.Lock()
+		a := l.st.opened(e.epoch, e.ack, e.window)
+		if a.sendOpen {
+			l.openQueued = true
+			l.kickLocked()
+		}
+		l.broadcastLocked()
+		l.mu.Unlock()
+		if a.newRemote {
+			log.Debugw("peer network open", "peer", l.peer, "epoch", fmt.Sprintf("%016x", e.epoch), "window", e.window)
+		}
+	case kindClosed:
+		l.mu.Lock()
+		closed := l.st.closed(e.epoch)
+		l.broadcastLocked()
+		l.mu.Unlock()
+		if closed {
+			log.Debugw("peer network closed", "peer", l.peer)
+			l.n.calls.failTarget(l.peer, ErrRemoteClosed)
+		}
+	}
+}
+
+// onData queues a DATA for its channel's processor, or answers for a
+// channel without one.
+func (l *link) onData(e envelope) {
+	reg := l.n.registration(e.channel)
+	ch := ""
+	if reg != nil {
+		ch = string(reg.ch) // no allocation: the registration's own string
+	} else {
+		ch = string(e.channel)
+	}
+	l.mu.Lock()
+	verdict := l.st.received(ch)
+	remote := l.st.remoteEpoch
+	l.mu.Unlock()
+	if verdict != "" {
+		l.rejected(&rejectError{reason: verdict, detail: fmt.Sprintf("DATA on %q", ch)})
+		return
+	}
+	if reg == nil {
+		l.noProcessor(ch, e.call.ID)
+		l.consumed(ch, remote)
+		return
+	}
+	m := Message{Channel: reg.ch, From: l.peer, Payload: e.payload}
+	if e.call.ID != 0 {
+		m.Call = e.call
+		if !e.origin {
+			m.Call.Origin = l.peer // a Request: the origin is its authenticated sender
+		}
+	}
+	l.n.metrics.received(reg.ch)
+	reg.push(item{m: m, link: l, remote: remote})
+}
+
+// noProcessor counts a DATA for a channel without a processor, logs it once
+// per channel, and answers a call with NO_PROCESSOR.
+func (l *link) noProcessor(ch string, id uint64) {
+	l.n.metrics.noProcessor()
+	l.mu.Lock()
+	first := false
+	if _, ok := l.logged[ch]; !ok && len(l.logged) < maxLoggedChannels {
+		if l.logged == nil {
+			l.logged = make(map[string]struct{})
+		}
+		l.logged[ch] = struct{}{}
+		first = true
+	}
+	if id != 0 {
+		l.noProc = append(l.noProc, noProcFrame{ch: ch, id: id})
+		l.kickLocked()
+	}
+	l.mu.Unlock()
+	if first {
+		log.Infow("message for a channel without a processor: dropped (logged once per peer and channel)", "peer", l.peer, "channel", ch)
+	}
+}
+
+// consumed gives back the room of a DATA received while the remote's Network
+// had epoch remote.
+func (l *link) consumed(ch string, remote uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := l.st.consumed(ch, remote); n > 0 {
+		l.credits[ch] += n
+		l.kickLocked()
+	}
+}
+
+// rejected counts and logs a hostile or stale envelope: at warn level the
+// first time a peer breaks the protocol in that way, then at debug level, so
+// that a hostile peer cannot flood the log.
+func (l *link) rejected(err *rejectError) {
+	l.n.metrics.rejected(err.reason)
+	l.mu.Lock()
+	_, again := l.warned[err.reason]
+	if !again && err.reason != rejectStale {
+		if l.warned == nil {
+			l.warned = make(map[string]struct{})
+		}
+		l.warned[err.reason] = struct{}{}
+	}
+	l.mu.Unlock()
+	if again || err.reason == rejectStale {
+		log.Debugw("envelope dropped", "peer", l.peer, "err", err)
+		return
+	}
+	log.Warnw("envelope rejected (logged once per peer and reason)", "peer", l.peer, "err", err)
+}
+
+// sendData waits for a credit on ch, then sends a DATA. An error matching
+// p2pconn.ErrConnectionClosed means the connection ended before anything was
+// sent.
+func (l *link) sendData(ctx context.Context, ch Channel, call CallRef, origin bool, payload []byte) error {
+	key := string(ch)
+	l.mu.Lock()
+	for !l.st.sendable(key) {
+		switch {
+		case l.ended:
+			l.mu.Unlock()
+			return l.deadError()
+		case l.st.remoteClosed:
+			l.mu.Unlock()
+			return ErrRemoteClosed
+		}
+		changed := l.changed
+		l.mu.Unlock()
+		select {
+		case <-changed:
+		case <-l.conn.Done():
+			return l.deadError()
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for room: %w", ctx.Err())
+		case <-l.n.done:
+			return ErrClosed
+		}
+		l.mu.Lock()
+	}
+	l.st.take(key)
+	remote := l.st.remoteEpoch
+	l.mu.Unlock()
+
+	buf := getBuffer(dataHeaderMax + len(payload))
+	*buf = appendData((*buf)[:0], ch, call, origin, payload)
+	err := l.conn.Send(ctx, *buf)
+	putBuffer(buf)
+	if err != nil {
+		l.mu.Lock()
+		if l.st.remoteEpoch == remote {
+			l.st.untake(key)
+		}
+		l.broadcastLocked()
+		l.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// deadError says that the connection ended.
+func (l *link) deadError() error {
+	if err := l.conn.Err(); err != nil {
+		return err
+	}
+	return fmt.Errorf("connection to %s no longer read: %w", l.peer.Short(), p2pconn.ErrConnectionClosed)
+}
+
+// broadcastLocked wakes the Sends waiting on the link. l.mu is held.
+func (l *link) broadcastLocked() {
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// kickLocked starts the writer if it is not running. l.mu is held.
+func (l *link) kickLocked() {
+	if l.writing {
+		return
+	}
+	l.writing = true
+	l.n.goroutine(l.write)
+}
+
+// write writes the control frames waiting, until none is left.
+func (l *link) write() {
+	for {
+		l.mu.Lock()
+		var frames [][]byte
+		ack, open := uint64(0), l.openQueued
+		if open {
+			ack = l.st.ackWanted
+			frames = append(frames, appendOpen(nil, l.st.epoch, ack, l.st.window))
+			l.openQueued = false
+		}
+		for ch, n := range l.credits {
+			frames = append(frames, appendCredit(nil, Channel(ch), n))
+		}
+		clear(l.credits)
+		for _, f := range l.noProc {
+			frames = append(frames, appendNoProcessor(nil, Channel(f.ch), f.id))
+		}
+		l.noProc = l.noProc[:0]
+		if len(frames) == 0 {
+			l.writing = false
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Unlock()
+		for i, f := range frames {
+			if err := l.conn.Send(l.n.ctx, f); err != nil {
+				// The connection ended or the Network closes: nothing
+				// written from now on matters.
+				log.Debugw("control frame not written", "peer", l.peer, "err", err)
+				l.mu.Lock()
+				l.writing = false
+				l.mu.Unlock()
+				return
+			}
+			if i == 0 && open {
+				l.mu.Lock()
+				l.st.openWritten(ack)
+				l.broadcastLocked()
+				l.mu.Unlock()
+			}
+		}
+	}
+}
+
+// sayClosed writes CLOSED, within ctx.
+func (l *link) sayClosed(ctx context.Context) {
+	if err := l.conn.Send(ctx, appendClosed(nil, l.n.epoch)); err != nil {
+		log.Debugw("CLOSED not written", "peer", l.peer, "err", err)
+	}
+}

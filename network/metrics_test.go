@@ -1,0 +1,53 @@
+package network_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/skipwire/skipwire/network"
+)
+
+// TestMetrics: messages, queue depth and Requests are counted; a Network
+// started on a registerer an earlier one used reuses its collectors.
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	w := memEnv.world(t)
+	a := newNode(t, w, network.Config{Metrics: reg})
+	b := newNode(t, w, network.Config{})
+	newEcho(t, b, "echo")
+	ctx := testContext(t, opTimeout)
+	_, err := a.n.Conduit("echo").Request(ctx, b.id, []byte("x"))
+	require.NoError(t, err)
+	_, err = a.n.Conduit("none").Request(ctx, b.id, []byte("x"))
+	require.ErrorIs(t, err, network.ErrNoProcessor)
+	short, cancel := context.WithTimeout(ctx, quiet)
+	defer cancel()
+	register(t, b, "mute", newInbox(4))
+	_, err = a.n.Conduit("mute").Request(short, b.id, nil)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	require.Equal(t, 1.0, metric(t, reg, "skipwire_network_requests_total", "channel", "echo", "result", "ok"))
+	require.Equal(t, 1.0, metric(t, reg, "skipwire_network_requests_total", "channel", "none", "result", "no_processor"))
+	require.Equal(t, 1.0, metric(t, reg, "skipwire_network_requests_total", "channel", "mute", "result", "timeout"))
+	require.Equal(t, 1.0, metric(t, reg, "skipwire_network_messages_total", "channel", "echo", "direction", "out"))
+
+	// Messages queued for a processor that holds them.
+	self := &gated{hold: network.Message{From: a.id}, gate: make(chan struct{}), got: make(chan network.Message, 8)}
+	register(t, a, "hold", self)
+	for range 3 {
+		require.NoError(t, a.n.Conduit("hold").Send(ctx, a.id, nil))
+	}
+	<-self.got
+	require.Equal(t, 2.0, metric(t, reg, "skipwire_network_queued", "channel", "hold"))
+	close(self.gate)
+	require.Eventually(t, func() bool { return metric(t, reg, "skipwire_network_queued", "channel", "hold") == 0 }, eventually, tick)
+
+	// A second Network on the same registerer shares the collectors.
+	c := newNode(t, w, network.Config{Metrics: reg})
+	require.NoError(t, c.n.Conduit("echo").Send(ctx, b.id, nil))
+	require.Equal(t, 2.0, metric(t, reg, "skipwire_network_messages_total", "channel", "echo", "direction", "out"),
+		"a's and c's Sends, on the same collector")
+}
