@@ -1,6 +1,8 @@
 package p2pconn_test
 
 import (
+	"github.com/skipwire/skipwire/internal/testkit"
+
 	"context"
 	"errors"
 	"sync"
@@ -54,7 +56,7 @@ func (r *scriptedResolver) count() int {
 // scriptedManager returns a manager on a loopback host resolving with r.
 func scriptedManager(t *testing.T, r *scriptedResolver, cfg p2pconn.Config) *p2pconn.Manager {
 	t.Helper()
-	h := newHost(t, transports["tcp"], cfg)
+	h := newHost(t, transports["tcp"])
 	m, err := p2pconn.NewManager(h, r, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
@@ -100,7 +102,7 @@ func TestConnectOptionsOverrideConfig(t *testing.T) {
 		cfg.RetryAttempts = tc.config
 		cfg.RetryDelay = time.Millisecond
 		m := scriptedManager(t, r, cfg)
-		_, err := m.Connect(ctxT(t, 10*time.Second), identity.Identifier{1}, p2pconn.WithRetryAttempts(tc.option))
+		_, err := m.Connect(testkit.Context(t, 10*time.Second), identity.Identifier{1}, p2pconn.WithRetryAttempts(tc.option))
 		require.ErrorIs(t, err, errTransient)
 		require.Equal(t, max(tc.option, 0)+1, r.count(), "Config %d, option %d", tc.config, tc.option)
 	}
@@ -115,7 +117,7 @@ func TestConnectTimeoutOption(t *testing.T) {
 	cfg.RetryAttempts = 0
 	m := scriptedManager(t, r, cfg)
 	start := time.Now()
-	_, err := m.Connect(ctxT(t, 30*time.Second), identity.Identifier{1}, p2pconn.WithConnectTimeout(100*time.Millisecond))
+	_, err := m.Connect(testkit.Context(t, 30*time.Second), identity.Identifier{1}, p2pconn.WithConnectTimeout(100*time.Millisecond))
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond)
 	require.Less(t, time.Since(start), 10*time.Second)
@@ -132,7 +134,7 @@ func TestSharedDialFailFastJoiner(t *testing.T) {
 	cfg.RetryDelay = time.Second // the first retry waits at least 500 ms
 	cfg.MaxRetryDelay = time.Second
 	m := scriptedManager(t, r, cfg)
-	ctx, cancel := context.WithCancel(ctxT(t, 30*time.Second))
+	ctx, cancel := context.WithCancel(testkit.Context(t, 30*time.Second))
 	defer cancel()
 
 	patient := connectAsync(ctx, m, p2pconn.WithRetryAttempts(100))
@@ -162,7 +164,7 @@ func TestSharedDialRetryingJoiner(t *testing.T) {
 	cfg.RetryAttempts = 0
 	cfg.RetryDelay = time.Millisecond
 	m := scriptedManager(t, r, cfg)
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testkit.Context(t, 30*time.Second)
 
 	fast := connectAsync(ctx, m, p2pconn.WithRetryAttempts(0))
 	require.Eventually(t, func() bool { return r.count() == 1 }, 10*time.Second, time.Millisecond)
@@ -182,7 +184,7 @@ func TestSharedDialJoinerTimeout(t *testing.T) {
 	cfg := testConfig()
 	cfg.RetryAttempts = 0
 	m := scriptedManager(t, r, cfg)
-	ctx, cancel := context.WithCancel(ctxT(t, 30*time.Second))
+	ctx, cancel := context.WithCancel(testkit.Context(t, 30*time.Second))
 	defer cancel()
 
 	patient := connectAsync(ctx, m, p2pconn.WithConnectTimeout(time.Minute))
