@@ -2,6 +2,7 @@ package p2pconn
 
 import (
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -76,15 +77,26 @@ func (m *Manager) dedupeLoop() {
 	}
 }
 
-// closeDuplicates closes every libp2p connection to p but the one that
-// carries the skipwire stream. While streams on two connections are still
-// settling, it closes neither; the settled stream triggers another check.
+// closeDuplicates closes every libp2p connection to p but the ones that
+// carry a skipwire stream, in any state (settled, being set up, or opened by
+// the remote and not read yet). While streams on two connections are still
+// settling, it closes neither; the settled stream triggers another check. A
+// connection opened after the skipwire connection settled is spared until
+// ConnectTimeout has passed: the peer may be opening a new skipwire stream
+// on it (it lost the old connection, or restarted); a check follows then.
 func (m *Manager) closeDuplicates(p peer.ID) {
 	conns := m.h.Network().ConnsToPeer(p)
 	if len(conns) < 2 {
 		return
 	}
-	keep, wait := m.skipwireConns(p)
+	keep, settled, wait := m.skipwireConns(p)
+	for _, c := range conns {
+		for _, s := range c.GetStreams() {
+			if s.Protocol() == ProtocolID {
+				keep[c.ID()] = true
+			}
+		}
+	}
 	if len(keep) == 0 {
 		if wait {
 			// A Connect is choosing its connection; its stream triggers a new check.
@@ -96,11 +108,18 @@ func (m *Manager) closeDuplicates(p peer.ID) {
 				best = c
 			}
 		}
-		keep = map[string]bool{best.ID(): true}
+		keep[best.ID()] = true
 	}
+	now := time.Now()
 	for _, c := range conns {
 		if keep[c.ID()] {
 			continue
+		}
+		if opened := c.Stat().Opened; !settled.IsZero() && opened.After(settled) {
+			if left := m.cfg.ConnectTimeout - now.Sub(opened); left > 0 {
+				time.AfterFunc(left, func() { m.dedupeSoon(p) })
+				continue
+			}
 		}
 		log.Debugw("closing duplicate libp2p connection", "peer", p, "conn", c.ID())
 		_ = c.Close()
@@ -108,22 +127,24 @@ func (m *Manager) closeDuplicates(p peer.ID) {
 }
 
 // skipwireConns returns the IDs of the libp2p connections that carry a
-// skipwire stream to p, settled or being set up; wait is true when a Connect
-// to p is under way without a stream yet.
-func (m *Manager) skipwireConns(p peer.ID) (keep map[string]bool, wait bool) {
+// skipwire stream to p the manager knows of, settled or being set up, and
+// when the live connection settled (zero if none); wait is true when a
+// Connect to p is under way without a stream yet.
+func (m *Manager) skipwireConns(p peer.ID) (keep map[string]bool, settled time.Time, wait bool) {
+	keep = make(map[string]bool, 2)
 	id, err := identity.FromPeerID(p)
 	if err != nil {
-		return nil, false
+		return keep, settled, false
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	st := m.peers[id]
 	if st == nil {
-		return nil, false
+		return keep, settled, false
 	}
-	keep = make(map[string]bool, 2)
 	if st.conn != nil && !st.conn.dead.Load() {
 		keep[st.conn.s.Conn().ID()] = true
+		settled = st.conn.born
 	}
 	for _, s := range []*inStream{st.in, st.parked} {
 		if s != nil {
@@ -133,5 +154,5 @@ func (m *Manager) skipwireConns(p peer.ID) (keep map[string]bool, wait bool) {
 	if st.out != nil {
 		keep[st.out.s.Conn().ID()] = true
 	}
-	return keep, st.dial != nil
+	return keep, settled, st.dial != nil
 }

@@ -200,7 +200,6 @@ func (m *Manager) dialLoop(ctx context.Context, id identity.Identifier, d *dialC
 	waits := 0
 	for attempt := 0; ; {
 		timeout := m.attemptStarts(d)
-		changed := m.changedChan(id)
 		actx, cancel := context.WithTimeout(ctx, timeout)
 		m.metrics.attempt(attempt)
 		c, err := m.attempt(actx, id, timeout)
@@ -211,24 +210,24 @@ func (m *Manager) dialLoop(ctx context.Context, id identity.Identifier, d *dialC
 		if ctx.Err() != nil {
 			return nil, errors.Join(append(errs, ctx.Err())...)
 		}
-		if (errors.Is(err, errBusy) || errors.Is(err, errDuplicate)) && waits < maxSettleWaits {
+		_, settling := m.settling(id)
+		if (settling || errors.Is(err, errBusy) || errors.Is(err, errDuplicate)) && waits < maxSettleWaits {
+			// Another handshake with the peer is in progress, or the remote
+			// chose its own stream (it rejected ours as a duplicate, or
+			// closed our libp2p connection): wait for that stream to settle,
+			// then look again.
 			waits++
-			// A stream from the remote is settling: wait for it, then look again.
-			if err := m.waitChange(ctx, changed, timeout); err != nil {
-				return nil, errors.Join(append(errs, fmt.Errorf("waiting for the remote's stream: %w", err))...)
+			c, werr := m.awaitSettled(ctx, id, timeout)
+			if c != nil {
+				return c, nil
 			}
-			continue
-		}
-		if c, settling := m.settling(id); c != nil {
-			return c, nil
-		} else if settling && waits < maxSettleWaits {
-			// Our attempt failed because the remote's stream won (the
-			// remote closed our libp2p connection): wait for that stream.
-			waits++
-			if err := m.waitChange(ctx, changed, timeout); err != nil {
-				return nil, errors.Join(append(errs, fmt.Errorf("waiting for the remote's stream: %w", err))...)
+			if ctx.Err() != nil {
+				return nil, errors.Join(append(errs, fmt.Errorf("waiting for the remote's stream: %w", werr))...)
 			}
-			continue
+			if !errors.Is(err, errDuplicate) && !errors.Is(err, errBusy) {
+				continue
+			}
+			err = fmt.Errorf("%w: no stream of the remote settled within %s", err, timeout)
 		}
 		attempt++
 		err = fmt.Errorf("attempt %d: %w", attempt, err)
@@ -243,6 +242,31 @@ func (m *Manager) dialLoop(ctx context.Context, id identity.Identifier, d *dialC
 		log.Debugw("connect attempt failed, retrying", "peer", id, "attempt", attempt, "delay", delay, "err", err)
 		if err := m.waitChange(ctx, m.changedChan(id), delay); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			return nil, errors.Join(append(errs, err)...)
+		}
+	}
+}
+
+// awaitSettled waits up to d for a live connection to id: the remote's
+// stream, or another Connect's, settling. It looks at the state again at
+// every change, taking the change channel under the lock it checks under,
+// so no change is missed.
+func (m *Manager) awaitSettled(ctx context.Context, id identity.Identifier, d time.Duration) (*conn, error) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		m.mu.Lock()
+		c := m.liveConn(id)
+		changed := m.state(id).changed
+		m.mu.Unlock()
+		if c != nil {
+			return c, nil
+		}
+		select {
+		case <-changed:
+		case <-t.C:
+			return nil, context.DeadlineExceeded
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
 }

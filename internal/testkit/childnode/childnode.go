@@ -20,12 +20,16 @@ package childnode
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/stretchr/testify/require"
@@ -45,6 +49,12 @@ type Options struct {
 	Config p2pconn.Config
 	// Listen is the node's listen address; default testkit.LoopbackTCP.
 	Listen string
+	// Key is the node's host key; default a new one. A node restarted with
+	// the key of a previous one is the same Identifier in a new process.
+	Key crypto.PrivKey
+	// Dial, if set, is a node the child connects to once it listens (and
+	// echoes on that connection too).
+	Dial *peer.AddrInfo
 	// Wrap is a command prefix that runs the child, e.g.
 	// {"ip", "netns", "exec", "ns1"} (see testkit.ChildOptions).
 	Wrap []string
@@ -76,7 +86,18 @@ func Start(t testing.TB, opts Options) *Node {
 	if listen == "" {
 		listen = testkit.LoopbackTCP
 	}
-	c := testkit.StartChild(t, Role, testkit.ChildOptions{Args: []string{listen, string(js)}, Wrap: opts.Wrap})
+	args := []string{listen, string(js), "", ""}
+	if opts.Key != nil {
+		raw, err := crypto.MarshalPrivateKey(opts.Key)
+		require.NoError(t, err)
+		args[2] = hex.EncodeToString(raw)
+	}
+	if opts.Dial != nil {
+		js, err := opts.Dial.MarshalJSON()
+		require.NoError(t, err)
+		args[3] = string(js)
+	}
+	c := testkit.StartChild(t, Role, testkit.ChildOptions{Args: args, Wrap: opts.Wrap})
 	require.Len(t, c.Ready, 2, "child node's READY line")
 	id, err := identity.Parse(c.Ready[0])
 	require.NoError(t, err)
@@ -86,16 +107,18 @@ func Start(t testing.TB, opts Options) *Node {
 }
 
 // run is the child: a node listening on args[0] with the configuration
-// args[1] (JSON), which echoes every message until ctx ends.
+// args[1] (JSON), the host key args[2] (hex, or empty for a new one), which
+// connects to args[3] (a JSON peer.AddrInfo, or empty) and echoes every
+// message until ctx ends.
 func run(ctx context.Context, args []string) error {
-	if len(args) != 2 {
-		return fmt.Errorf("want 2 arguments (listen address, config), got %d", len(args))
+	if len(args) != 4 {
+		return fmt.Errorf("want 4 arguments (listen address, config, key, dial), got %d", len(args))
 	}
 	var cfg p2pconn.Config
 	if err := json.Unmarshal([]byte(args[1]), &cfg); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	key, err := identity.GenerateKey()
+	key, err := childKey(args[2])
 	if err != nil {
 		return err
 	}
@@ -120,6 +143,25 @@ func run(ctx context.Context, args []string) error {
 		return errors.Join(errors.New("no listen address"), m.Close(), h.Close())
 	}
 	testkit.Ready(m.ID().String(), addrs[0].String())
+	if args[3] != "" {
+		var to peer.AddrInfo
+		if err := to.UnmarshalJSON([]byte(args[3])); err != nil {
+			cancel()
+			<-done
+			return errors.Join(fmt.Errorf("dial: %w", err), m.Close(), h.Close())
+		}
+		h.Peerstore().AddAddrs(to.ID, to.Addrs, time.Hour)
+		id, err := identity.FromPeerID(to.ID)
+		if err == nil {
+			var c p2pconn.Connection
+			if c, err = m.Connect(ctx, id); err == nil {
+				go echo(serveCtx, c)
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child node: connect:", err)
+		}
+	}
 	<-ctx.Done()
 	cancel()
 	<-done
@@ -133,13 +175,28 @@ func serve(ctx context.Context, m *p2pconn.Manager) {
 		if err != nil {
 			return
 		}
-		go func() {
-			for {
-				msg, err := c.Next(ctx)
-				if err != nil || c.Send(ctx, msg) != nil {
-					return
-				}
-			}
-		}()
+		go echo(ctx, c)
 	}
+}
+
+// echo sends back every message c receives, until ctx ends or c dies.
+func echo(ctx context.Context, c p2pconn.Connection) {
+	for {
+		msg, err := c.Next(ctx)
+		if err != nil || c.Send(ctx, msg) != nil {
+			return
+		}
+	}
+}
+
+// childKey decodes a marshalled private key in hex, or makes a new key.
+func childKey(s string) (crypto.PrivKey, error) {
+	if s == "" {
+		return identity.GenerateKey()
+	}
+	raw, err := hex.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("key: %w", err)
+	}
+	return crypto.UnmarshalPrivateKey(raw)
 }
