@@ -20,6 +20,12 @@ type Config struct {
 
 	// KeepaliveTimeout is how long a health-check ping may take before the
 	// connection is declared lost. Default: KeepaliveInterval, at most 10 s.
+	// A ping also waits for the scheduler of both processes: with CPU-bound
+	// goroutines Go preempts every 10 ms, so on a starved machine a ping
+	// takes up to about 2 x (runnable goroutines per core x 10 ms) plus the
+	// network round trip. Keep KeepaliveTimeout well above that floor: the
+	// default survives GOMAXPROCS=1 with four spinning goroutines (tested);
+	// values under 1 s can declare healthy connections lost on busy hosts.
 	KeepaliveTimeout time.Duration
 
 	// MaxConnections caps the managed connections, inbound and outbound.

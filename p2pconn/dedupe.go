@@ -77,13 +77,18 @@ func (m *Manager) dedupeLoop() {
 	}
 }
 
+// newConnGrace is how long a libp2p connection opened after the skipwire
+// connection settled is spared by the duplicate cleanup.
+const newConnGrace = time.Second
+
 // closeDuplicates closes every libp2p connection to p but the ones that
 // carry a skipwire stream, in any state (settled, being set up, or opened by
 // the remote and not read yet). While streams on two connections are still
 // settling, it closes neither; the settled stream triggers another check. A
 // connection opened after the skipwire connection settled is spared until
-// ConnectTimeout has passed: the peer may be opening a new skipwire stream
-// on it (it lost the old connection, or restarted); a check follows then.
+// newConnGrace has passed: the peer may be opening a new skipwire stream on
+// it (it lost the old connection, or restarted), which it does right after
+// dialing; a check follows then.
 func (m *Manager) closeDuplicates(p peer.ID) {
 	conns := m.h.Network().ConnsToPeer(p)
 	if len(conns) < 2 {
@@ -116,7 +121,7 @@ func (m *Manager) closeDuplicates(p peer.ID) {
 			continue
 		}
 		if opened := c.Stat().Opened; !settled.IsZero() && opened.After(settled) {
-			if left := m.cfg.ConnectTimeout - now.Sub(opened); left > 0 {
+			if left := min(newConnGrace, m.cfg.ConnectTimeout) - now.Sub(opened); left > 0 {
 				time.AfterFunc(left, func() { m.dedupeSoon(p) })
 				continue
 			}
