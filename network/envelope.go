@@ -170,6 +170,9 @@ func decode(msg []byte) (envelope, error) {
 				return e, reject(rejectMalformed, "DATA origin truncated")
 			}
 			copy(e.call.Origin[:], o)
+			if e.call.Origin == (identity.Identifier{}) {
+				return e, reject(rejectForgedCall, "DATA with a zero origin")
+			}
 			e.origin = true
 		}
 		e.payload = r.rest()

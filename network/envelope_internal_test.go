@@ -83,6 +83,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"DATA no channel length", "01 00", rejectBadChannel},
 		{"DATA zero call", "01 01 01 61 0000000000000000 6869", rejectForgedCall},
 		{"DATA truncated call", "01 01 01 61 01020304", rejectMalformed},
+		{"DATA zero origin", "01 03 01 61 0102030405060708" + strings.Repeat("00", 32), rejectForgedCall},
 		{"DATA truncated origin", "01 03 01 61 0102030405060708 aabb", rejectMalformed},
 		{"REPLY zero call", "02 01 61 0000000000000000", rejectForgedCall},
 		{"REPLY no call", "02 01 61", rejectMalformed},

@@ -154,7 +154,8 @@ func (n *Network) Conduit(ch Channel) Conduit { return &conduit{n: n, ch: ch} }
 // Close returns once every goroutine of the Network, processors included,
 // has returned. Messages queued and not yet processed are dropped; those not
 // yet read stay with the connections, for a later Network on the same
-// manager. Close is idempotent and always returns nil.
+// manager. Close is idempotent and always returns nil. It must not be called
+// from a processor, whose return it would wait for.
 func (n *Network) Close() error {
 	n.closeOnce.Do(func() {
 		n.mu.Lock()
