@@ -81,6 +81,10 @@ func (m *Manager) dedupeLoop() {
 // connection settled is spared by the duplicate cleanup.
 const newConnGrace = time.Second
 
+// recheckDelay is when duplicates are looked at again after a connection
+// was kept for a skipwire stream the manager does not hold (yet).
+const recheckDelay = 100 * time.Millisecond
+
 // closeDuplicates closes every libp2p connection to p but the ones that
 // carry a skipwire stream, in any state (settled, being set up, or opened by
 // the remote and not read yet). While streams on two connections are still
@@ -95,12 +99,23 @@ func (m *Manager) closeDuplicates(p peer.ID) {
 		return
 	}
 	keep, settled, wait := m.skipwireConns(p)
+	unregistered := false
 	for _, c := range conns {
+		if keep[c.ID()] {
+			continue
+		}
 		for _, s := range c.GetStreams() {
 			if s.Protocol() == ProtocolID {
+				// A stream the manager has not registered yet, or is
+				// ending (a rejected opening): look again soon.
 				keep[c.ID()] = true
+				unregistered = true
+				break
 			}
 		}
+	}
+	if unregistered {
+		time.AfterFunc(recheckDelay, func() { m.dedupeSoon(p) })
 	}
 	if len(keep) == 0 {
 		if wait {
