@@ -53,7 +53,8 @@ func (t *timedResolver) durations() []time.Duration {
 // connection.
 func TestDHTNewcomer(t *testing.T) {
 	const size = 16
-	ctx := testkit.Context(t, 90*time.Second)
+	// DHT lookups cost more than static resolution: twice the deadline.
+	ctx := testkit.Context(t, 2*pairsDeadline(size+1))
 	cfg := nodeConfig()
 	var mu sync.Mutex
 	var timers []*timedResolver

@@ -61,6 +61,27 @@ func childConfig() p2pconn.Config {
 	}
 }
 
+// pairsDeadline is how long a test may take that connects and exchanges
+// messages between every two of size nodes: a minute for starting and
+// stopping, plus 250 ms per pair. On an idle two-core machine under the race
+// detector a pair takes about 20 ms (50 ms with GOMAXPROCS=1), so the
+// deadline holds on a machine several times slower or busier, and still
+// catches a test that hangs.
+func pairsDeadline(size int) time.Duration {
+	return time.Minute + time.Duration(size*(size-1)/2)*250*time.Millisecond
+}
+
+// allPairs returns every pair {i, j} of size nodes with i < j.
+func allPairs(size int) [][2]int {
+	var ps [][2]int
+	for i := range size {
+		for j := i + 1; j < size; j++ {
+			ps = append(ps, [2]int{i, j})
+		}
+	}
+	return ps
+}
+
 // nodeConfig is the manager configuration of the in-process nodes.
 func nodeConfig() p2pconn.Config {
 	return p2pconn.Config{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -54,26 +55,32 @@ func (c *Cluster) Settled() bool {
 }
 
 // ConnectAll has every running node Connect to every other running node by
-// Identifier, all at once (so each pair connects from both sides
-// simultaneously), and returns the errors of the calls that failed.
+// Identifier, both sides of each pair at the same instant, and returns the
+// errors of the calls that failed. It runs 4 pairs per CPU (GOMAXPROCS) at a
+// time: resolution and secure handshakes are CPU work, and hundreds at once
+// on a busy machine exceed the ConnectTimeout.
 func (c *Cluster) ConnectAll(ctx context.Context) error {
 	run := c.RunningNodes()
 	var mu sync.Mutex
 	var errs []error
+	connect := func(i, j int) {
+		if _, err := c.Manager(i).Connect(ctx, c.ID(j)); err != nil {
+			mu.Lock()
+			errs = append(errs, fmt.Errorf("cluster: node %d to node %d: %w", i, j, err))
+			mu.Unlock()
+		}
+	}
+	sem := make(chan struct{}, 4*runtime.GOMAXPROCS(0))
 	var wg sync.WaitGroup
-	for _, i := range run {
-		m := c.Manager(i)
-		for _, j := range run {
-			if i == j {
-				continue
-			}
-			id := c.ID(j)
+	for a, i := range run {
+		for _, j := range run[a+1:] {
+			sem <- struct{}{}
 			wg.Go(func() {
-				if _, err := m.Connect(ctx, id); err != nil {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("cluster: node %d to node %d: %w", i, j, err))
-					mu.Unlock()
-				}
+				defer func() { <-sem }()
+				var pair sync.WaitGroup
+				pair.Go(func() { connect(i, j) })
+				pair.Go(func() { connect(j, i) })
+				pair.Wait()
 			})
 		}
 	}

@@ -243,3 +243,30 @@ func TestNewHost(t *testing.T) {
 	require.NoError(t, a.Connect(ctx, b.Peerstore().PeerInfo(b.ID())))
 	require.Len(t, a.Network().ConnsToPeer(b.ID()), 1)
 }
+
+// TestForEach: every index is visited once, never more than limit at a time.
+func TestForEach(t *testing.T) {
+	for _, limit := range []int{0, 1, 3, 100} {
+		var mu sync.Mutex
+		seen := make(map[int]int)
+		running, most := 0, 0
+		testkit.ForEach(50, limit, func(i int) {
+			mu.Lock()
+			seen[i]++
+			running++
+			most = max(most, running)
+			mu.Unlock()
+			time.Sleep(time.Millisecond)
+			mu.Lock()
+			running--
+			mu.Unlock()
+		})
+		require.Len(t, seen, 50)
+		for i, n := range seen {
+			require.Equal(t, 1, n, "index %d", i)
+		}
+		require.LessOrEqual(t, most, max(limit, 1), "limit %d", limit)
+		require.Zero(t, running)
+	}
+	require.Equal(t, 4*runtime.GOMAXPROCS(0), testkit.Parallel())
+}
