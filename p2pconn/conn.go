@@ -219,8 +219,9 @@ func (c *conn) closedErr() error {
 func (c *conn) readLoop() {
 	fr := frameReader{r: countingReader{c.s, &c.received}, max: c.m.cfg.MaxMessageSize, buffered: true, inFrame: &c.inFrame}
 	defer fr.close()
+	room := true
 	for {
-		if !c.waitRoom() {
+		if !room && !c.waitRoom() {
 			_ = c.s.Reset()
 			c.in.end(c.Err())
 			return
@@ -233,8 +234,9 @@ func (c *conn) readLoop() {
 		c.m.metrics.received(len(msg))
 		select {
 		case <-c.closing:
+			room = true
 		default:
-			c.in.push(msg)
+			room = c.in.push(msg)
 		}
 	}
 }

@@ -48,8 +48,9 @@ func (b *inbox) hasRoom() bool {
 	return ok
 }
 
-// push adds a message.
-func (b *inbox) push(msg []byte) {
+// push adds a message and reports whether there is room for another, so
+// the reader takes the lock once per message.
+func (b *inbox) push(msg []byte) (room bool) {
 	b.mu.Lock()
 	if b.head > 0 && len(b.q) == cap(b.q) {
 		n := copy(b.q, b.q[b.head:])
@@ -58,8 +59,10 @@ func (b *inbox) push(msg []byte) {
 	}
 	b.q = append(b.q, msg)
 	b.bytes += len(msg)
+	room = b.hasRoomLocked()
 	b.mu.Unlock()
 	signal(b.ready)
+	return room
 }
 
 // take returns the oldest message (ok), or, once the reader ended and every
