@@ -49,11 +49,7 @@ import (
 //
 // Every method is safe for concurrent use; the checks libp2p makes do not
 // allocate.
-type DenyList struct {
-	mu      sync.RWMutex
-	denied  map[peer.ID]struct{} // keyed by peer ID: the checks need no conversion
-	refused refusals
-}
+type DenyList struct{ peerGate }
 
 var (
 	_ connmgr.ConnectionGater = (*DenyList)(nil)
@@ -61,75 +57,93 @@ var (
 )
 
 // NewDenyList returns an empty deny list: it refuses nobody.
-func NewDenyList() *DenyList {
-	return &DenyList{denied: make(map[peer.ID]struct{}), refused: newRefusals("deny_list")}
-}
+func NewDenyList() *DenyList { return &DenyList{newPeerGate("deny_list", false)} }
 
 // Deny adds ids to the list. Denying a listed Identifier again does nothing.
-func (d *DenyList) Deny(ids ...identity.Identifier) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, id := range ids {
-		d.denied[id.PeerID()] = struct{}{}
-	}
-}
+func (d *DenyList) Deny(ids ...identity.Identifier) { d.add(ids) }
 
 // Allow removes ids from the list. Allowing an Identifier that is not listed
 // does nothing.
-func (d *DenyList) Allow(ids ...identity.Identifier) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+func (d *DenyList) Allow(ids ...identity.Identifier) { d.remove(ids) }
+
+// Denied reports whether id is on the list.
+func (d *DenyList) Denied(id identity.Identifier) bool { return d.listed(id.PeerID()) }
+
+// peerGate is a connection gater by peer ID, the machinery of AllowList and
+// DenyList: a set of peers that the gate admits (allow) or refuses (deny),
+// checked before dialing and after the secure handshake, each refusal
+// counted.
+type peerGate struct {
+	mu      sync.RWMutex
+	set     map[peer.ID]struct{} // keyed by peer ID: the checks need no conversion
+	allow   bool                 // the set lists the admitted peers, not the refused ones
+	refused refusals
+}
+
+func newPeerGate(name string, allow bool) peerGate {
+	return peerGate{set: make(map[peer.ID]struct{}), allow: allow, refused: newRefusals(name)}
+}
+
+func (g *peerGate) add(ids []identity.Identifier) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	for _, id := range ids {
-		delete(d.denied, id.PeerID())
+		g.set[id.PeerID()] = struct{}{}
 	}
 }
 
-// Denied reports whether id is on the list.
-func (d *DenyList) Denied(id identity.Identifier) bool {
-	return d.deniedPeer(id.PeerID())
+func (g *peerGate) remove(ids []identity.Identifier) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, id := range ids {
+		delete(g.set, id.PeerID())
+	}
 }
 
-// Refused returns how many connections the list refused: opened by remotes
-// (inbound), and dialed by this host (outbound).
-func (d *DenyList) Refused() (inbound, outbound uint64) {
-	return d.refused.inbound.Load(), d.refused.outbound.Load()
-}
-
-func (d *DenyList) deniedPeer(p peer.ID) bool {
-	d.mu.RLock()
-	_, ok := d.denied[p]
-	d.mu.RUnlock()
+func (g *peerGate) listed(p peer.ID) bool {
+	g.mu.RLock()
+	_, ok := g.set[p]
+	g.mu.RUnlock()
 	return ok
 }
 
-// InterceptPeerDial refuses to dial a denied peer. libp2p calls it before
-// dialing.
-func (d *DenyList) InterceptPeerDial(p peer.ID) bool {
-	return d.refused.refuse(network.DirOutbound, !d.deniedPeer(p))
+// admits reports whether p may connect.
+func (g *peerGate) admits(p peer.ID) bool { return g.listed(p) == g.allow }
+
+// Refused returns how many connections the list refused: opened by remotes
+// (inbound), and dialed by this host (outbound).
+func (g *peerGate) Refused() (inbound, outbound uint64) {
+	return g.refused.inbound.Load(), g.refused.outbound.Load()
+}
+
+// InterceptPeerDial refuses to dial a peer the gate does not admit. libp2p
+// calls it before dialing.
+func (g *peerGate) InterceptPeerDial(p peer.ID) bool {
+	return g.refused.refuse(network.DirOutbound, g.admits(p))
 }
 
 // InterceptAddrDial allows every address: the peer was checked by
 // InterceptPeerDial.
-func (d *DenyList) InterceptAddrDial(peer.ID, ma.Multiaddr) bool { return true }
+func (g *peerGate) InterceptAddrDial(peer.ID, ma.Multiaddr) bool { return true }
 
 // InterceptAccept allows every inbound connection: the remote peer is not
 // known before the secure handshake, after which InterceptSecured checks it.
-func (d *DenyList) InterceptAccept(network.ConnMultiaddrs) bool { return true }
+func (g *peerGate) InterceptAccept(network.ConnMultiaddrs) bool { return true }
 
-// InterceptSecured refuses a connection, inbound or outbound, to a denied
-// peer once the secure handshake has proven who the remote is.
-func (d *DenyList) InterceptSecured(dir network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
-	return d.refused.refuse(dir, !d.deniedPeer(p))
+// InterceptSecured refuses a connection, inbound or outbound, to a peer the
+// gate does not admit, once the secure handshake has proven who the remote is.
+func (g *peerGate) InterceptSecured(dir network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	return g.refused.refuse(dir, g.admits(p))
 }
 
-// InterceptUpgraded checks the peer once more, for a node denied while its
-// connection was being set up.
-func (d *DenyList) InterceptUpgraded(c network.Conn) (bool, control.DisconnectReason) {
-	return d.refused.refuse(c.Stat().Direction, !d.deniedPeer(c.RemotePeer())), 0
+// InterceptUpgraded checks the peer once more, for a peer the list changed
+// for while its connection was being set up.
+func (g *peerGate) InterceptUpgraded(c network.Conn) (bool, control.DisconnectReason) {
+	return g.refused.refuse(c.Stat().Direction, g.admits(c.RemotePeer())), 0
 }
 
 // Describe implements prometheus.Collector.
-func (d *DenyList) Describe(ch chan<- *prometheus.Desc) { d.refused.describe(ch) }
+func (g *peerGate) Describe(ch chan<- *prometheus.Desc) { g.refused.describe(ch) }
 
 // Collect implements prometheus.Collector.
-func (d *DenyList) Collect(ch chan<- prometheus.Metric) { d.refused.collect(ch) }
+func (g *peerGate) Collect(ch chan<- prometheus.Metric) { g.refused.collect(ch) }
