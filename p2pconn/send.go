@@ -211,12 +211,10 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 	}
 
 	n, err := c.write(ctx, buf, large)
-	waiting := append(c.debtReqs, batch...)
-	c.debtReqs = nil
 	var ownErr error
 	switch {
 	case err == nil:
-		c.notify(waiting, nil)
+		c.notifyAll(batch, nil)
 	case c.cut(ctx, err):
 		// Keep the committed rest, own's frame included once begun.
 		ownBegun := n > committed
@@ -234,9 +232,9 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 			c.debt = append(c.debt, large[n-len(buf):]...)
 		}
 		if len(c.debt) == 0 {
-			c.notify(waiting, nil)
+			c.notifyAll(batch, nil)
 		} else {
-			c.debtReqs = waiting
+			c.debtReqs = append(c.debtReqs, batch...)
 			c.flushSoon()
 		}
 		if !ownBegun {
@@ -245,7 +243,7 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 	default:
 		c.fail("write", err)
 		ownErr = c.Err()
-		c.notify(waiting, ownErr)
+		c.notifyAll(batch, ownErr)
 	}
 	for i := range batch {
 		batch[i] = nil
@@ -260,6 +258,14 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 
 // unlock releases wlock.
 func (c *conn) unlock() { <-c.wlock }
+
+// notifyAll sends err to the Sends waiting for the debt, which this write
+// carried first, and to those of batch.
+func (c *conn) notifyAll(batch []*sendReq, err error) {
+	c.notify(c.debtReqs, err)
+	c.debtReqs = nil
+	c.notify(batch, err)
+}
 
 // notify sends err to each of reqs.
 func (c *conn) notify(reqs []*sendReq, err error) {
