@@ -8,7 +8,8 @@ import (
 )
 
 // Config tunes a Manager. In every field the zero value means the default,
-// except RetryAttempts, where 0 means no retry. Negative values are invalid.
+// except RetryAttempts, where 0 means no retry. Negative values are invalid,
+// except for UnreachableFor, where a negative value turns it off.
 type Config struct {
 	// ConnectTimeout bounds one connection attempt: resolution, dial, secure
 	// handshake, stream open and skipwire handshake. Default 10 s.
@@ -64,6 +65,43 @@ type Config struct {
 	// Default 16.
 	ReceiveBuffer int
 
+	// IdleTimeout, if set, closes connections that carried no message for
+	// that long: no Send of either side committed one and none arrived. A
+	// connection with messages waiting for Next, or a Send in progress, is
+	// not idle; protected and persistent peers are never closed for it. The
+	// close takes nothing from either side (PROTOCOL.md, "Closing"): this
+	// side sends no more and delivers to Next what the remote had sent until
+	// the remote answers with its own half-close; the remote's Sends fail
+	// from the moment it sees the close, so it reconnects. A version-1 peer
+	// cannot take part in that exchange: its connections are never closed
+	// idle. Default 0: never.
+	IdleTimeout time.Duration
+
+	// UnreachableFor is how long a peer is remembered as unreachable after a
+	// Connect to it failed for a reason that may pass (the failures Connect
+	// retries): within that window, Connect fails at once with an
+	// *UnreachableError, so routing around a dead node costs nothing. A
+	// connection the peer opens clears it from the moment its handshake
+	// reaches this node (a Connect meanwhile waits for that opening), and so
+	// do a libp2p connection to the peer and a successful Connect. Connects
+	// with IgnoreRecentFailure dial anyway. Default 1 s, short enough that a
+	// restarted peer is reachable again within a second; negative: off (the
+	// only field but RetryAttempts where a negative value is valid).
+	UnreachableFor time.Duration
+
+	// EvictAtLimit makes room at MaxConnections instead of refusing: a new
+	// connection, outbound or inbound, closes the least recently used one
+	// that is neither protected nor persistent nor with a version-1 peer,
+	// with the same exchange as idle closing, so nothing is lost. When no
+	// connection can go, it refuses as without it. Default false: refuse.
+	EvictAtLimit bool
+
+	// NetworkName separates overlays that share hosts or a DHT: managers
+	// with different names speak different protocol IDs (ProtocolFor) and
+	// never connect to each other. Up to 64 letters, digits, '.', '_' or
+	// '-'. Default "": ProtocolID.
+	NetworkName string
+
 	// Metrics, if set, receives the manager's Prometheus collectors (see
 	// metrics.go for the list). Nil means no metrics, at no cost.
 	Metrics prometheus.Registerer
@@ -80,6 +118,7 @@ const (
 	DefaultMaxMessageSize    = 4 << 20
 	DefaultCloseTimeout      = 5 * time.Second
 	DefaultReceiveBuffer     = 16
+	DefaultUnreachableFor    = time.Second
 
 	// MaxMessageSizeLimit is the largest MaxMessageSize the wire format allows.
 	MaxMessageSizeLimit = 1 << 30
@@ -105,6 +144,7 @@ func (c Config) Validate() error {
 		{"RetryDelay", c.RetryDelay},
 		{"MaxRetryDelay", c.MaxRetryDelay},
 		{"CloseTimeout", c.CloseTimeout},
+		{"IdleTimeout", c.IdleTimeout},
 	}
 	for _, d := range durations {
 		if d.v < 0 {
@@ -124,6 +164,9 @@ func (c Config) Validate() error {
 		if n.v < 0 {
 			return fmt.Errorf("%w: %s is negative (%d)", ErrInvalidConfig, n.name, n.v)
 		}
+	}
+	if err := validNetworkName(c.NetworkName); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if c.MaxMessageSize > MaxMessageSizeLimit {
 		return fmt.Errorf("%w: MaxMessageSize %d exceeds the wire limit %d", ErrInvalidConfig, c.MaxMessageSize, MaxMessageSizeLimit)
@@ -157,6 +200,7 @@ func (c Config) withDefaults() Config {
 	setDur(&c.RetryDelay, DefaultRetryDelay)
 	setDur(&c.MaxRetryDelay, max(DefaultMaxRetryDelay, c.RetryDelay))
 	setDur(&c.CloseTimeout, DefaultCloseTimeout)
+	setDur(&c.UnreachableFor, DefaultUnreachableFor)
 	setInt(&c.MaxConnections, DefaultMaxConnections)
 	setInt(&c.MaxMessageSize, DefaultMaxMessageSize)
 	setInt(&c.ReceiveBuffer, DefaultReceiveBuffer)

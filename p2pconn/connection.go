@@ -2,6 +2,7 @@ package p2pconn
 
 import (
 	"context"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/protocol"
 
@@ -141,8 +142,25 @@ type ConnectionManager interface {
 	// closed channel.
 	Subscribe() (events <-chan Event, cancel func())
 
+	// Protect keeps idle closing (Config.IdleTimeout) and eviction
+	// (Config.EvictAtLimit) away from the connection to id: an overlay
+	// protects its routing-table neighbours. It holds for a peer not connected
+	// yet, and across reconnections and Disconnect, until Unprotect.
+	// Persistent peers are protected too. It does not block.
+	Protect(id identity.Identifier)
+	// Unprotect undoes Protect. It does not block.
+	Unprotect(id identity.Identifier)
+	// Probe measures the round trip to id over the live connection (libp2p's
+	// ping protocol for the libp2p Manager), to tell a slow peer from a dead
+	// one before relying on it. It never dials: without a live connection it
+	// fails at once with an error matching ErrConnectionClosed. A failed
+	// probe does not close the connection; the health check decides that.
+	Probe(ctx context.Context, id identity.Identifier) (time.Duration, error)
 	// Close closes every connection as CloseAll does, then stops the manager for
 	// good: later calls fail with ErrManagerClosed. It is idempotent and returns
-	// after every goroutine of the manager has exited.
+	// after every goroutine of the manager has exited. Its peers learn that
+	// this node left: their connections end with an error matching
+	// ErrPeerLeft, unlike a Disconnect, CloseAll or idle close (the node is
+	// still there) and a loss.
 	Close() error
 }

@@ -20,6 +20,9 @@ type ConnectSettings struct {
 	RetryAttempts int
 	// ConnectTimeout bounds one attempt, resolution included.
 	ConnectTimeout time.Duration
+	// IgnoreRecentFailure dials even if the peer is remembered as
+	// unreachable (Config.UnreachableFor).
+	IgnoreRecentFailure bool
 }
 
 // WithRetryAttempts makes the call retry a failure that may pass n times
@@ -37,6 +40,13 @@ func WithConnectTimeout(d time.Duration) ConnectOption {
 			s.ConnectTimeout = d
 		}
 	}
+}
+
+// IgnoreRecentFailure makes the call dial even if a Connect to the peer
+// failed within Config.UnreachableFor, which would otherwise fail it at once:
+// for maintenance that must find out for itself, not for routing.
+func IgnoreRecentFailure() ConnectOption {
+	return func(s *ConnectSettings) { s.IgnoreRecentFailure = true }
 }
 
 // ConnectSettings returns the settings of a Connect call with opts on a

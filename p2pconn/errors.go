@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
+
+	"github.com/skipwire/skipwire/identity"
 
 	"github.com/skipwire/skipwire/resolver"
 )
@@ -17,6 +20,34 @@ var ErrConnectionClosed = fmt.Errorf("p2pconn: connection closed: %w", io.EOF)
 // close by the remote: a stream reset, a framing error, a failed health check or
 // the remote host vanishing. It wraps ErrConnectionClosed.
 var ErrConnectionLost = fmt.Errorf("p2pconn: connection lost: %w", ErrConnectionClosed)
+
+// ErrPeerLeft is returned, wrapped, when the remote node's manager closed: the
+// node left the network, as opposed to closing this one connection
+// (Disconnect, CloseAll, idle closing: the node is still there) or a loss. It
+// wraps ErrConnectionClosed, so it also matches io.EOF.
+var ErrPeerLeft = fmt.Errorf("p2pconn: peer left: %w", ErrConnectionClosed)
+
+// ErrUnreachable is returned, wrapped in an *UnreachableError, by a Connect
+// that failed at once because a Connect to the same peer failed within
+// Config.UnreachableFor.
+var ErrUnreachable = errors.New("p2pconn: peer unreachable")
+
+// UnreachableError is the error of a Connect that failed at once because the
+// peer failed recently: Cause is why the last attempt, made at LastTried,
+// failed. It matches ErrUnreachable and Cause.
+type UnreachableError struct {
+	Peer      identity.Identifier
+	LastTried time.Time
+	Cause     error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("connect %s: unreachable (failed %s ago): %v", e.Peer.Short(),
+		time.Since(e.LastTried).Round(time.Millisecond), e.Cause)
+}
+
+// Unwrap returns ErrUnreachable and the cause.
+func (e *UnreachableError) Unwrap() []error { return []error{ErrUnreachable, e.Cause} }
 
 // ErrRefused is returned, wrapped, by Connect when the remote node refused the
 // connection, for example because it is at its MaxConnections or shutting down.

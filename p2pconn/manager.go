@@ -47,6 +47,7 @@ type Manager struct {
 	version1    atomic.Bool // speak the version-1 handshake only (tests)
 
 	persistent map[identity.Identifier]context.CancelFunc // guarded by mu
+	protected  map[identity.Identifier]struct{}           // guarded by mu
 
 	hsMu       sync.Mutex
 	handshakes map[identity.Identifier]int // inbound streams not settled yet, per peer
@@ -116,6 +117,7 @@ func NewManager(h host.Host, r resolver.AddressResolver, cfg Config) (*Manager, 
 		incarnation: rand.Uint64() | 1,
 
 		persistent: make(map[identity.Identifier]context.CancelFunc),
+		protected:  make(map[identity.Identifier]struct{}),
 		handshakes: make(map[identity.Identifier]int),
 	}
 	m.events.OnDrop = logEventDrop

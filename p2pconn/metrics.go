@@ -26,7 +26,13 @@ import (
 //	skipwire_dial_attempts_total                 dial attempts, first ones and retries
 //	skipwire_dial_retries_total                  dial attempts after a failed one
 //	skipwire_reconnects_total                    connections re-established to persistent peers
-//	skipwire_disconnects_total{reason}           dead connections: closed_local, closed_remote, lost
+//	skipwire_disconnects_total{reason}           dead connections: closed_local, closed_remote,
+//	                                             left (the remote node's manager closed), lost
+//	skipwire_idle_closes_total                   connections closed by IdleTimeout
+//	skipwire_evictions_total                     connections closed to make room (EvictAtLimit)
+//	skipwire_fast_failures_total                 Connects failed at once: the peer failed
+//	                                             recently (UnreachableFor)
+//	skipwire_probes_total{result}                Probe calls, by result: ok, error
 //	skipwire_messages_total{direction}           messages sent ("out") and received ("in")
 //	skipwire_bytes_total{direction}              message payload bytes sent and received
 //	skipwire_frame_errors_total{kind}            bad input from remotes: frame (a bad data
@@ -44,6 +50,10 @@ type metrics struct {
 	retries     prometheus.Counter
 	reconnects  prometheus.Counter
 	disconnects *prometheus.CounterVec
+	idleCloses  prometheus.Counter
+	evictions   prometheus.Counter
+	fastFails   prometheus.Counter
+	probes      *prometheus.CounterVec
 	msgsOut     prometheus.Counter
 	msgsIn      prometheus.Counter
 	bytesOut    prometheus.Counter
@@ -75,6 +85,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	x.retries, _ = reuse(prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "dial_retries_total", Help: "Dial attempts after a failed one."})).(prometheus.Counter)
 	x.reconnects, _ = reuse(prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "reconnects_total", Help: "Connections re-established to persistent peers."})).(prometheus.Counter)
 	x.disconnects, _ = reuse(prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "disconnects_total", Help: "Dead connections, by reason."}, []string{"reason"})).(*prometheus.CounterVec)
+	x.idleCloses, _ = reuse(prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "idle_closes_total", Help: "Connections closed by IdleTimeout."})).(prometheus.Counter)
+	x.evictions, _ = reuse(prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "evictions_total", Help: "Connections closed to make room at MaxConnections."})).(prometheus.Counter)
+	x.fastFails, _ = reuse(prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "fast_failures_total", Help: "Connects failed at once because the peer failed recently."})).(prometheus.Counter)
+	x.probes, _ = reuse(prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "probes_total", Help: "Probe calls, by result."}, []string{"result"})).(*prometheus.CounterVec)
 	x.frameErrs, _ = reuse(prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "frame_errors_total", Help: "Bad input from remotes, by kind."}, []string{"kind"})).(*prometheus.CounterVec)
 	x.sendTime, _ = reuse(prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "send_duration_seconds", Help: "Send latency.",
 		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12)})).(prometheus.Histogram)
@@ -90,8 +104,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, d := range []string{"inbound", "outbound"} {
 		x.conns.WithLabelValues(d)
 	}
-	for _, r := range []string{"closed_local", "closed_remote", "lost"} {
+	for _, r := range []string{"closed_local", "closed_remote", "left", "lost"} {
 		x.disconnects.WithLabelValues(r)
+	}
+	for _, r := range []string{"ok", "error"} {
+		x.probes.WithLabelValues(r)
 	}
 	for _, k := range []string{"frame", "handshake"} {
 		x.frameErrs.WithLabelValues(k)
@@ -146,6 +163,8 @@ func (x *metrics) connDown(inbound bool, err error) {
 	switch {
 	case isLost(err):
 		reason = "lost"
+	case errors.Is(err, ErrPeerLeft):
+		reason = "left"
 	case errors.As(err, &ce) && ce.local:
 		reason = "closed_local"
 	}
@@ -218,4 +237,33 @@ func (x *metrics) waited(since time.Time) {
 	if x != nil {
 		x.nextWait.Observe(time.Since(since).Seconds())
 	}
+}
+
+func (x *metrics) idleClose() {
+	if x != nil {
+		x.idleCloses.Inc()
+	}
+}
+
+func (x *metrics) eviction() {
+	if x != nil {
+		x.evictions.Inc()
+	}
+}
+
+func (x *metrics) fastFailure() {
+	if x != nil {
+		x.fastFails.Inc()
+	}
+}
+
+func (x *metrics) probe(err error) {
+	if x == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	x.probes.WithLabelValues(result).Inc()
 }

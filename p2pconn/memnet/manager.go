@@ -26,6 +26,7 @@ type Manager struct {
 
 	// Guarded by net.mu.
 	conns     map[identity.Identifier]*Conn // the pool: live connections only
+	protected map[identity.Identifier]struct{}
 	pipes     map[*pipe]struct{}            // every connection of this node not yet settled
 	accepts   []*Conn                       // opened by remotes, not yet accepted
 	acceptCh  chan struct{}                 // closed and cleared when accepts grows or the manager closes
@@ -328,4 +329,36 @@ func (m *Manager) dropLocked(c *Conn) {
 	if m.conns[c.remote] == c {
 		delete(m.conns, c.remote)
 	}
+}
+
+// Protect keeps idle closing and eviction away from the connection to id,
+// until Unprotect; it holds for a peer not connected yet too.
+func (m *Manager) Protect(id identity.Identifier) {
+	m.net.mu.Lock()
+	defer m.net.mu.Unlock()
+	m.protected[id] = struct{}{}
+}
+
+// Unprotect undoes Protect.
+func (m *Manager) Unprotect(id identity.Identifier) {
+	m.net.mu.Lock()
+	defer m.net.mu.Unlock()
+	delete(m.protected, id)
+}
+
+// Probe returns the time it took to check that the connection to id is live
+// (there is no wire to ping across); without a live connection it fails at
+// once with an error matching p2pconn.ErrConnectionClosed. It never connects.
+func (m *Manager) Probe(ctx context.Context, id identity.Identifier) (time.Duration, error) {
+	start := time.Now()
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("probe %s: %w", id.Short(), err)
+	}
+	m.net.mu.Lock()
+	c := m.conns[id]
+	m.net.mu.Unlock()
+	if c == nil || !c.IsAlive() {
+		return 0, fmt.Errorf("probe %s: no live connection: %w", id.Short(), p2pconn.ErrConnectionClosed)
+	}
+	return max(time.Since(start), time.Nanosecond), nil
 }

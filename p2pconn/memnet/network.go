@@ -67,12 +67,13 @@ func (n *Network) NewManager(id identity.Identifier, cfg p2pconn.Config) (*Manag
 		return nil, fmt.Errorf("memnet: new manager %s: %w", id.Short(), err)
 	}
 	m := &Manager{
-		net:   n,
-		id:    id,
-		cfg:   cfg.WithDefaults(),
-		quit:  make(chan struct{}),
-		conns: make(map[identity.Identifier]*Conn),
-		pipes: make(map[*pipe]struct{}),
+		net:       n,
+		id:        id,
+		cfg:       cfg.WithDefaults(),
+		quit:      make(chan struct{}),
+		conns:     make(map[identity.Identifier]*Conn),
+		protected: make(map[identity.Identifier]struct{}),
+		pipes:     make(map[*pipe]struct{}),
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
