@@ -27,9 +27,9 @@ type Manager struct {
 	// Guarded by net.mu.
 	conns     map[identity.Identifier]*Conn // the pool: live connections only
 	protected map[identity.Identifier]struct{}
-	pipes     map[*pipe]struct{}            // every connection of this node not yet settled
-	accepts   []*Conn                       // opened by remotes, not yet accepted
-	acceptCh  chan struct{}                 // closed and cleared when accepts grows or the manager closes
+	pipes     map[*pipe]struct{} // every connection of this node not yet settled
+	accepts   []*Conn            // opened by remotes, not yet accepted
+	acceptCh  chan struct{}      // closed and cleared when accepts grows or the manager closes
 	closed    bool
 	closeDone chan struct{} // closed when Close (or Crash) has finished
 }
