@@ -79,14 +79,16 @@ type Config struct {
 
 	// UnreachableFor is how long a peer is remembered as unreachable after a
 	// Connect to it failed for a reason that may pass (the failures Connect
-	// retries): within that window, Connect fails at once with an
-	// *UnreachableError, so routing around a dead node costs nothing. A
-	// connection the peer opens clears it from the moment its handshake
-	// reaches this node (a Connect meanwhile waits for that opening), and so
-	// do a libp2p connection to the peer and a successful Connect. Connects
+	// retries, once every retry failed). Within that window a Connect that
+	// would not retry (RetryAttempts 0, or WithRetryAttempts(0)) fails at
+	// once with an *UnreachableError, so routing around a dead node costs
+	// nothing; a Connect with retries counts the failure as its first
+	// attempt, waits for the window to end, then dials. A connection the
+	// peer opens clears the memory from the moment its handshake reaches
+	// this node (a Connect meanwhile waits for that opening), and so do a
+	// libp2p connection with the peer and a successful Connect. Connects
 	// with IgnoreRecentFailure dial anyway. Default 1 s, short enough that a
-	// restarted peer is reachable again within a second; negative: off (the
-	// only field but RetryAttempts where a negative value is valid).
+	// restarted peer is reachable again within a second; negative: off.
 	UnreachableFor time.Duration
 
 	// EvictAtLimit makes room at MaxConnections instead of refusing: a new

@@ -32,7 +32,8 @@ type conn struct {
 	addr    string
 	inbound bool
 	born    time.Time
-	sendMax int // the smaller of both sides' MaxMessageSize
+	sendMax int    // the smaller of both sides' MaxMessageSize
+	caps    uint64 // the capabilities both sides announced
 
 	wlock     chan struct{}
 	debt      []byte     // committed bytes a cut write left; guarded by wlock
@@ -50,6 +51,11 @@ type conn struct {
 	halves   atomic.Int32  // stream halves not finished yet (reader, writer)
 	reset    atomic.Bool   // the stream was reset: nothing more to read
 
+	activity atomic.Uint64 // messages committed by Send or received, for idle closing
+	closeWhy atomic.Uint32 // the CLOSE reason this side sends before its half-close, 0 for none
+	heardWhy atomic.Uint32 // the CLOSE reason the remote sent, 0 if none
+	ended    atomic.Bool   // this side ended the connection (Close, idle closing, eviction)
+
 	dead      atomic.Bool
 	mu        sync.Mutex
 	err       error         // why it died; guarded by mu
@@ -62,11 +68,14 @@ type conn struct {
 	seen     uint64    // received at the last check
 	lastSeen time.Time // when received last changed
 	pinging  atomic.Bool
+	// Idle state, written by the health loop.
+	active   atomic.Uint64 // activity at the last check
+	lastUsed atomic.Int64  // when activity last changed (Unix ns)
 }
 
 var _ Connection = (*conn)(nil)
 
-func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool, remoteMax uint64) *conn {
+func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool, remoteMax, caps uint64) *conn {
 	sendMax := m.cfg.MaxMessageSize
 	if remoteMax < uint64(sendMax) {
 		sendMax = int(remoteMax)
@@ -79,11 +88,13 @@ func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool,
 		inbound:  inbound,
 		born:     time.Now(),
 		sendMax:  sendMax,
+		caps:     caps,
 		wlock:    make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		closing:  make(chan struct{}),
 		lastSeen: time.Now(),
 	}
+	c.lastUsed.Store(c.born.UnixNano())
 	c.in.init(m.cfg.ReceiveBuffer)
 	c.halves.Store(2)
 	return c
@@ -217,7 +228,7 @@ func (c *conn) closedErr() error {
 // remote's half-close, so the remote never sees its writes fail while it is
 // still sending.
 func (c *conn) readLoop() {
-	fr := frameReader{r: countingReader{c.s, &c.received}, max: c.m.cfg.MaxMessageSize, buffered: true, inFrame: &c.inFrame}
+	fr := frameReader{r: countingReader{c.s, &c.received}, max: c.m.cfg.MaxMessageSize, buffered: true, inFrame: &c.inFrame, ctrl: c.caps&capClose != 0}
 	defer fr.close()
 	room := true
 	for {
@@ -226,11 +237,16 @@ func (c *conn) readLoop() {
 			c.in.end(c.Err())
 			return
 		}
-		msg, err := fr.next()
+		msg, ctrl, err := fr.next()
 		if err != nil {
 			c.readEnded(err)
 			return
 		}
+		if ctrl {
+			c.control(msg)
+			continue
+		}
+		c.activity.Add(1)
 		c.m.metrics.received(len(msg))
 		select {
 		case <-c.closing:
@@ -274,11 +290,18 @@ func (c *conn) readEnded(err error) {
 	}
 	switch {
 	case err == io.EOF:
-		eof := &closeError{peer: c.id, reason: "closed by remote"}
+		why := byte(c.heardWhy.Load())
+		eof := &closeError{peer: c.id, reason: closeReason(why), left: why == closeLeft}
 		if c.die(eof) {
-			log.Debugw("connection closed by remote", "peer", c.id, "addr", c.addr)
+			log.Debugw("connection closed by remote", "peer", c.id, "addr", c.addr, "reason", eof.reason)
 		}
-		c.in.end(eof)
+		// Next ends with how the stream ended (cleanly, also for a
+		// replaced connection), or with why this side retired it.
+		if c.ended.Load() {
+			c.in.end(c.Err())
+		} else {
+			c.in.end(eof)
+		}
 		c.finishWrite()
 		c.releaseHalf()
 		return
@@ -362,7 +385,12 @@ func (c *conn) drain() {
 func (c *conn) closeWrite(err error) {
 	if err == nil {
 		_ = c.s.SetWriteDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
-		err = c.s.CloseWrite()
+		if why := byte(c.closeWhy.Load()); why != 0 && c.caps&capClose != 0 {
+			_, err = c.s.Write(appendControl(nil, ctrlClose, why))
+		}
+		if err == nil {
+			err = c.s.CloseWrite()
+		}
 	}
 	if err != nil {
 		c.reset.Store(true)
@@ -372,12 +400,10 @@ func (c *conn) closeWrite(err error) {
 	c.notify(c.debtReqs, err)
 	c.debtReqs = nil
 	c.unlock()
-	select {
-	case <-c.closing:
+	if c.ended.Load() {
 		// Our half-close is out: give the remote CloseTimeout to answer
 		// with its own.
 		_ = c.s.SetReadDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
-	default:
 	}
 	c.releaseHalf()
 }
@@ -387,6 +413,12 @@ func (c *conn) closeWrite(err error) {
 // CloseTimeout. The stream is released when both are done.
 func (c *conn) Close() error {
 	c.closeOnce.Do(func() {
+		why := closeApp
+		if c.m.ctx.Err() != nil {
+			why = closeLeft // the manager is closing: this node leaves
+		}
+		c.closeWhy.CompareAndSwap(0, uint32(why))
+		c.ended.Store(true)
 		close(c.closing)
 		if c.die(errLocalClose(c.id)) {
 			log.Debugw("connection closed", "peer", c.id, "addr", c.addr)
@@ -394,6 +426,52 @@ func (c *conn) Close() error {
 		c.finishWrite()
 	})
 	return nil
+}
+
+// control handles a control frame from the remote. Types this version does
+// not know are ignored (PROTOCOL.md, "Control frames").
+func (c *conn) control(msg []byte) {
+	if len(msg) == 0 || msg[0] != ctrlClose {
+		return
+	}
+	why := closeApp
+	if len(msg) > 1 && msg[1] != 0 {
+		why = msg[1]
+	}
+	c.heardWhy.Store(uint32(why))
+}
+
+// retire closes the connection for the manager's policy (idle closing,
+// eviction; why says which) if no Send is in progress, and reports whether it
+// did. Unlike Close it keeps delivering: the remote's messages that arrive
+// until its half-close, which answers ours, stay readable with Next, so
+// nothing either side committed is lost. idle also requires that no message
+// waits for Next.
+func (c *conn) retire(why byte, idle bool) bool {
+	select {
+	case c.wlock <- struct{}{}:
+	default:
+		return false // a Send is writing
+	}
+	c.qmu.Lock()
+	quiet := len(c.queue) == 0 && len(c.debt) == 0 && !c.flushing && (!idle || c.in.empty())
+	c.qmu.Unlock()
+	ok := false
+	if quiet {
+		c.closeWhy.Store(uint32(why))
+		c.ended.Store(true)
+		reason := "closed locally: idle"
+		if why == closeEvicted {
+			reason = "closed locally: evicted to make room"
+		}
+		ok = c.die(&closeError{peer: c.id, reason: reason, local: true})
+	}
+	c.unlock()
+	if ok {
+		log.Debugw("connection retired", "peer", c.id, "addr", c.addr, "why", why)
+		c.m.goroutine(c.finishWrite)
+	}
+	return ok
 }
 
 // countingReader counts the bytes read through it.

@@ -32,6 +32,7 @@ func (d *dedupeWorker) init() {
 
 // connected is the network notifiee's hook for new libp2p connections.
 func (m *Manager) connected(_ network.Network, c network.Conn) {
+	m.forgetFailure(c.RemotePeer())
 	m.dedupeSoon(c.RemotePeer())
 }
 

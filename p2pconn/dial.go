@@ -182,6 +182,11 @@ func (m *Manager) attemptFailed(id identity.Identifier, d *dialCall, err error) 
 	d.running = false
 	d.failed++
 	d.errs = append(d.errs, err)
+	if !permanent(err) && m.cfg.UnreachableFor > 0 && d.failed > d.retries {
+		// Every caller's retries failed: remember it before they learn,
+		// so their next Connects fail at once (Config.UnreachableFor).
+		m.failures.record(id, err)
+	}
 	d.moved()
 	if !permanent(err) && d.failed <= d.retries {
 		return true

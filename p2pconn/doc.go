@@ -32,7 +32,34 @@
 // death and Err says why: errors match ErrConnectionClosed (and io.EOF); a
 // loss also matches ErrConnectionLost. Next still returns the messages that
 // arrived before a remote close or a loss. A dead connection stays dead; the
-// next Connect makes a new one.
+// next Connect makes a new one. When the remote's manager closed, the node
+// left, and the error also matches ErrPeerLeft: an overlay repairs its tables
+// at once instead of probing.
+//
+// # Connection policy for overlays
+//
+// An overlay routes through few peers and meets many. The Config and the
+// Connect options keep the connection count and the cost of dead peers
+// down:
+//
+//   - WithRetryAttempts(0) and WithConnectTimeout let routing fail fast while
+//     maintenance retries; a peer whose Connect failed is remembered for
+//     UnreachableFor (1 s by default), and fail-fast Connects to it fail at
+//     once with an *UnreachableError.
+//   - IdleTimeout closes connections that carried nothing for a while, and
+//     EvictAtLimit closes the least recently used one at MaxConnections
+//     instead of refusing; both close without losing a message (PROTOCOL.md,
+//     "Closing"), and both spare peers given to Protect (an overlay's
+//     routing-table neighbours) and persistent peers.
+//   - Probe measures the round trip to a connected peer without dialing.
+//
+// # Shutting a node down
+//
+// Stop the layers from the top: the network layer (package network, so
+// processors stop), then the Manager (its Close tells every peer that this
+// node left, and needs the host to do so), then the DHT, if any, then the
+// host. Package network/node builds a node whose Close does exactly that:
+// it is how a node leaves.
 //
 // # Hosts
 //
@@ -48,7 +75,7 @@
 //		libp2p.ListenAddrStrings("/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"))...)
 //	m, _ := p2pconn.NewManager(h, resolver.NewPeerstore(h.Peerstore()), cfg)
 //	defer h.Close()
-//	defer m.Close()
+//	defer m.Close() // runs first: the peers learn that this node left
 //
 // For unit tests that need no network, package memnet implements the same
 // interfaces in memory, with partitions; package p2pconntest checks any

@@ -13,6 +13,7 @@ type closeError struct {
 	peer   identity.Identifier
 	reason string
 	lost   bool
+	left   bool // the remote node left: its manager closed
 	local  bool // this side closed the connection
 	cause  error
 }
@@ -31,8 +32,11 @@ func (e *closeError) Error() string {
 // Unwrap returns the sentinel and the cause.
 func (e *closeError) Unwrap() []error {
 	sentinel := ErrConnectionClosed
-	if e.lost {
+	switch {
+	case e.lost:
 		sentinel = ErrConnectionLost
+	case e.left:
+		sentinel = ErrPeerLeft
 	}
 	if e.cause == nil {
 		return []error{sentinel}

@@ -36,6 +36,7 @@ type frameReader struct {
 	r        io.Reader
 	max      int
 	buffered bool
+	ctrl     bool // control frames are allowed (capClose)
 
 	one    [1]byte
 	bp     *[]byte // the borrowed buffer, nil when none
@@ -114,30 +115,35 @@ func (fr *frameReader) release() {
 	}
 }
 
-// readLen reads a frame header. It returns io.EOF only when the stream ends
-// cleanly before the first byte of a header.
-func (fr *frameReader) readLen() (int, error) {
+// readLen reads a frame header: the payload length, and whether it is a
+// control frame. It returns io.EOF only when the stream ends cleanly before
+// the first byte of a header.
+func (fr *frameReader) readLen() (int, bool, error) {
 	n, err := varint.ReadUvarint(fr)
 	switch {
 	case err == nil:
 	case errors.Is(err, varint.ErrOverflow), errors.Is(err, varint.ErrNotMinimal):
-		return 0, fmt.Errorf("%w: frame length: %w", errFraming, err)
+		return 0, false, fmt.Errorf("%w: frame length: %w", errFraming, err)
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return 0, fmt.Errorf("%w: stream ended inside a frame header", errFraming)
+		return 0, false, fmt.Errorf("%w: stream ended inside a frame header", errFraming)
 	default:
-		return 0, err
+		return 0, false, err
+	}
+	if fr.ctrl && n > ctrlBase && n <= ctrlBase+maxCtrlSize {
+		return int(n - ctrlBase), true, nil
 	}
 	if n > uint64(fr.max) {
-		return 0, fmt.Errorf("%w: frame of %d bytes exceeds the limit of %d", errFraming, n, fr.max)
+		return 0, false, fmt.Errorf("%w: frame of %d bytes exceeds the limit of %d", errFraming, n, fr.max)
 	}
-	return int(n), nil
+	return int(n), false, nil
 }
 
-// next reads one frame into a fresh slice the caller owns.
-func (fr *frameReader) next() ([]byte, error) {
-	n, err := fr.readLen()
+// next reads one frame into a fresh slice the caller owns, a user message or
+// a control message (ctrl).
+func (fr *frameReader) next() (msg []byte, ctrl bool, err error) {
+	n, ctrl, err := fr.readLen()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	buf := make([]byte, n)
 	k := 0
@@ -149,15 +155,15 @@ func (fr *frameReader) next() ([]byte, error) {
 	if k < n {
 		if _, err := io.ReadFull(fr.r, buf[k:]); err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil, fmt.Errorf("%w: stream ended inside a frame of %d bytes", errFraming, n)
+				return nil, false, fmt.Errorf("%w: stream ended inside a frame of %d bytes", errFraming, n)
 			}
-			return nil, err
+			return nil, false, err
 		}
 	}
 	if fr.inFrame != nil {
 		fr.inFrame.Store(false)
 	}
-	return buf, nil
+	return buf, ctrl, nil
 }
 
 // close returns any borrowed buffer; the reader must not be used again.

@@ -37,7 +37,7 @@ func BenchmarkFrameReader(b *testing.B) {
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			for b.Loop() {
-				msg, err := fr.next()
+				msg, _, err := fr.next()
 				if err != nil || len(msg) != size {
 					b.Fatalf("next: %d bytes, %v", len(msg), err)
 				}

@@ -42,7 +42,7 @@ func readAll(t *testing.T, fr *frameReader, in []byte, limit int) readResult {
 	defer fr.close()
 	var out []byte
 	for {
-		msg, err := fr.next()
+		msg, _, err := fr.next()
 		if err != nil {
 			if err != io.EOF && !errors.Is(err, errFraming) {
 				t.Fatalf("unexpected error kind: %v", err)

@@ -84,6 +84,10 @@ func (m *Manager) handleStream(s network.Stream) {
 		return
 	}
 	in := &inStream{s: s, hello: hello, wake: make(chan bool, 1)}
+	m.failures.forget(remote) // it reaches us: no longer unreachable
+	if m.cfg.EvictAtLimit {
+		m.makeRoom(remote)
+	}
 
 	var accept handshake
 	for {
@@ -205,7 +209,7 @@ func (m *Manager) handshakeLocked(typ byte, nonce uint64) handshake {
 	if typ == msgHello {
 		m.openings++
 	}
-	h.ext, h.inc, h.seq = true, m.incarnation, m.openings
+	h.ext, h.inc, h.seq, h.caps = true, m.incarnation, m.openings, capsSupported
 	return h
 }
 
@@ -262,7 +266,7 @@ func (m *Manager) acceptHandshake(remote identity.Identifier, in *inStream, acce
 	// Clear the handshake deadline before anyone can Close the connection
 	// (which sets its own).
 	_ = s.SetDeadline(timeZero)
-	c := newConn(m, remote, s, true, in.hello.maxSize)
+	c := newConn(m, remote, s, true, in.hello.maxSize, in.hello.caps&accept.caps)
 	st.confirmed(in, c, liveInfo{born: c.born, ext: in.hello.ext && accept.ext, inc: in.hello.inc, staleBelow: in.hello.seq})
 	m.establishLocked(st, c)
 	m.mu.Unlock()
@@ -317,7 +321,6 @@ func (m *Manager) openStream(ctx context.Context, id identity.Identifier, s netw
 	}
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	reply, err := m.helloExchange(s, hello)
-	sentExt := hello.ext
 	if err == nil && reply.typ == msgAccept {
 		if testHookBeforeConfirm != nil {
 			testHookBeforeConfirm(ctx)
@@ -328,7 +331,7 @@ func (m *Manager) openStream(ctx context.Context, id identity.Identifier, s netw
 			err = ctx.Err()
 		} else if err = writeHandshake(s, handshake{typ: msgConfirm}); err == nil {
 			_ = s.SetDeadline(timeZero)
-			return m.outboundSettled(id, out, reply, sentExt), nil
+			return m.outboundSettled(id, out, hello, reply), nil
 		}
 	}
 	stop()
@@ -358,9 +361,9 @@ func (m *Manager) helloExchange(s network.Stream, hello handshake) (handshake, e
 }
 
 // outboundSettled makes the connection of an accepted outbound stream.
-func (m *Manager) outboundSettled(id identity.Identifier, out *outStream, reply handshake, sentExt bool) *conn {
-	c := newConn(m, id, out.s, false, reply.maxSize)
-	info := liveInfo{born: c.born, ext: sentExt && reply.ext, inc: reply.inc, staleBelow: reply.seq, expectDup: reply.nonce}
+func (m *Manager) outboundSettled(id identity.Identifier, out *outStream, hello, reply handshake) *conn {
+	c := newConn(m, id, out.s, false, reply.maxSize, hello.caps&reply.caps)
+	info := liveInfo{born: c.born, ext: hello.ext && reply.ext, inc: reply.inc, staleBelow: reply.seq, expectDup: reply.nonce}
 	m.mu.Lock()
 	st := m.state(id)
 	if st.out == out {

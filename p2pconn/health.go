@@ -15,7 +15,11 @@ import (
 // KeepaliveInterval + KeepaliveTimeout; a closed or reset one at once, by its
 // reader.
 func (m *Manager) healthLoop() {
-	tick := max(m.cfg.KeepaliveInterval/20, 10*time.Millisecond)
+	tick := m.cfg.KeepaliveInterval / 20
+	if m.cfg.IdleTimeout > 0 {
+		tick = min(tick, m.cfg.IdleTimeout/4)
+	}
+	tick = max(tick, 10*time.Millisecond)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
@@ -37,6 +41,10 @@ func (m *Manager) checkHealth(now time.Time) {
 		}
 	}
 	m.mu.RUnlock()
+	m.checkIdle(now, conns)
+	if m.cfg.UnreachableFor > 0 {
+		m.failures.expire(now, m.cfg.UnreachableFor)
+	}
 	for _, c := range conns {
 		if n := c.received.Load(); n != c.seen {
 			c.seen, c.lastSeen = n, now

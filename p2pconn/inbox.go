@@ -38,6 +38,13 @@ func (b *inbox) hasRoomLocked() bool {
 	return len(b.q)-b.head < b.max || b.bytes < readAheadLimit
 }
 
+// empty reports whether no message waits for Next.
+func (b *inbox) empty() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.q) == b.head
+}
+
 // hasRoom reports whether the reader may add a message; if not, it marks the
 // reader as waiting for room.
 func (b *inbox) hasRoom() bool {

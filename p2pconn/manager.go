@@ -48,6 +48,7 @@ type Manager struct {
 
 	persistent map[identity.Identifier]context.CancelFunc // guarded by mu
 	protected  map[identity.Identifier]struct{}           // guarded by mu
+	failures   failures                                   // peers that failed recently
 
 	hsMu       sync.Mutex
 	handshakes map[identity.Identifier]int // inbound streams not settled yet, per peer
@@ -204,7 +205,12 @@ func (m *Manager) Connect(ctx context.Context, id identity.Identifier, opts ...C
 		return nil, fmt.Errorf("connect %s: %w", id.Short(), ErrSelfConnect)
 	}
 
-	s := m.cfg.ConnectSettings(opts...)
+	return m.open(ctx, id, m.cfg.ConnectSettings(opts...), false)
+}
+
+// open is Connect past the cached connection and self; evicted says a
+// connection was already closed to make room for this one.
+func (m *Manager) open(ctx context.Context, id identity.Identifier, s ConnectSettings, evicted bool) (Connection, error) {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -217,6 +223,22 @@ func (m *Manager) Connect(ctx context.Context, id identity.Identifier, opts ...C
 	st := m.state(id)
 	d := st.dial
 	if d == nil {
+		if f, ok := m.recentFailure(id, s); ok {
+			m.changedLocked(id, st)
+			changed := st.changed // closed if a handshake with the peer settles
+			m.mu.Unlock()
+			s, err := m.waitOutFailure(ctx, id, s, f, changed)
+			if err != nil {
+				return nil, err
+			}
+			return m.open(ctx, id, s, evicted)
+		}
+		if m.live+m.pending >= m.cfg.MaxConnections && st.in == nil && m.cfg.EvictAtLimit && !evicted {
+			m.changedLocked(id, st)
+			m.mu.Unlock()
+			m.makeRoom(id)
+			return m.open(ctx, id, s, true)
+		}
 		if m.live+m.pending >= m.cfg.MaxConnections && st.in == nil {
 			m.changedLocked(id, st)
 			m.mu.Unlock()
@@ -383,6 +405,7 @@ func (m *Manager) pruneLocked(st *peerState) {
 // establishLocked counts c, which the settling rules made the live
 // connection, in the pool. The caller holds m.mu.
 func (m *Manager) establishLocked(st *peerState, c *conn) {
+	m.failures.forget(c.id)
 	m.live++
 	m.h.ConnManager().Protect(c.id.PeerID(), protectTag)
 	m.changedLocked(c.id, st)

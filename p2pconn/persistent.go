@@ -57,7 +57,7 @@ func (m *Manager) PersistentPeers() []identity.Identifier {
 func (m *Manager) keep(ctx context.Context, id identity.Identifier) {
 	failures, connected := 0, false
 	for {
-		c, err := m.Connect(ctx, id)
+		c, err := m.Connect(ctx, id, IgnoreRecentFailure())
 		if ctx.Err() != nil {
 			return
 		}

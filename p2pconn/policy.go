@@ -3,9 +3,12 @@ package p2pconn
 import (
 	"context"
 	"fmt"
+	"math"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 
 	"github.com/skipwire/skipwire/identity"
@@ -53,4 +56,174 @@ func (m *Manager) Probe(ctx context.Context, id identity.Identifier) (time.Durat
 		return 0, fmt.Errorf("probe %s: %w", id.Short(), res.Error)
 	}
 	return res.RTT, nil
+}
+
+// failure is a Connect that failed for a reason that may pass.
+type failure struct {
+	at    time.Time
+	cause error
+}
+
+// failures remembers the peers whose last Connect failed, for
+// Config.UnreachableFor.
+type failures struct {
+	mu sync.Mutex
+	m  map[identity.Identifier]failure
+}
+
+// record remembers that a Connect to id failed with err.
+func (f *failures) record(id identity.Identifier, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = make(map[identity.Identifier]failure)
+	}
+	f.m[id] = failure{at: time.Now(), cause: err}
+}
+
+// recent returns the failure of id if it happened within window.
+func (f *failures) recent(id identity.Identifier, window time.Duration) (failure, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	x, ok := f.m[id]
+	if ok && time.Since(x.at) >= window {
+		delete(f.m, id)
+		ok = false
+	}
+	return x, ok
+}
+
+// forget clears id: it proved reachable.
+func (f *failures) forget(id identity.Identifier) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.m, id)
+}
+
+// expire drops the failures older than window.
+func (f *failures) expire(now time.Time, window time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id, x := range f.m {
+		if now.Sub(x.at) >= window {
+			delete(f.m, id)
+		}
+	}
+}
+
+// recentFailure returns the failure that a Connect to id with settings s
+// must reckon with (Config.UnreachableFor), if any.
+func (m *Manager) recentFailure(id identity.Identifier, s ConnectSettings) (failure, bool) {
+	if m.cfg.UnreachableFor < 0 || s.IgnoreRecentFailure {
+		return failure{}, false
+	}
+	return m.failures.recent(id, m.cfg.UnreachableFor)
+}
+
+// waitOutFailure handles a Connect to a peer that failed recently (f): one
+// that would not retry fails at once; one with retries counts f as its
+// first failed attempt and waits until the window ends (or the peer
+// reconnects, changed), then goes on with one retry less.
+func (m *Manager) waitOutFailure(ctx context.Context, id identity.Identifier, s ConnectSettings, f failure, changed <-chan struct{}) (ConnectSettings, error) {
+	if s.RetryAttempts == 0 {
+		m.metrics.fastFailure()
+		return s, &UnreachableError{Peer: id, LastTried: f.at, Cause: f.cause}
+	}
+	t := time.NewTimer(time.Until(f.at.Add(m.cfg.UnreachableFor)))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-changed:
+	case <-ctx.Done():
+		return s, fmt.Errorf("connect %s: %w (failed %s ago: %w)", id.Short(), ctx.Err(), time.Since(f.at).Round(time.Millisecond), f.cause)
+	case <-m.ctx.Done():
+		return s, fmt.Errorf("connect %s: %w", id.Short(), ErrManagerClosed)
+	}
+	s.RetryAttempts--
+	s.IgnoreRecentFailure = true
+	return s, nil
+}
+
+// forgetFailure clears the failure of the peer behind a libp2p event.
+func (m *Manager) forgetFailure(p peer.ID) {
+	if id, err := identity.FromPeerID(p); err == nil {
+		m.failures.forget(id)
+	}
+}
+
+// checkIdle closes, in the background, the connections among conns that
+// carried no message for IdleTimeout, and keeps the time each was last used
+// for eviction. Only the health loop calls it.
+func (m *Manager) checkIdle(now time.Time, conns []*conn) {
+	for _, c := range conns {
+		if a := c.activity.Load(); a != c.active.Load() {
+			c.active.Store(a)
+			c.lastUsed.Store(now.UnixNano())
+			continue
+		}
+		if m.cfg.IdleTimeout == 0 || now.Sub(time.Unix(0, c.lastUsed.Load())) < m.cfg.IdleTimeout || !m.retirable(c) {
+			continue
+		}
+		m.goroutine(func() {
+			if c.retire(closeIdle, true) {
+				m.metrics.idleClose()
+			}
+		})
+	}
+}
+
+// retirable reports whether idle closing and eviction may close c: not a
+// protected or persistent peer, and a peer that takes part in the close
+// exchange (a version-1 peer cannot).
+func (m *Manager) retirable(c *conn) bool {
+	if c.caps&capClose == 0 || c.dead.Load() {
+		return false
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return !m.isProtectedLocked(c.id)
+}
+
+// lastUsed returns when c last carried a message, as the health loop saw it
+// (Unix ns); a connection used since the loop last looked counts as in use
+// now.
+func lastUsed(c *conn) int64 {
+	if c.activity.Load() != c.active.Load() {
+		return math.MaxInt64
+	}
+	return c.lastUsed.Load()
+}
+
+// makeRoom closes the least recently used connection that may go, for a new
+// connection to id at MaxConnections (Config.EvictAtLimit). It reports
+// whether one was closed.
+func (m *Manager) makeRoom(id identity.Identifier) bool {
+	for range 3 {
+		m.mu.RLock()
+		if m.live+m.pending < m.cfg.MaxConnections || m.liveConn(id) != nil {
+			m.mu.RUnlock()
+			return true
+		}
+		var victim *conn
+		var vused int64
+		for pid, st := range m.peers {
+			c := st.conn
+			if c == nil || c.dead.Load() || c.caps&capClose == 0 || m.isProtectedLocked(pid) {
+				continue
+			}
+			if used := lastUsed(c); victim == nil || used < vused {
+				victim, vused = c, used
+			}
+		}
+		m.mu.RUnlock()
+		if victim == nil {
+			return false
+		}
+		if victim.retire(closeEvicted, false) {
+			log.Debugw("evicted a connection to make room", "peer", victim.id, "for", id)
+			m.metrics.eviction()
+			return true
+		}
+	}
+	return false
 }

@@ -59,11 +59,16 @@ func (c *conn) Send(ctx context.Context, msg []byte) error {
 		return c.Err()
 	}
 	if c.m.metrics == nil {
-		return c.send(ctx, msg)
+		err := c.send(ctx, msg)
+		if err == nil {
+			c.activity.Add(1)
+		}
+		return err
 	}
 	start := time.Now()
 	err := c.send(ctx, msg)
 	if err == nil {
+		c.activity.Add(1)
 		c.m.metrics.sent(len(msg), start)
 	}
 	return err

@@ -32,8 +32,57 @@ const (
 const (
 	extIncarnation uint64 = 0x01 // 8 bytes: the sender's incarnation, non-zero
 	extSeq         uint64 = 0x02 // uvarint: HELLO: the opening's number; ACCEPT: the acceptor's highest
-	extCaps        uint64 = 0x03 // uvarint: capability bits (none defined yet)
+	extCaps        uint64 = 0x03 // uvarint: capability bits
 )
+
+// Capability bits of the caps field.
+const (
+	capClose uint64 = 1 << 0 // control frames and CLOSE
+
+	// capsSupported is what this version announces.
+	capsSupported = capClose
+)
+
+// Control frames (PROTOCOL.md, "Control frames"): on a connection where both
+// sides announced the feature, a frame whose length is ctrlBase + n carries
+// an n-byte control message instead of a user message: a type byte, then
+// fields.
+const (
+	ctrlBase    uint64 = 1 << 32
+	maxCtrlSize        = 64
+
+	ctrlClose byte = 0x01 // the sender half-closes next; field: why
+)
+
+// Reasons a CLOSE gives.
+const (
+	closeApp     byte = 0x01 // the application closed the connection
+	closeIdle    byte = 0x02 // idle closing (Config.IdleTimeout)
+	closeEvicted byte = 0x03 // room for another connection (Config.EvictAtLimit)
+	closeLeft    byte = 0x04 // the node is leaving: its manager is closing
+)
+
+func closeReason(r byte) string {
+	switch r {
+	case closeApp:
+		return "closed by remote"
+	case closeIdle:
+		return "closed by remote: idle"
+	case closeEvicted:
+		return "closed by remote: evicted"
+	case closeLeft:
+		return "remote node left"
+	default:
+		return "closed by remote"
+	}
+}
+
+// appendControl appends a control frame with payload body to b.
+func appendControl(b []byte, body ...byte) []byte {
+	var hdr [maxHeaderSize]byte
+	b = append(b, hdr[:varint.PutUvarint(hdr[:], ctrlBase+uint64(len(body)))]...)
+	return append(b, body...)
+}
 
 // handshake is a decoded handshake message.
 type handshake struct {
@@ -99,7 +148,7 @@ func writeHandshake(w io.Writer, m handshake) error {
 // readHandshake reads one handshake frame from r.
 func readHandshake(r io.Reader) (handshake, error) {
 	fr := frameReader{r: r, max: maxHandshakeSize}
-	body, err := fr.next()
+	body, _, err := fr.next()
 	if err != nil {
 		if err == io.EOF {
 			return handshake{}, fmt.Errorf("%w: stream ended before the handshake", errFraming)

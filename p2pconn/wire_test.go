@@ -78,11 +78,11 @@ func TestFrameReader(t *testing.T) {
 	}
 	fr := frameReader{r: &buf, max: 1 << 16}
 	for _, want := range msgs {
-		got, err := fr.next()
+		got, _, err := fr.next()
 		require.NoError(t, err)
 		require.Equal(t, want, got)
 	}
-	_, err := fr.next()
+	_, _, err := fr.next()
 	require.Equal(t, io.EOF, err, "a stream ending at a frame boundary is a clean EOF")
 
 	for _, tc := range []struct {
@@ -97,7 +97,7 @@ func TestFrameReader(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fr := frameReader{r: bytes.NewReader(tc.in), max: 1 << 16}
-			_, err := fr.next()
+			_, _, err := fr.next()
 			require.True(t, errors.Is(err, errFraming), "err = %v", err)
 		})
 	}
@@ -114,7 +114,7 @@ func TestBufferedFrameReaderNeverWaitsForMore(t *testing.T) {
 	got := make(chan []byte)
 	go func() {
 		for {
-			msg, err := fr.next()
+			msg, _, err := fr.next()
 			if err != nil {
 				close(got)
 				return
@@ -176,4 +176,52 @@ func TestHandshakeExtension(t *testing.T) {
 		_, err := readHandshake(bytes.NewReader(b))
 		require.ErrorIs(t, err, errFraming, name)
 	}
+}
+
+// TestControlFrames pins the CLOSE example of PROTOCOL.md and checks that a
+// reader tells control frames from messages only where the close feature
+// was negotiated.
+func TestControlFrames(t *testing.T) {
+	closeLeftFrame := appendControl(nil, ctrlClose, closeLeft)
+	require.Equal(t, "828080801001"+"04", hex.EncodeToString(closeLeftFrame))
+
+	var stream []byte
+	stream = appendFrame(stream, []byte("before"))
+	stream = append(stream, closeLeftFrame...)
+	stream = appendFrame(stream, nil)
+
+	fr := frameReader{r: bytes.NewReader(stream), max: 1 << 20, ctrl: true}
+	msg, ctrl, err := fr.next()
+	require.NoError(t, err)
+	require.False(t, ctrl)
+	require.Equal(t, "before", string(msg))
+	msg, ctrl, err = fr.next()
+	require.NoError(t, err)
+	require.True(t, ctrl)
+	require.Equal(t, []byte{ctrlClose, closeLeft}, msg)
+	msg, ctrl, err = fr.next()
+	require.NoError(t, err)
+	require.False(t, ctrl)
+	require.Empty(t, msg)
+
+	// Without the feature, a control frame is a frame over the limit.
+	fr = frameReader{r: bytes.NewReader(closeLeftFrame), max: MaxMessageSizeLimit}
+	_, _, err = fr.next()
+	require.ErrorIs(t, err, errFraming)
+
+	// A control frame longer than 64 bytes is a frame over the limit too.
+	long := appendControl(nil, bytes.Repeat([]byte{ctrlClose}, maxCtrlSize+1)...)
+	fr = frameReader{r: bytes.NewReader(long), max: MaxMessageSizeLimit, ctrl: true}
+	_, _, err = fr.next()
+	require.ErrorIs(t, err, errFraming)
+}
+
+// TestCapsNegotiated: a version-2 node announces the close feature; the
+// caps field round-trips through HELLO.
+func TestCapsNegotiated(t *testing.T) {
+	h := handshake{typ: msgHello, maxSize: 1 << 20, nonce: 9, ext: true, inc: 7, seq: 1, caps: capsSupported}
+	frame := appendHandshake(nil, h)
+	got, err := readHandshake(bytes.NewReader(frame))
+	require.NoError(t, err)
+	require.Equal(t, capClose, got.caps&capClose)
 }

@@ -138,7 +138,9 @@ func (nd *Node) Conduit(ch network.Channel) network.Conduit { return nd.n.Condui
 
 // Close stops the node, in this order: the Network (processors stop, peers
 // are told), the manager (connections close gracefully, which needs the
-// host), then the host. It returns the errors joined.
+// host), then the host. It is how a node leaves: its peers' connections end
+// with an error matching p2pconn.ErrPeerLeft. A DHT given as Config.Resolver
+// is the caller's: close it after Close returns. It returns the errors joined.
 func (nd *Node) Close() error {
 	return errors.Join(nd.n.Close(), nd.m.Close(), nd.h.Close())
 }
