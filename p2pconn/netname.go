@@ -10,13 +10,18 @@ import (
 
 // ProtocolFor returns the protocol ID of the skipwire stream in the network
 // named name (Config.NetworkName): ProtocolID for "", else
-// /skipgraph/<name>/conn/1.0.0.
+// /skipgraph/<name>/conn/1.0.0. Nodes of different networks, even on one
+// libp2p connection, never open a stream to each other.
 func ProtocolFor(name string) protocol.ID {
 	if name == "" {
 		return ProtocolID
 	}
 	return protocol.ID("/skipgraph/" + name + "/conn/1.0.0")
 }
+
+// Protocol returns the protocol ID m serves and opens its streams on:
+// ProtocolFor(Config.NetworkName).
+func (m *Manager) Protocol() protocol.ID { return m.proto }
 
 // validNetworkName reports why name cannot be a Config.NetworkName.
 func validNetworkName(name string) error {
