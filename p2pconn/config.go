@@ -99,9 +99,10 @@ type Config struct {
 	// NetworkName separates overlays that share hosts or a DHT: managers
 	// with different names speak different protocol IDs (ProtocolFor) and
 	// never connect to each other; a Connect to a node of another network
-	// fails at once with ErrRefused, without retry. Up to 64 ASCII letters,
-	// digits, '.', '_' or '-'. Default "": ProtocolID, which version-1
-	// nodes speak.
+	// fails at once with ErrRefused, without retry. Give the DHT the same
+	// name (resolver.DHTNetwork) to keep the networks' DHTs apart too. Up
+	// to 64 ASCII letters, digits, '.', '_' or '-'. Default "": ProtocolID,
+	// which version-1 nodes speak.
 	NetworkName string
 
 	// Metrics, if set, receives the manager's Prometheus collectors (see

@@ -56,7 +56,8 @@ type Options struct {
 	// p2pconn.HostOptions(Config), the identity and the listen address.
 	HostOptions []libp2p.Option
 
-	// DHTOptions are passed to resolver.NewKadDHT for every node.
+	// DHTOptions are passed to resolver.NewKadDHT for every node, after
+	// resolver.DHTNetwork(Config.NetworkName).
 	DHTOptions []dht.Option
 
 	// NewResolver returns the resolver of a node's manager, given its host
