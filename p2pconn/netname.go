@@ -11,7 +11,7 @@ import (
 // ProtocolFor returns the protocol ID of the skipwire stream in the network
 // named name (Config.NetworkName): ProtocolID for "", else
 // /skipgraph/<name>/conn/1.0.0. Nodes of different networks, even on one
-// libp2p connection, never open a stream to each other.
+// libp2p connection, fail to negotiate a stream to each other.
 func ProtocolFor(name string) protocol.ID {
 	if name == "" {
 		return ProtocolID
