@@ -100,8 +100,11 @@ type Config struct {
 
 	// NetworkName separates overlays that share hosts or a DHT: managers
 	// with different names speak different protocol IDs (ProtocolFor) and
-	// never connect to each other. Up to 64 letters, digits, '.', '_' or
-	// '-'. Default "": ProtocolID.
+	// never connect to each other; a Connect to a node of another network
+	// fails at once with ErrRefused, without retry. Give the DHT the same
+	// name (resolver.DHTNetwork) to keep the networks' DHTs apart too. Up
+	// to 64 ASCII letters, digits, '.', '_' or '-'. Default "": ProtocolID,
+	// which version-1 nodes speak.
 	NetworkName string
 
 	// Metrics, if set, receives the manager's Prometheus collectors (see

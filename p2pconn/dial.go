@@ -338,11 +338,11 @@ func (m *Manager) attempt(ctx context.Context, id identity.Identifier, timeout t
 	if err := m.dial(ctx, id, p, timeout); err != nil {
 		return nil, err
 	}
-	s, err := m.h.NewStream(network.WithNoDial(ctx, "skipwire stream"), p, ProtocolID)
+	s, err := m.h.NewStream(network.WithNoDial(ctx, "skipwire stream"), p, m.proto)
 	if err != nil {
 		var unsupported msmux.ErrNotSupported[protocol.ID]
 		if errors.As(err, &unsupported) {
-			return nil, fmt.Errorf("open stream: remote does not serve %s: %w: %w", ProtocolID, ErrRefused, err)
+			return nil, fmt.Errorf("open stream: remote does not serve %s (no manager, or another NetworkName): %w: %w", m.proto, ErrRefused, err)
 		}
 		return nil, fmt.Errorf("open stream: %w", err)
 	}

@@ -45,7 +45,7 @@ func (in *inStream) info() helloInfo {
 	return helloInfo{nonce: h.nonce, ext: h.ext, inc: h.inc, seq: h.seq}
 }
 
-// handleStream serves a stream a remote opened on ProtocolID.
+// handleStream serves a stream a remote opened on m.proto.
 func (m *Manager) handleStream(s network.Stream) {
 	if !m.enter() {
 		_ = s.Reset()

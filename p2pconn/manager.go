@@ -11,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/skipwire/skipwire/identity"
 	"github.com/skipwire/skipwire/internal/eventq"
@@ -29,6 +30,10 @@ type Manager struct {
 	r    resolver.AddressResolver
 	cfg  Config
 	self identity.Identifier
+
+	// proto is the protocol ID of the stream, served and opened:
+	// ProtocolFor(cfg.NetworkName).
+	proto protocol.ID
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -79,7 +84,7 @@ func (st *peerState) idle() bool {
 	return st.settler.idle() && st.dial == nil
 }
 
-// NewManager returns a Manager serving ProtocolID on h, resolving addresses
+// NewManager returns a Manager serving its Protocol() on h, resolving addresses
 // with r. h must have an Ed25519 key (its public key is this node's
 // Identifier). If r is nil, addresses come from h's peerstore only. cfg is
 // validated; zero fields take their defaults. The Manager does not own h:
@@ -111,6 +116,7 @@ func NewManager(h host.Host, r resolver.AddressResolver, cfg Config) (*Manager, 
 		r:       r,
 		cfg:     cfg.withDefaults(),
 		self:    self,
+		proto:   ProtocolFor(cfg.NetworkName),
 		ctx:     ctx,
 		cancel:  cancel,
 		peers:   make(map[identity.Identifier]*peerState),
@@ -126,7 +132,7 @@ func NewManager(h host.Host, r resolver.AddressResolver, cfg Config) (*Manager, 
 	m.dedupe.init()
 	m.notify = &network.NotifyBundle{ConnectedF: m.connected}
 	h.Network().Notify(m.notify)
-	h.SetStreamHandler(ProtocolID, m.handleStream)
+	h.SetStreamHandler(m.proto, m.handleStream)
 	m.goroutine(m.dedupeLoop)
 	m.goroutine(m.healthLoop)
 	log.Debugw("manager started", "self", self, "peer", h.ID())
@@ -367,7 +373,7 @@ func (m *Manager) Close() error {
 		m.mu.Lock()
 		m.closed = true
 		m.mu.Unlock()
-		m.h.RemoveStreamHandler(ProtocolID)
+		m.h.RemoveStreamHandler(m.proto)
 		m.cancel()
 		err = m.CloseAll()
 		m.closeSubscriptions()

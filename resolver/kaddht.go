@@ -13,14 +13,58 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/skipwire/skipwire/internal/netname"
 )
 
 var log = logging.Logger("skipwire/resolver")
 
 // DHTProtocolPrefix is the protocol prefix of skipwire's Kademlia DHT: its
 // nodes speak /skipwire/kad/1.0.0, so they form a network of their own and
-// never join (or answer) the public IPFS DHT.
+// never join (or answer) the public IPFS DHT. It is the prefix of the
+// default network; DHTProtocolPrefixFor gives the others'.
 const DHTProtocolPrefix protocol.ID = "/skipwire"
+
+// DHTProtocolPrefixFor returns the protocol prefix of the Kademlia DHT of the
+// skipwire network named name (p2pconn.Config.NetworkName): DHTProtocolPrefix
+// for "", else /skipwire/<name>, whose nodes speak /skipwire/<name>/kad/1.0.0.
+// It does not check name; DHTNetwork does.
+func DHTProtocolPrefixFor(name string) protocol.ID {
+	if name == "" {
+		return DHTProtocolPrefix
+	}
+	return DHTProtocolPrefix + "/" + protocol.ID(name)
+}
+
+// DHTNetwork returns the option of NewKadDHT that puts the DHT in the
+// skipwire network named name, the p2pconn.Config.NetworkName of the node's
+// manager: the DHT runs under DHTProtocolPrefixFor(name), so it neither
+// joins nor answers the DHTs of other networks, even over libp2p connections
+// their hosts share. A bootstrap peer of another network never enters the
+// routing table: if it reaches only such peers, NewKadDHT fails when its ctx
+// ends. If name is not a valid network name (see p2pconn.Config.NetworkName),
+// NewKadDHT fails with an error that says why.
+//
+// The DHT only finds addresses: what keeps the networks apart is the
+// skipwire stream's protocol ID. A DHT server answers a FindPeer with the
+// target's addresses whenever its peerstore holds them, so a peer of another
+// network that its host met may still be found; a Connect to it fails with
+// p2pconn.ErrRefused.
+func DHTNetwork(name string) dht.Option {
+	set := dht.ProtocolPrefix(DHTProtocolPrefixFor(name))
+	if err := netname.Check(name); err != nil {
+		return failOption(set, fmt.Errorf("network name %w", err))
+	}
+	return set
+}
+
+// failOption returns an option of the type of its first argument that fails
+// with err.
+// kad-dht's options take a type of its internal package, which only type
+// inference can name outside it.
+func failOption[C any](_ func(C) error, err error) func(C) error {
+	return func(C) error { return err }
+}
 
 // rtPollInterval is how often NewKadDHT looks at the routing table while it
 // waits for the first peer.
@@ -31,9 +75,10 @@ const rtPollInterval = 5 * time.Millisecond
 // has joined the network. Pass it to NewDHT to resolve Identifiers, and Close
 // it before closing h.
 //
-// The DHT runs in server mode under DHTProtocolPrefix, with filters that keep
-// every address and every peer, loopback and private ones included. Why not
-// kad-dht's defaults:
+// The DHT runs in server mode under DHTProtocolPrefix (the default network;
+// pass DHTNetwork for another), with filters that keep every address and
+// every peer, loopback and private ones included. Why not kad-dht's
+// defaults:
 //
 //   - dht.ModeAuto, the default mode, starts as a client and turns server only
 //     when AutoNAT reports public reachability, which never happens on

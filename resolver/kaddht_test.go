@@ -14,15 +14,17 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/stretchr/testify/require"
 )
 
 // dhtNodes is the size of the network in TestDHTResolvesEveryNode.
 const dhtNodes = 16
 
-// startKadDHTs starts a DHT on each host at once, each with bootstrap, and
-// closes them when the test ends (before the hosts, which were created first).
-func startKadDHTs(t testing.TB, hosts []host.Host, bootstrap []peer.AddrInfo) []*dht.IpfsDHT {
+// startKadDHTs starts a DHT on each host at once, each with bootstrap and
+// opts, and closes them when the test ends (before the hosts, which were
+// created first).
+func startKadDHTs(t testing.TB, hosts []host.Host, bootstrap []peer.AddrInfo, opts ...dht.Option) []*dht.IpfsDHT {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -30,7 +32,7 @@ func startKadDHTs(t testing.TB, hosts []host.Host, bootstrap []peer.AddrInfo) []
 	errs := make([]error, len(hosts))
 	var wg sync.WaitGroup
 	for i, h := range hosts {
-		wg.Go(func() { dhts[i], errs[i] = NewKadDHT(ctx, h, bootstrap) })
+		wg.Go(func() { dhts[i], errs[i] = NewKadDHT(ctx, h, bootstrap, opts...) })
 	}
 	wg.Wait()
 	for _, d := range dhts {
@@ -95,6 +97,61 @@ func TestNewKadDHTBootstrapWithoutDHT(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.ErrorContains(t, err, "routing table still empty")
 	require.Nil(t, d)
+}
+
+func TestDHTProtocolPrefixFor(t *testing.T) {
+	require.Equal(t, protocol.ID("/skipwire"), DHTProtocolPrefixFor(""))
+	require.Equal(t, DHTProtocolPrefix, DHTProtocolPrefixFor(""))
+	require.Equal(t, protocol.ID("/skipwire/blue"), DHTProtocolPrefixFor("blue"))
+}
+
+// TestDHTNetworkSeparates: DHTs of two networks on hosts connected to each
+// other never take each other's nodes into their routing tables, so a node
+// cannot join one network through a node of another, nor look up its nodes.
+func TestDHTNetworkSeparates(t *testing.T) {
+	seed, member, stranger := testkit.NewHost(t, nil, ""), testkit.NewHost(t, nil, ""), testkit.NewHost(t, nil, "")
+	const blueKad, greenKad = protocol.ID("/skipwire/blue/kad/1.0.0"), protocol.ID("/skipwire/green/kad/1.0.0")
+	blue := startKadDHTs(t, []host.Host{seed}, nil, DHTNetwork("blue"))[0]
+	startKadDHTs(t, []host.Host{member}, []peer.AddrInfo{addrInfo(seed)}, DHTNetwork("blue"))
+	require.Contains(t, seed.Mux().Protocols(), blueKad)
+	require.NotContains(t, seed.Mux().Protocols(), DHTProtocolPrefix+"/kad/1.0.0")
+
+	// The stranger reaches the seed, but the seed is no DHT server of its network.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	d, err := NewKadDHT(ctx, stranger, []peer.AddrInfo{addrInfo(seed)}, DHTNetwork("green"))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, "routing table still empty")
+	require.Nil(t, d)
+
+	// It starts a network of its own, on the host still connected to the seed.
+	green := startKadDHTs(t, []host.Host{stranger}, nil, DHTNetwork("green"))[0]
+	require.Eventually(t, func() bool {
+		theirs, _ := seed.Peerstore().SupportsProtocols(stranger.ID(), greenKad)
+		ours, _ := stranger.Peerstore().SupportsProtocols(seed.ID(), blueKad)
+		return len(theirs) == 1 && len(ours) == 1
+	}, 5*time.Second, 5*time.Millisecond, "identify tells each host the other's DHT protocol")
+	require.Never(t, func() bool {
+		return blue.RoutingTable().Find(stranger.ID()) != "" || green.RoutingTable().Size() != 0
+	}, 200*time.Millisecond, 10*time.Millisecond)
+	require.Equal(t, []peer.ID{member.ID()}, blue.RoutingTable().ListPeers())
+
+	lookup, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = green.FindPeer(lookup, member.ID())
+	require.Error(t, err, "the green DHT knows no blue node")
+}
+
+// TestDHTNetworkInvalidName: NewKadDHT fails on a name that no network can
+// have, and says why.
+func TestDHTNetworkInvalidName(t *testing.T) {
+	h := testkit.NewHost(t, nil, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d, err := NewKadDHT(ctx, h, nil, DHTNetwork("a/b"))
+	require.ErrorContains(t, err, `network name "a/b": '/' is not a letter`)
+	require.Nil(t, d)
+	require.NotContains(t, h.Mux().Protocols(), DHTProtocolPrefixFor("a/b")+"/kad/1.0.0")
 }
 
 // TestDHTResolvesEveryNode builds a DHT of dhtNodes hosts on loopback, each

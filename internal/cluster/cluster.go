@@ -56,7 +56,8 @@ type Options struct {
 	// p2pconn.HostOptions(Config), the identity and the listen address.
 	HostOptions []libp2p.Option
 
-	// DHTOptions are passed to resolver.NewKadDHT for every node.
+	// DHTOptions are passed to resolver.NewKadDHT for every node, after
+	// resolver.DHTNetwork(Config.NetworkName).
 	DHTOptions []dht.Option
 
 	// NewResolver returns the resolver of a node's manager, given its host
@@ -190,14 +191,16 @@ func (c *Cluster) ConnsBetween(i, j int) int {
 	return len(c.Host(i).Network().ConnsToPeer(c.Node(j).PeerID()))
 }
 
-// StreamsBetween returns how many skipwire streams (p2pconn.ProtocolID) node
-// i's host has open to node j's, over all their libp2p connections. Once
-// settled it is exactly 1 between two nodes that share a skipwire connection.
+// StreamsBetween returns how many skipwire streams (on the protocol of the
+// cluster's network, p2pconn.ProtocolFor(Config.NetworkName)) node i's host
+// has open to node j's, over all their libp2p connections. Once settled it
+// is exactly 1 between two nodes that share a skipwire connection.
 func (c *Cluster) StreamsBetween(i, j int) int {
+	proto := p2pconn.ProtocolFor(c.opts.Config.NetworkName)
 	n := 0
 	for _, conn := range c.Host(i).Network().ConnsToPeer(c.Node(j).PeerID()) {
 		for _, s := range conn.GetStreams() {
-			if s.Protocol() == p2pconn.ProtocolID {
+			if s.Protocol() == proto {
 				n++
 			}
 		}

@@ -169,3 +169,23 @@ func TestConnResolver(t *testing.T) {
 	_, err = r.Resolve(ctx, c.ID(2))
 	require.ErrorIs(t, err, resolver.ErrNotFound)
 }
+
+// TestNetworkName: a cluster of a named network runs its managers and DHTs
+// on that network's protocols, and StreamsBetween counts its streams.
+func TestNetworkName(t *testing.T) {
+	ctx := testkit.Context(t, 30*time.Second)
+	opts := testOptions(3)
+	opts.Config.NetworkName = "blue"
+	c := start(t, ctx, opts)
+	for i := range c.Size() {
+		protos := c.Host(i).Mux().Protocols()
+		require.Contains(t, protos, p2pconn.ProtocolFor("blue"))
+		require.Contains(t, protos, resolver.DHTProtocolPrefixFor("blue")+"/kad/1.0.0")
+		require.NotContains(t, protos, p2pconn.ProtocolID)
+		require.NotContains(t, protos, resolver.DHTProtocolPrefix+"/kad/1.0.0")
+	}
+	require.NoError(t, c.ConnectAll(ctx))
+	require.NoError(t, cluster.WaitFor(ctx, c.Settled))
+	require.Equal(t, 1, c.StreamsBetween(0, 2))
+	send(t, ctx, c, 2, 1, "hello")
+}

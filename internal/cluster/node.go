@@ -71,7 +71,8 @@ func startNode(ctx context.Context, i int, key crypto.PrivKey, listen []string, 
 	if err != nil {
 		return nil, fmt.Errorf("cluster: node %d: start host on %v: %w", i, listen, err)
 	}
-	kad, err := resolver.NewKadDHT(ctx, h, boot, opts.DHTOptions...)
+	dhtOpts := append([]dht.Option{resolver.DHTNetwork(opts.Config.NetworkName)}, opts.DHTOptions...)
+	kad, err := resolver.NewKadDHT(ctx, h, boot, dhtOpts...)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("cluster: node %d: %w", i, err), h.Close())
 	}
