@@ -106,7 +106,7 @@ func (m *Manager) closeDuplicates(p peer.ID) {
 			continue
 		}
 		for _, s := range c.GetStreams() {
-			if s.Protocol() == m.proto {
+			if isSkipwireProtocol(s.Protocol()) {
 				// A stream the manager has not registered yet, or is
 				// ending (a rejected opening): look again soon.
 				keep[c.ID()] = true

@@ -2,6 +2,7 @@ package p2pconn
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/libp2p/go-libp2p/core/protocol"
 
@@ -17,6 +18,14 @@ func ProtocolFor(name string) protocol.ID {
 		return ProtocolID
 	}
 	return protocol.ID("/skipgraph/" + name + "/conn/1.0.0")
+}
+
+// isSkipwireProtocol reports whether p is the skipwire stream of any
+// network, so that a host shared by managers of several networks never
+// loses one's stream to another's duplicate cleanup.
+func isSkipwireProtocol(p protocol.ID) bool {
+	s := string(p)
+	return p == ProtocolID || strings.HasPrefix(s, "/skipgraph/") && strings.HasSuffix(s, "/conn/1.0.0")
 }
 
 // Protocol returns the protocol ID m serves and opens its streams on:
