@@ -34,6 +34,9 @@ type conn struct {
 	born    time.Time
 	sendMax int    // the smaller of both sides' MaxMessageSize
 	caps    uint64 // the capabilities both sides announced
+	// replaced: a newer opening from the remote superseded the stream
+	// before it settled; it only delivers what it carries.
+	replaced bool
 
 	wlock     chan struct{}
 	debt      []byte     // committed bytes a cut write left; guarded by wlock

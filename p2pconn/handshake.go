@@ -34,9 +34,10 @@ type outStream struct {
 
 // inStream is a remote's stream from HELLO until it settles.
 type inStream struct {
-	s     network.Stream
-	hello handshake
-	wake  chan bool // parked only: true = proceed, false = reject as duplicate
+	s        network.Stream
+	hello    handshake
+	wake     chan bool // parked only: true = proceed, false = reject as duplicate
+	orphaned bool      // a newer HELLO superseded it before CONFIRM; guarded by Manager.mu
 }
 
 // info is what the settling rules need of the HELLO.
@@ -123,6 +124,9 @@ func (m *Manager) handleStream(s network.Stream) {
 		return
 	}
 	m.start(c)
+	if c.replaced {
+		c.supersede()
+	}
 }
 
 // maxUnsettledPerPeer bounds the inbound streams of one peer that have not
@@ -183,6 +187,10 @@ func (m *Manager) admit(remote identity.Identifier, in *inStream) (v verdict, re
 		m.h.ConnManager().Unprotect(remote.PeerID(), protectTag)
 	}
 	if o.reset != nil {
+		m.pending--
+	}
+	if o.orphan != nil {
+		o.orphan.orphaned = true
 		m.pending--
 	}
 	switch o.verdict {
@@ -248,7 +256,18 @@ func (m *Manager) acceptHandshake(remote identity.Identifier, in *inStream, acce
 	st := m.peers[remote]
 	if st == nil || st.in != in {
 		// Superseded: our own stream settled, or the remote opened another.
+		orphaned := in.orphaned && !m.closed
 		m.mu.Unlock()
+		if orphaned && err == nil {
+			// The remote confirmed it before it opened the newer one:
+			// what it sent on it is delivered, then it ends.
+			_ = s.SetDeadline(timeZero)
+			c := newConn(m, remote, s, true, in.hello.maxSize, in.hello.caps&accept.caps)
+			c.replaced = true
+			m.metrics.connUp(true)
+			m.publish(Event{Kind: EventConnected, Peer: remote, Inbound: true, Conn: c})
+			return c, nil
+		}
 		_ = s.Reset()
 		return nil, fmt.Errorf("inbound from %s: superseded", remote.Short())
 	}
@@ -369,8 +388,12 @@ func (m *Manager) outboundSettled(id identity.Identifier, out *outStream, hello,
 	if st.out == out {
 		m.pending--
 	}
-	oldIn, parked := st.accepted(out, c, info)
+	oldIn, orphan, parked := st.accepted(out, c, info)
 	if oldIn != nil {
+		m.pending--
+	}
+	if orphan != nil {
+		orphan.orphaned = true
 		m.pending--
 	}
 	m.establishLocked(st, c)

@@ -385,3 +385,132 @@ func TestUnreachableFor(t *testing.T) {
 	_, err = a.m.Connect(ctx, bm3.ID(), p2pconn.WithRetryAttempts(0))
 	require.NoError(t, err, "a libp2p connection from the peer clears the memory")
 }
+
+// TestEvictionUnderLoad: nodes with a small MaxConnections and EvictAtLimit
+// send to random peers, so that connections are evicted all the time on
+// both sides: no node ever holds more than MaxConnections, every Send that
+// returned nil is delivered once and in order, and the ring neighbours each
+// node protects are never evicted. 12 nodes with 4 connections for 3 s
+// here; 64 nodes with 16 for 30 s in make soak.
+func TestEvictionUnderLoad(t *testing.T) {
+	n, limit, span := 12, 4, 3*time.Second
+	if soak() {
+		n, limit, span = 64, 16, 30*time.Second
+	}
+	c := newCluster(t, transports["tcp"])
+	ctx := testkit.Context(t, span+time.Minute)
+	cfg := testConfig()
+	cfg.MaxConnections = limit
+	cfg.EvictAtLimit = true
+	nodes := make([]*node, n)
+	for i := range nodes {
+		nodes[i] = c.node(cfg)
+	}
+
+	// Every node reads every connection it gets, whoever opened it.
+	var mu sync.Mutex
+	var arrived [][]byte
+	var readers sync.WaitGroup
+	for _, nd := range nodes {
+		events, cancel := nd.m.Subscribe()
+		t.Cleanup(cancel)
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for ev := range events {
+				if ev.Kind != p2pconn.EventConnected {
+					continue
+				}
+				readers.Add(1)
+				go func() {
+					defer readers.Done()
+					for {
+						msg, err := ev.Conn.Next(ctx)
+						if err != nil {
+							return
+						}
+						mu.Lock()
+						arrived = append(arrived, msg)
+						mu.Unlock()
+					}
+				}()
+			}
+		}()
+	}
+
+	// Each node protects its two ring neighbours and connects to them.
+	neighbours := make([][]p2pconn.Connection, n)
+	for i, nd := range nodes {
+		for _, j := range []int{(i + 1) % n, (i + n - 1) % n} {
+			nd.m.Protect(nodes[j].id)
+		}
+	}
+	for i, nd := range nodes {
+		for _, j := range []int{(i + 1) % n, (i + n - 1) % n} {
+			conn, err := nd.m.Connect(ctx, nodes[j].id)
+			require.NoError(t, err)
+			neighbours[i] = append(neighbours[i], conn)
+		}
+	}
+
+	l := newLedger()
+	l.unordered = true // to several peers, over successive connections
+	var over, refused sync.Map
+	errs := make([]error, n)
+	testkit.ForEach(n, n, func(i int) {
+		nd := nodes[i]
+		end := time.Now().Add(span)
+		for seq := uint32(0); time.Now().Before(end); {
+			to := nodes[rand.N(n)]
+			if to == nd {
+				continue
+			}
+			conn, err := nd.m.Connect(ctx, to.id)
+			if err != nil {
+				if !errors.Is(err, p2pconn.ErrRefused) && !errors.Is(err, p2pconn.ErrTooManyConnections) {
+					errs[i] = err
+					return
+				}
+				refused.Store(i, true)
+				continue
+			}
+			err = conn.Send(ctx, message(uint32(i), seq, 100))
+			l.sent(uint32(i), seq, err)
+			seq++
+			if err != nil && !errors.Is(err, p2pconn.ErrConnectionClosed) {
+				errs[i] = err
+				return
+			}
+			if k := nd.m.ConnectionCount(); k > limit {
+				over.Store(i, k)
+			}
+		}
+	})
+	require.NoError(t, errors.Join(errs...))
+	over.Range(func(k, v any) bool {
+		t.Errorf("node %d held %d connections, limit %d", k, v, limit)
+		return true
+	})
+	ok, failed, _ := l.counts()
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(arrived) >= ok
+	}, 30*time.Second, 10*time.Millisecond, "every message whose Send returned nil")
+	for i := range nodes {
+		for _, conn := range neighbours[i] {
+			require.True(t, conn.IsAlive(), "node %d: a protected neighbour's connection was closed: %v", i, conn.Err())
+		}
+	}
+	for _, nd := range nodes {
+		require.NoError(t, nd.m.Close())
+	}
+	readers.Wait()
+	for _, msg := range arrived {
+		require.NoError(t, l.arrived(msg))
+	}
+	_, _, got := l.counts()
+	t.Logf("%d nodes, MaxConnections %d, %s: %d Sends returned nil, %d arrived, %d failed (evicted under them), %d lost",
+		n, limit, span, ok, got, failed, ok-got)
+	require.Equal(t, ok, got)
+}

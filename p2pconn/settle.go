@@ -59,6 +59,7 @@ type helloOutcome[I, C comparable] struct {
 	end      C      // the live connection the HELLO proves gone
 	how      ending
 	reset    I // an inbound stream the HELLO supersedes: reset it
+	orphan   I // an inbound stream the HELLO supersedes that the remote may have confirmed: if CONFIRM arrives, deliver what it carries, then end it
 	reject   I // a parked stream the HELLO supersedes: answer REJECT(duplicate)
 }
 
@@ -148,8 +149,17 @@ func (st *settler[O, I, C]) hello(s I, h helloInfo, now time.Time, free int) (o 
 		if older(h, st.inH) {
 			return o
 		}
-		// The remote gave up on that stream and opened this one.
-		o.reset = st.in
+		if h.ext && st.inH.ext && h.inc == st.inH.inc {
+			// The same process opened this one after that one: it may
+			// have confirmed that one already, sent on it and closed it
+			// (CONFIRM is on its way), or given up on it (the stream is
+			// reset). Either way it ends here; what it carries is
+			// delivered.
+			o.orphan = st.in
+		} else {
+			// The remote gave up on that stream and opened this one.
+			o.reset = st.in
+		}
 		st.in = zi
 		free++
 	}
@@ -178,19 +188,26 @@ func (st *settler[O, I, C]) opened(s O, nonce uint64) {
 	st.out, st.outNon = s, nonce
 }
 
-// accepted settles our outbound stream s as connection c: a pending inbound
-// stream is dropped (the remote accepted ours, so it gave up on it) and a
-// parked HELLO is rejected.
-func (st *settler[O, I, C]) accepted(s O, c C, info liveInfo) (reset, reject I) {
+// accepted settles our outbound stream s as connection c and ends a
+// pending inbound stream: a version-2 remote of the same incarnation may
+// have confirmed it, sent on it and closed it before it accepted ours, so
+// it is an orphan (what it carries is delivered once CONFIRM arrives);
+// otherwise the remote gave up on it (reset). A parked HELLO is rejected.
+func (st *settler[O, I, C]) accepted(s O, c C, info liveInfo) (reset, orphan, reject I) {
 	var zo O
 	var zi I
 	if st.out == s {
 		st.out = zo
 	}
 	st.conn, st.live = c, info
-	reset, st.in = st.in, zi
+	if st.in != zi && st.inH.ext && info.ext && st.inH.inc == info.inc {
+		orphan = st.in
+	} else {
+		reset = st.in
+	}
+	st.in = zi
 	reject, st.parked = st.parked, zi
-	return reset, reject
+	return reset, orphan, reject
 }
 
 // outboundFailed forgets our outbound stream s; a parked HELLO may then

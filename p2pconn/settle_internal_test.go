@@ -72,8 +72,9 @@ func TestSettleSimultaneousOpen(t *testing.T) {
 	o = s.hello("l-in", v2(2, 1), now, 5)
 	require.Equal(t, verdictPark, o.verdict)
 	// S reads ACCEPT: its stream settles, the parked HELLO is rejected.
-	reset, reject := s.accepted("s-out", "S-conn", liveInfo{ext: true, inc: 2, staleBelow: 1})
+	reset, orphan, reject := s.accepted("s-out", "S-conn", liveInfo{ext: true, inc: 2, staleBelow: 1})
 	require.Empty(t, reset)
+	require.Empty(t, orphan)
 	require.Equal(t, "l-in", reject)
 	// L reads CONFIRM: settled; its own outbound then fails.
 	require.True(t, l.confirmed("s-in", "L-conn", liveInfo{ext: true, inc: 1, staleBelow: 1}))
@@ -116,10 +117,51 @@ func TestSettleInboundSuperseded(t *testing.T) {
 	require.Equal(t, verdictReject, st.hello("old", v2(1, 1), now, 0).verdict)
 	o := st.hello("b", v2(1, 3), now, 0)
 	require.Equal(t, verdictAccept, o.verdict, "the superseded stream's slot is reused")
-	require.Equal(t, "a", o.reset)
+	require.Equal(t, "a", o.orphan, "the remote may have confirmed it: it is not reset")
+	require.Empty(t, o.reset)
 	require.False(t, st.confirmed("a", "C", liveInfo{}))
+	// A version-1 peer gave up on a stream it opened again.
+	var v1 testSettler
+	require.Equal(t, verdictAccept, v1.hello("a", helloInfo{nonce: 1}, now, 1).verdict)
+	o = v1.hello("b", helloInfo{nonce: 2}, now, 0)
+	require.Equal(t, "a", o.reset)
+	require.Empty(t, o.orphan)
 	var full testSettler
 	o = full.hello("x", v2(1, 1), now, 0)
 	require.Equal(t, verdictReject, o.verdict)
 	require.Equal(t, rejectLimit, o.reason)
+}
+
+// TestSettleAcceptedOrphansConfirmable: when our outbound stream settles
+// while the same remote process's inbound stream waits for CONFIRM, the
+// remote may have confirmed that one already (and closed it, and accepted
+// ours): it is an orphan, delivered if CONFIRM comes, not reset. A stream
+// of another incarnation, or of a version-1 peer, is reset.
+func TestSettleAcceptedOrphansConfirmable(t *testing.T) {
+	now := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		name   string
+		in     helloInfo
+		live   liveInfo
+		orphan bool
+	}{
+		{"same incarnation", v2(7, 3), liveInfo{ext: true, inc: 7}, true},
+		{"other incarnation", v2(6, 3), liveInfo{ext: true, inc: 7}, false},
+		{"version 1", helloInfo{nonce: 5}, liveInfo{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var st testSettler
+			require.Equal(t, verdictAccept, st.hello("in", tc.in, now, 2).verdict)
+			st.opened("out", 9)
+			reset, orphan, _ := st.accepted("out", "C", tc.live)
+			if tc.orphan {
+				require.Equal(t, "in", orphan)
+				require.Empty(t, reset)
+			} else {
+				require.Equal(t, "in", reset)
+				require.Empty(t, orphan)
+			}
+			require.False(t, st.confirmed("in", "C2", liveInfo{}), "it no longer settles")
+		})
+	}
 }
