@@ -129,7 +129,8 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 // connection dies. A Next that ctx ends loses nothing. Once the remote has
 // closed the connection or it was lost, Next returns the queued messages,
 // then the cause: an error matching io.EOF and p2pconn.ErrConnectionClosed,
-// and p2pconn.ErrConnectionLost after a loss. After a local Close it fails at
+// p2pconn.ErrPeerLeft too when the remote's manager closed, and
+// p2pconn.ErrConnectionLost after a loss. After a local Close it fails at
 // once with p2pconn.ErrConnectionClosed.
 func (c *Conn) Next(ctx context.Context) ([]byte, error) {
 	p := c.p
@@ -170,8 +171,9 @@ func (c *Conn) IsAlive() bool {
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // Err returns nil while the connection is alive, then why it died: an error
-// matching p2pconn.ErrConnectionClosed, and p2pconn.ErrConnectionLost too
-// after a Partition or Crash, naming the remote.
+// matching p2pconn.ErrConnectionClosed, naming the remote; it also matches
+// p2pconn.ErrPeerLeft when the remote's manager closed, and
+// p2pconn.ErrConnectionLost after a Partition or Crash.
 func (c *Conn) Err() error {
 	c.p.mu.Lock()
 	defer c.p.mu.Unlock()
@@ -181,7 +183,8 @@ func (c *Conn) Err() error {
 // Close closes the connection on both sides and discards the messages not
 // yet read on this side. The remote can no longer send, and its Next returns
 // every message sent before the close, then an error matching io.EOF and
-// p2pconn.ErrConnectionClosed, but not p2pconn.ErrConnectionLost.
+// p2pconn.ErrConnectionClosed, but not p2pconn.ErrConnectionLost (nor
+// p2pconn.ErrPeerLeft, unless the Close is part of Manager.Close).
 //
 // A Send of this side blocked on the remote's full queue when Close is called
 // is given up to Config.CloseTimeout to complete; after that it fails with
@@ -192,7 +195,7 @@ func (c *Conn) Close() error {
 	n := c.mgr.net
 	n.mu.Lock()
 	c.p.mu.Lock()
-	started := c.beginCloseLocked()
+	started := c.beginCloseLocked(false)
 	closing := c.closing
 	c.p.mu.Unlock()
 	n.mu.Unlock()
@@ -206,8 +209,10 @@ func (c *Conn) Close() error {
 
 // beginCloseLocked starts a local close, with n.mu and p.mu held, and reports
 // whether it did: false if a Close had started already. Both sides die at
-// once and leave their pools; finishClose ends the stream.
-func (c *Conn) beginCloseLocked() bool {
+// once and leave their pools; finishClose ends the stream. leaving says that
+// the local manager is closing, which the remote learns as
+// p2pconn.ErrPeerLeft.
+func (c *Conn) beginCloseLocked(leaving bool) bool {
 	if c.closing != nil {
 		return false
 	}
@@ -215,7 +220,11 @@ func (c *Conn) beginCloseLocked() bool {
 	if c.err == nil {
 		c.die(fmt.Errorf("connection to %s closed: %w", c.remote.Short(), p2pconn.ErrConnectionClosed))
 		if r := c.peer(); r.err == nil {
-			r.die(fmt.Errorf("connection to %s closed by remote: %w", r.remote.Short(), p2pconn.ErrConnectionClosed))
+			if leaving {
+				r.die(fmt.Errorf("connection to %s: remote node left: %w", r.remote.Short(), p2pconn.ErrPeerLeft))
+			} else {
+				r.die(fmt.Errorf("connection to %s closed by remote: %w", r.remote.Short(), p2pconn.ErrConnectionClosed))
+			}
 		}
 	}
 	c.closed = true

@@ -201,7 +201,7 @@ func (m *Manager) Disconnect(id identity.Identifier) error {
 // manager stays usable. It always returns nil.
 func (m *Manager) CloseAll() error {
 	m.net.mu.Lock()
-	conns := m.beginCloseAllLocked()
+	conns := m.beginCloseAllLocked(false)
 	m.net.mu.Unlock()
 	finishCloseAll(conns, time.Now().Add(m.cfg.CloseTimeout))
 	return nil
@@ -229,9 +229,11 @@ func (m *Manager) ConnectedPeers() []identity.Identifier {
 // Close stops the manager for good. In order: it leaves the Network (so
 // Connects to its Identifier fail with resolver.ErrNotFound and the Identifier
 // may join again), drops its accept queue and wakes blocked Accepts and
-// Connects, closes every connection as CloseAll does, ends every event
-// subscription, and returns once they are closed. Later
-// Connect and Accept calls fail with p2pconn.ErrManagerClosed; Disconnect and
+// Connects, closes every connection as CloseAll does, except that its peers
+// learn that this node left (their side ends with an error matching
+// p2pconn.ErrPeerLeft, after the messages they had received), ends every
+// event subscription, and returns once all of that is done. Later Connect
+// and Accept calls fail with p2pconn.ErrManagerClosed; Disconnect and
 // CloseAll have nothing left to close and return nil. Close is idempotent:
 // every call returns nil after the first has finished.
 func (m *Manager) Close() error {
@@ -247,7 +249,7 @@ func (m *Manager) Close() error {
 		delete(n.nodes, m.id)
 	}
 	m.shutdownLocked()
-	conns := m.beginCloseAllLocked()
+	conns := m.beginCloseAllLocked(true)
 	n.mu.Unlock()
 	finishCloseAll(conns, time.Now().Add(m.cfg.CloseTimeout))
 	m.events.Close()
@@ -274,12 +276,13 @@ type closeJob struct {
 }
 
 // beginCloseAllLocked starts closing every connection of the pool, which it
-// empties, and returns them for finishCloseAll.
-func (m *Manager) beginCloseAllLocked() []closeJob {
+// empties, and returns them for finishCloseAll. leaving says that the manager
+// is closing (its peers see p2pconn.ErrPeerLeft).
+func (m *Manager) beginCloseAllLocked(leaving bool) []closeJob {
 	jobs := make([]closeJob, 0, len(m.conns))
 	for _, c := range m.conns {
 		c.p.mu.Lock()
-		started := c.beginCloseLocked()
+		started := c.beginCloseLocked(leaving)
 		jobs = append(jobs, closeJob{c: c, started: started, closing: c.closing})
 		c.p.mu.Unlock()
 	}

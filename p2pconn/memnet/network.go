@@ -118,7 +118,7 @@ func (n *Network) Heal(a, b identity.Identifier) {
 
 // Crash makes the node id vanish as a killed process would: no clean close.
 // Each of its connections is lost on both sides (errors match
-// p2pconn.ErrConnectionLost), its manager is closed (later calls fail with
+// p2pconn.ErrConnectionLost, not p2pconn.ErrPeerLeft), its manager is closed (later calls fail with
 // p2pconn.ErrManagerClosed, its unaccepted connections are dropped, its event
 // subscriptions end), and the
 // Identifier is free to join again with NewManager. Crash of an Identifier
