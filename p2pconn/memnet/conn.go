@@ -87,6 +87,9 @@ func (c *Conn) RemoteID() identity.Identifier { return c.remote }
 // p2pconn.ErrMessageTooLarge and the connection stays alive. On a dead
 // connection Send fails at once with an error matching
 // p2pconn.ErrConnectionClosed, and p2pconn.ErrConnectionLost after a loss.
+// A Send blocked on the full queue fails the same way, its message not
+// delivered, when the connection dies, except under this side's Close,
+// which gives it up to CloseTimeout (see Close).
 func (c *Conn) Send(ctx context.Context, msg []byte) error {
 	p := c.p
 	p.mu.Lock()

@@ -8,10 +8,11 @@
 // that makes sense without a network: one connection per pair of nodes,
 // inbound connections queued for Accept, MaxConnections, MaxMessageSize
 // checked against the smaller of both sides, a bounded receive queue per
-// connection (Config.ReceiveBuffer) that pushes back on Send, and clean close
-// told apart from loss. Connect needs no resolver: the Network knows every
-// node, and an Identifier that no node uses fails with an error wrapping
-// resolver.ErrNotFound.
+// connection (Config.ReceiveBuffer) that pushes back on Send, clean close
+// told apart from loss and from a node that left (p2pconn.ErrPeerLeft, when
+// the remote's manager closes), Protect, Probe and Config.UnreachableFor.
+// Connect needs no resolver: the Network knows every node, and an Identifier
+// that no node uses fails with an error wrapping resolver.ErrNotFound.
 //
 // Faults are injected through the Network, in the style of hashicorp/raft's
 // InmemTransport and memberlist's MockNetwork:
@@ -19,6 +20,8 @@
 //   - Partition(a, b) cuts the link: the connection between a and b is lost on
 //     both sides (errors match p2pconn.ErrConnectionLost) and new Connects
 //     between them fail with an error wrapping ErrUnreachable until Heal(a, b);
+//     after such a failure, Connects within Config.UnreachableFor fail at once
+//     with a *p2pconn.UnreachableError, until Heal;
 //   - Crash(id) makes a node vanish without a clean close: its peers see
 //     p2pconn.ErrConnectionLost and its manager is closed. A new manager may
 //     then join under the same Identifier, as a restarted process would.
@@ -40,13 +43,14 @@
 //
 //	net.Partition(aliceID, bobID)           // both sides: ErrConnectionLost
 //	_, err = alice.Connect(ctx, bobID)      // errors.Is(err, memnet.ErrUnreachable)
+//	_, err = alice.Connect(ctx, bobID)      // at once: errors.Is(err, p2pconn.ErrUnreachable)
 //	net.Heal(aliceID, bobID)                // Connect works again
 //
 // Where the libp2p implementation has timing of its own (keepalive,
 // ConnectTimeout), memnet acts at once: a connection attempt succeeds or fails
 // immediately. The waits are a Connect's retries across a partition (as many
 // as Config.RetryAttempts or WithRetryAttempts say, spaced by
-// Config.RetryBackoff, so a Heal meanwhile lets it succeed), and Close, which
+// Config.RetryBackoff, so a Heal meanwhile lets it succeed), Close, which
 // gives a Send blocked on a full remote queue up to Config.CloseTimeout to
 // complete before failing it.
 package memnet

@@ -25,13 +25,20 @@ type Manager struct {
 	events eventq.Hub[p2pconn.Event]
 
 	// Guarded by net.mu.
-	conns     map[identity.Identifier]*Conn // the pool: live connections only
-	protected map[identity.Identifier]struct{}
-	pipes     map[*pipe]struct{} // every connection of this node not yet settled
-	accepts   []*Conn            // opened by remotes, not yet accepted
-	acceptCh  chan struct{}      // closed and cleared when accepts grows or the manager closes
-	closed    bool
-	closeDone chan struct{} // closed when Close (or Crash) has finished
+	conns       map[identity.Identifier]*Conn // the pool: live connections only
+	protected   map[identity.Identifier]struct{}
+	unreachable map[identity.Identifier]failure // peers a Connect failed to reach lately
+	pipes       map[*pipe]struct{}              // every connection of this node not yet settled
+	accepts     []*Conn                         // opened by remotes, not yet accepted
+	acceptCh    chan struct{}                   // closed and cleared when accepts grows or the manager closes
+	closed      bool
+	closeDone   chan struct{} // closed when Close (or Crash) has finished
+}
+
+// failure is the last failed Connect to a peer, for Config.UnreachableFor.
+type failure struct {
+	at    time.Time // when the last attempt failed
+	cause error     // why
 }
 
 var _ p2pconn.ConnectionManager = (*Manager)(nil)
@@ -56,37 +63,50 @@ func (m *Manager) ID() identity.Identifier { return m.id }
 // waiting Config.RetryBackoff between attempts, so a Heal meanwhile lets it
 // succeed; the wait is the only time Connect blocks, and ctx and Close end it.
 // Concurrent Connects each make their own attempts, as attempts are instant.
+//
+// When a Connect fails so, after its last attempt, the peer is remembered
+// for Config.UnreachableFor: until then, Connects to it that would open a
+// connection fail at once with a *p2pconn.UnreachableError, which matches
+// p2pconn.ErrUnreachable and the last attempt's error (ErrUnreachable of this
+// package), unless they pass p2pconn.IgnoreRecentFailure. A connection the
+// peer opens, a successful Connect and Network.Heal of the pair clear it.
 func (m *Manager) Connect(ctx context.Context, id identity.Identifier, opts ...p2pconn.ConnectOption) (p2pconn.Connection, error) {
-	c, err := m.connectOnce(ctx, id)
-	if err == nil || !errors.Is(err, ErrUnreachable) {
-		return c, err
+	s := m.cfg.ConnectSettings(opts...)
+	c, err := m.connectOnce(ctx, id, !s.IgnoreRecentFailure)
+	if err == nil || !errors.Is(err, ErrUnreachable) || errors.Is(err, p2pconn.ErrUnreachable) {
+		return c, err // done, a failure that does not pass, or a recent one
 	}
-	retries := m.cfg.ConnectSettings(opts...).RetryAttempts
+	last := time.Now()
 	errs := []error{fmt.Errorf("attempt 1: %w", err)}
-	for retry := 1; retry <= retries; retry++ {
+	for retry := 1; retry <= s.RetryAttempts; retry++ {
 		t := time.NewTimer(m.cfg.RetryBackoff(retry))
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
+			m.remember(id, last, err)
 			return nil, fmt.Errorf("connect %s: %w", id.Short(), errors.Join(append(errs, ctx.Err())...))
 		case <-m.quit:
 			t.Stop()
 			return nil, fmt.Errorf("connect %s: %w", id.Short(), errors.Join(append(errs, p2pconn.ErrManagerClosed)...))
 		}
-		if c, err = m.connectOnce(ctx, id); err == nil || !errors.Is(err, ErrUnreachable) {
+		c, err = m.connectOnce(ctx, id, false)
+		if err == nil || !errors.Is(err, ErrUnreachable) {
 			return c, err
 		}
+		last = time.Now()
 		errs = append(errs, fmt.Errorf("attempt %d: %w", retry+1, err))
 	}
+	m.remember(id, last, err)
 	if len(errs) == 1 {
 		return nil, err
 	}
 	return nil, fmt.Errorf("connect %s: %w", id.Short(), errors.Join(errs...))
 }
 
-// connectOnce makes one attempt of Connect.
-func (m *Manager) connectOnce(ctx context.Context, id identity.Identifier) (p2pconn.Connection, error) {
+// connectOnce makes one attempt of Connect; checkRecent makes it fail at once
+// if a failure to reach id is remembered.
+func (m *Manager) connectOnce(ctx context.Context, id identity.Identifier, checkRecent bool) (p2pconn.Connection, error) {
 	n := m.net
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -98,6 +118,11 @@ func (m *Manager) connectOnce(ctx context.Context, id identity.Identifier) (p2pc
 	}
 	if id == m.id {
 		return nil, fmt.Errorf("connect %s: %w", id.Short(), p2pconn.ErrSelfConnect)
+	}
+	if checkRecent {
+		if err := m.recentFailureLocked(id); err != nil {
+			return nil, err
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("connect %s: %w", id.Short(), err)
@@ -118,6 +143,8 @@ func (m *Manager) connectOnce(ctx context.Context, id identity.Identifier) (p2pc
 	c, rc := newPipe(m, r)
 	m.conns[id], r.conns[m.id] = c, rc
 	m.pipes[c.p], r.pipes[c.p] = struct{}{}, struct{}{}
+	delete(m.unreachable, id)
+	delete(r.unreachable, m.id)
 	r.accepts = append(r.accepts, rc)
 	r.notifyAcceptLocked()
 	m.events.Publish(p2pconn.Event{Kind: p2pconn.EventConnected, Peer: id, Conn: c})
@@ -232,10 +259,9 @@ func (m *Manager) ConnectedPeers() []identity.Identifier {
 // Connects, closes every connection as CloseAll does, except that its peers
 // learn that this node left (their side ends with an error matching
 // p2pconn.ErrPeerLeft, after the messages they had received), ends every
-// event subscription, and returns once all of that is done. Later Connect
-// and Accept calls fail with p2pconn.ErrManagerClosed; Disconnect and
-// CloseAll have nothing left to close and return nil. Close is idempotent:
-// every call returns nil after the first has finished.
+// event subscription, and returns once all of that is done. Later Connect and Accept calls fail with p2pconn.ErrManagerClosed;
+// Disconnect and CloseAll have nothing left to close and return nil. Close
+// is idempotent: every call returns nil after the first has finished.
 func (m *Manager) Close() error {
 	n := m.net
 	n.mu.Lock()
@@ -332,36 +358,4 @@ func (m *Manager) dropLocked(c *Conn) {
 	if m.conns[c.remote] == c {
 		delete(m.conns, c.remote)
 	}
-}
-
-// Protect keeps idle closing and eviction away from the connection to id,
-// until Unprotect; it holds for a peer not connected yet too.
-func (m *Manager) Protect(id identity.Identifier) {
-	m.net.mu.Lock()
-	defer m.net.mu.Unlock()
-	m.protected[id] = struct{}{}
-}
-
-// Unprotect undoes Protect.
-func (m *Manager) Unprotect(id identity.Identifier) {
-	m.net.mu.Lock()
-	defer m.net.mu.Unlock()
-	delete(m.protected, id)
-}
-
-// Probe returns the time it took to check that the connection to id is live
-// (there is no wire to ping across); without a live connection it fails at
-// once with an error matching p2pconn.ErrConnectionClosed. It never connects.
-func (m *Manager) Probe(ctx context.Context, id identity.Identifier) (time.Duration, error) {
-	start := time.Now()
-	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("probe %s: %w", id.Short(), err)
-	}
-	m.net.mu.Lock()
-	c := m.conns[id]
-	m.net.mu.Unlock()
-	if c == nil || !c.IsAlive() {
-		return 0, fmt.Errorf("probe %s: no live connection: %w", id.Short(), p2pconn.ErrConnectionClosed)
-	}
-	return max(time.Since(start), time.Nanosecond), nil
 }
