@@ -18,6 +18,9 @@ type pipe struct {
 	mu      sync.Mutex
 	changed chan struct{} // closed and cleared on every change a waiter may await
 	lost    bool          // ended by Partition or Crash: nothing more is delivered
+	retired bool          // closed idle or evicted: nothing more is committed either way
+	usedAt  time.Time     // when the connection last carried a message, or opened
+	useSeq  uint64        // Network.uses at usedAt: orders uses for eviction
 }
 
 // Conn is one side of an in-memory connection: a p2pconn.Connection. Managers
@@ -27,6 +30,12 @@ type pipe struct {
 // Messages travel by copy straight into the receiver's queue, which holds at
 // most the receiver's Config.ReceiveBuffer messages: a Send to a full queue
 // blocks until the receiver reads, ctx ends or the connection dies.
+//
+// A connection closed by its manager's policy (Config.IdleTimeout or
+// Config.EvictAtLimit) is closed without loss on either side: the closing
+// side's Sends fail from then on, but its Next still returns every message
+// the remote had sent, then an error matching p2pconn.ErrConnectionClosed;
+// the remote sees a clean remote close.
 type Conn struct {
 	p      *pipe
 	mgr    *Manager // the local side
@@ -51,6 +60,7 @@ var _ p2pconn.Connection = (*Conn)(nil)
 // newPipe connects a (the opener) to b and returns each side's Conn.
 func newPipe(a, b *Manager) (*Conn, *Conn) {
 	p := &pipe{}
+	p.usedLocked(a.net)
 	maxMsg := min(a.cfg.MaxMessageSize, b.cfg.MaxMessageSize)
 	end := func(local, remote *Manager) *Conn {
 		return &Conn{
@@ -111,14 +121,16 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 	}()
 	for {
 		// A Send that started before a local Close still delivers, unless
-		// that Close gave up on it; nothing reaches a remote that closed.
-		if p.lost || r.closed || c.abort {
+		// that Close gave up on it; nothing reaches a remote that closed,
+		// and nothing is committed once the connection was retired.
+		if p.lost || p.retired || r.closed || c.abort {
 			return fmt.Errorf("send: %w", c.err)
 		}
 		if len(r.queue) < r.cap {
 			cp := make([]byte, len(msg)) // never nil, even for an empty message
 			copy(cp, msg)
 			r.queue = append(r.queue, cp)
+			p.usedLocked(c.mgr.net)
 			p.broadcastLocked()
 			return nil
 		}
@@ -130,11 +142,12 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 
 // Next returns the next message, blocking until one arrives, ctx ends or the
 // connection dies. A Next that ctx ends loses nothing. Once the remote has
-// closed the connection or it was lost, Next returns the queued messages,
-// then the cause: an error matching io.EOF and p2pconn.ErrConnectionClosed,
-// p2pconn.ErrPeerLeft too when the remote's manager closed, and
-// p2pconn.ErrConnectionLost after a loss. After a local Close it fails at
-// once with p2pconn.ErrConnectionClosed.
+// closed the connection, it was lost, or this side's manager closed it idle
+// or evicted it, Next returns the queued messages, then the cause: an error
+// matching io.EOF and p2pconn.ErrConnectionClosed, p2pconn.ErrPeerLeft too
+// when the remote's manager closed, and p2pconn.ErrConnectionLost after a
+// loss. After a local Close it fails at once with
+// p2pconn.ErrConnectionClosed.
 func (c *Conn) Next(ctx context.Context) ([]byte, error) {
 	p := c.p
 	p.mu.Lock()
@@ -147,6 +160,7 @@ func (c *Conn) Next(ctx context.Context) ([]byte, error) {
 			msg := c.queue[0]
 			c.queue[0] = nil
 			c.queue = c.queue[1:]
+			p.usedLocked(c.mgr.net)
 			p.broadcastLocked()
 			return msg, nil
 		}
@@ -275,6 +289,23 @@ func (c *Conn) die(err error) {
 	c.mgr.events.Publish(p2pconn.Event{Kind: p2pconn.EventDisconnected, Peer: c.remote, Inbound: c.p.ends[1] == c, Conn: c, Err: err})
 }
 
+// retireLocked closes c for its manager's policy (idle closing, eviction),
+// with n.mu and p.mu held, losing nothing on either side: no Send of either
+// side commits a message any more (those in progress fail), but both sides'
+// Next still return what they had received, then the error: a plain close on
+// this side, a clean remote close on the other. c must be alive.
+func (c *Conn) retireLocked(why string) {
+	p := c.p
+	p.retired = true
+	c.die(fmt.Errorf("connection to %s closed (%s): %w", c.remote.Short(), why, p2pconn.ErrConnectionClosed))
+	r := c.peer()
+	r.die(fmt.Errorf("connection to %s closed by remote: %w", r.remote.Short(), p2pconn.ErrConnectionClosed))
+	c.ended, r.ended = true, true
+	p.broadcastLocked()
+	p.forgetLocked()
+	log.Debugf("%s: closed connection to %s (%s)", c.mgr.id.Short(), c.remote.Short(), why)
+}
+
 // peer returns the other side of the connection.
 func (c *Conn) peer() *Conn {
 	if c.p.ends[0] == c {
@@ -321,6 +352,13 @@ func (p *pipe) settledLocked() bool {
 		}
 	}
 	return true
+}
+
+// usedLocked records that p carried a message now, with p.mu held (or
+// before p is shared).
+func (p *pipe) usedLocked(n *Network) {
+	p.usedAt = time.Now()
+	p.useSeq = n.uses.Add(1)
 }
 
 // forgetLocked removes p from both managers' pipe sets, with n.mu held.

@@ -1,6 +1,7 @@
 // Package memnet is an in-memory implementation of the p2pconn contract, for
 // unit tests of code built on skipwire: no sockets, no libp2p hosts, no
-// goroutines but one per event subscription, and deterministic failures.
+// goroutines but one per event subscription (and one per manager with
+// Config.IdleTimeout), and deterministic failures.
 //
 // A Network stands for the wire. Each node joins it with NewManager under an
 // Identifier of its choosing and gets a *Manager, which implements
@@ -10,9 +11,10 @@
 // checked against the smaller of both sides, a bounded receive queue per
 // connection (Config.ReceiveBuffer) that pushes back on Send, clean close
 // told apart from loss and from a node that left (p2pconn.ErrPeerLeft, when
-// the remote's manager closes), Protect, Probe and Config.UnreachableFor.
-// Connect needs no resolver: the Network knows every node, and an Identifier
-// that no node uses fails with an error wrapping resolver.ErrNotFound.
+// the remote's manager closes), and the connection policy: Protect, Probe,
+// Config.IdleTimeout, Config.EvictAtLimit and Config.UnreachableFor. Connect
+// needs no resolver: the Network knows every node, and an Identifier that no
+// node uses fails with an error wrapping resolver.ErrNotFound.
 //
 // Faults are injected through the Network, in the style of hashicorp/raft's
 // InmemTransport and memberlist's MockNetwork:
@@ -52,5 +54,12 @@
 // as Config.RetryAttempts or WithRetryAttempts say, spaced by
 // Config.RetryBackoff, so a Heal meanwhile lets it succeed), Close, which
 // gives a Send blocked on a full remote queue up to Config.CloseTimeout to
-// complete before failing it.
+// complete before failing it, and idle closing, which happens IdleTimeout
+// after the last message a connection carried.
+//
+// Idle closing and eviction lose nothing: the closing side sends no more but
+// its Next still returns every message the remote had sent, and the remote
+// sees a clean remote close, as with the libp2p Manager's close exchange. In
+// memory this is simple, since a message is delivered by copying it into the
+// receiver's queue.
 package memnet

@@ -15,14 +15,26 @@ import (
 
 // Manager is one node of a Network: an in-memory p2pconn.ConnectionManager.
 // Create it with Network.NewManager. Every method is safe for concurrent use.
-// A Manager starts no goroutines but one per event subscription, which
-// Close ends.
+// A Manager starts no goroutines but one per event subscription and, with
+// Config.IdleTimeout, one that closes idle connections; Close and Crash end
+// them all.
+//
+// The connection policy of p2pconn.Config applies as with the libp2p
+// Manager: IdleTimeout closes connections that carried no message for that
+// long, EvictAtLimit makes room at MaxConnections by closing the least
+// recently used connection, both without loss (see Conn) and sparing the
+// peers given to Protect, and UnreachableFor remembers a peer that a Connect
+// could not reach across a partition. A connection is used when it opens,
+// when a Send of either side commits a message and when Next hands one out;
+// one with messages waiting for Next on this side, or with a Send of either
+// side in progress, is never idle.
 type Manager struct {
-	net    *Network
-	id     identity.Identifier
-	cfg    p2pconn.Config // defaults filled in
-	quit   chan struct{}  // closed when the manager closes or crashes
-	events eventq.Hub[p2pconn.Event]
+	net      *Network
+	id       identity.Identifier
+	cfg      p2pconn.Config // defaults filled in
+	quit     chan struct{}  // closed when the manager closes or crashes
+	idleDone chan struct{}  // closed when closeIdle has returned; nil without IdleTimeout
+	events   eventq.Hub[p2pconn.Event]
 
 	// Guarded by net.mu.
 	conns       map[identity.Identifier]*Conn // the pool: live connections only
@@ -57,6 +69,12 @@ func (m *Manager) ID() identity.Identifier { return m.id }
 // connections, p2pconn.ErrRefused when the remote does, and
 // p2pconn.ErrManagerClosed after Close. A ctx that has ended fails a Connect
 // that would open a connection.
+//
+// With Config.EvictAtLimit, a manager at MaxConnections (this one, or the
+// remote for the connection it is asked to take) makes room instead of
+// refusing: it closes its least recently used connection whose peer is not
+// protected, without loss (see Conn). It refuses as without EvictAtLimit
+// when every connection is protected.
 //
 // A partition is the one failure that may pass: across it, Connect retries
 // RetryAttempts times (the Config's, or WithRetryAttempts for this call),
@@ -134,11 +152,29 @@ func (m *Manager) connectOnce(ctx context.Context, id identity.Identifier, check
 	if n.cutLocked(m.id, id) {
 		return nil, fmt.Errorf("connect %s: dial: %w", id.Short(), ErrUnreachable)
 	}
+	// Both sides must be able to take the connection before either evicts.
+	var evict []*Conn
 	if len(m.conns) >= m.cfg.MaxConnections {
-		return nil, fmt.Errorf("connect %s: %w (limit %d)", id.Short(), p2pconn.ErrTooManyConnections, m.cfg.MaxConnections)
+		v := m.victimLocked()
+		if v == nil {
+			return nil, fmt.Errorf("connect %s: %w (limit %d)", id.Short(), p2pconn.ErrTooManyConnections, m.cfg.MaxConnections)
+		}
+		evict = append(evict, v)
 	}
-	if len(r.conns) >= r.cfg.MaxConnections || !r.makeAcceptRoomLocked() {
-		return nil, fmt.Errorf("connect %s: open: %w (remote at its limit of %d connections)", id.Short(), p2pconn.ErrRefused, r.cfg.MaxConnections)
+	if len(r.conns) >= r.cfg.MaxConnections {
+		v := r.victimLocked()
+		if v == nil {
+			return nil, fmt.Errorf("connect %s: open: %w (remote at its limit of %d connections)", id.Short(), p2pconn.ErrRefused, r.cfg.MaxConnections)
+		}
+		evict = append(evict, v)
+	}
+	if !r.makeAcceptRoomLocked() {
+		return nil, fmt.Errorf("connect %s: open: %w (remote's accept queue holds %d connections)", id.Short(), p2pconn.ErrRefused, len(r.accepts))
+	}
+	for _, v := range evict {
+		v.p.mu.Lock()
+		v.retireLocked("evicted at MaxConnections")
+		v.p.mu.Unlock()
 	}
 	c, rc := newPipe(m, r)
 	m.conns[id], r.conns[m.id] = c, rc
@@ -259,7 +295,8 @@ func (m *Manager) ConnectedPeers() []identity.Identifier {
 // Connects, closes every connection as CloseAll does, except that its peers
 // learn that this node left (their side ends with an error matching
 // p2pconn.ErrPeerLeft, after the messages they had received), ends every
-// event subscription, and returns once all of that is done. Later Connect and Accept calls fail with p2pconn.ErrManagerClosed;
+// event subscription, stops idle closing, and returns once all of that is
+// done. Later Connect and Accept calls fail with p2pconn.ErrManagerClosed;
 // Disconnect and CloseAll have nothing left to close and return nil. Close
 // is idempotent: every call returns nil after the first has finished.
 func (m *Manager) Close() error {
@@ -279,6 +316,7 @@ func (m *Manager) Close() error {
 	n.mu.Unlock()
 	finishCloseAll(conns, time.Now().Add(m.cfg.CloseTimeout))
 	m.events.Close()
+	m.waitIdleCloser()
 	close(m.closeDone)
 	log.Debugf("%s: manager closed", m.id.Short())
 	return nil

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	logging "github.com/ipfs/go-log/v2"
 
@@ -35,6 +36,7 @@ type Network struct {
 	mu    sync.Mutex
 	nodes map[identity.Identifier]*Manager
 	cuts  map[pairKey]struct{}
+	uses  atomic.Uint64 // counts messages carried, to order connections by last use
 }
 
 // pairKey names an unordered pair of nodes.
@@ -58,8 +60,8 @@ func NewNetwork() *Network {
 // NewManager adds a node named id to the network and returns its manager.
 // cfg is checked with Config.Validate and zero fields take their defaults;
 // the fields that matter in memory are MaxConnections, MaxMessageSize,
-// ReceiveBuffer, CloseTimeout, RetryAttempts, RetryDelay, MaxRetryDelay and
-// UnreachableFor. It fails with an error wrapping
+// ReceiveBuffer, CloseTimeout, RetryAttempts, RetryDelay, MaxRetryDelay,
+// IdleTimeout, UnreachableFor and EvictAtLimit. It fails with an error wrapping
 // ErrDuplicateIdentifier if a manager that is not closed already uses id, and
 // wrapping p2pconn.ErrInvalidConfig for a bad cfg. Once a manager is closed or
 // crashed, its Identifier may join again.
@@ -83,6 +85,10 @@ func (n *Network) NewManager(id identity.Identifier, cfg p2pconn.Config) (*Manag
 		return nil, fmt.Errorf("memnet: new manager %s: %w", id.Short(), ErrDuplicateIdentifier)
 	}
 	n.nodes[id] = m
+	if m.cfg.IdleTimeout > 0 {
+		m.idleDone = make(chan struct{})
+		go m.closeIdle()
+	}
 	return m, nil
 }
 
@@ -133,14 +139,14 @@ func (n *Network) Heal(a, b identity.Identifier) {
 // Each of its connections is lost on both sides (errors match
 // p2pconn.ErrConnectionLost, not p2pconn.ErrPeerLeft), its manager is closed
 // (later calls fail with p2pconn.ErrManagerClosed, its unaccepted
-// connections are dropped, its event subscriptions end), and the Identifier
-// is free to join again with NewManager. Crash of an Identifier that no live
-// manager uses does nothing.
+// connections are dropped, its event subscriptions end, its idle closing
+// stops), and the Identifier is free to join again with NewManager. Crash of
+// an Identifier that no live manager uses does nothing.
 func (n *Network) Crash(id identity.Identifier) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	m := n.nodes[id]
 	if m == nil {
+		n.mu.Unlock()
 		return
 	}
 	delete(n.nodes, id)
@@ -154,6 +160,8 @@ func (n *Network) Crash(id identity.Identifier) {
 		})
 	}
 	m.events.Close()
+	n.mu.Unlock()
+	m.waitIdleCloser()
 	close(m.closeDone)
 	log.Debugf("crash %s", id.Short())
 }

@@ -87,3 +87,87 @@ func TestOnlyFailuresThatPassAreRemembered(t *testing.T) {
 	_, err = a.Connect(ctx, ms[2].ID())
 	require.NotErrorIs(t, err, p2pconn.ErrUnreachable, "a node that left is not found, not remembered")
 }
+
+// A Send blocked on the remote's full queue when eviction closes its
+// connection fails, and the remote never reads its message.
+func TestEvictionFailsBlockedSend(t *testing.T) {
+	net := memnet.NewNetwork()
+	a := newManager(t, net, randomID(t), p2pconn.Config{MaxConnections: 1, EvictAtLimit: true})
+	b := newManager(t, net, randomID(t), p2pconn.Config{ReceiveBuffer: 1})
+	c := newManager(t, net, randomID(t), p2pconn.Config{})
+	ctx := testkit.Context(t, 10*time.Second)
+	ab, ba := connected(t, a, b)
+	require.NoError(t, ab.Send(ctx, []byte("delivered")))
+	blocked := make(chan error, 1)
+	go func() { blocked <- ab.Send(ctx, []byte("never")) }()
+	select {
+	case err := <-blocked:
+		require.FailNow(t, "Send did not block on the full queue", "err: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	_, err := a.Connect(ctx, c.ID())
+	require.NoError(t, err)
+	require.ErrorIs(t, <-blocked, p2pconn.ErrConnectionClosed)
+	msg, err := ba.Next(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "delivered", string(msg))
+	_, err = ba.Next(ctx)
+	require.ErrorIs(t, err, p2pconn.ErrConnectionClosed)
+	require.NotErrorIs(t, err, p2pconn.ErrConnectionLost)
+}
+
+// A Connect evicts nothing when the remote refuses anyway.
+func TestEvictionOnlyWhenBothSidesTakeIt(t *testing.T) {
+	net := memnet.NewNetwork()
+	a := newManager(t, net, randomID(t), p2pconn.Config{MaxConnections: 1, EvictAtLimit: true})
+	full := newManager(t, net, randomID(t), p2pconn.Config{MaxConnections: 1})
+	b := newManager(t, net, randomID(t), p2pconn.Config{})
+	c := newManager(t, net, randomID(t), p2pconn.Config{})
+	ctx := testkit.Context(t, 10*time.Second)
+	ab, _ := connected(t, a, b)
+	_, err := c.Connect(ctx, full.ID())
+	require.NoError(t, err)
+
+	_, err = a.Connect(ctx, full.ID())
+	require.ErrorIs(t, err, p2pconn.ErrRefused)
+	require.True(t, ab.IsAlive(), "a evicted a connection for a Connect that failed")
+	require.Equal(t, 1, a.ConnectionCount())
+}
+
+// A connection with a Send in progress is not idle, even past IdleTimeout.
+func TestSendInProgressIsNotIdle(t *testing.T) {
+	const idle = 50 * time.Millisecond
+	net := memnet.NewNetwork()
+	a := newManager(t, net, randomID(t), p2pconn.Config{IdleTimeout: idle})
+	b := newManager(t, net, randomID(t), p2pconn.Config{ReceiveBuffer: 1})
+	ctx := testkit.Context(t, 10*time.Second)
+	ab, ba := connected(t, a, b)
+	require.NoError(t, ab.Send(ctx, []byte("one")))
+	sent := make(chan error, 1)
+	go func() { sent <- ab.Send(ctx, []byte("two")) }()
+
+	require.Never(t, func() bool { return !ab.IsAlive() }, 4*idle, 5*time.Millisecond, "closed idle with a Send in progress")
+	for _, want := range []string{"one", "two"} {
+		msg, err := ba.Next(ctx)
+		require.NoError(t, err)
+		require.Equal(t, want, string(msg))
+	}
+	require.NoError(t, <-sent)
+	require.Eventually(t, func() bool { return !ab.IsAlive() }, 5*time.Second, 5*time.Millisecond, "idle once the Send is done")
+	_, err := ba.Next(ctx)
+	require.ErrorIs(t, err, p2pconn.ErrConnectionClosed)
+}
+
+// Crash and Close end idle closing (goleak checks it), and a crash is a
+// loss, never a node leaving.
+func TestIdleCloserEndsWithManager(t *testing.T) {
+	net, ms := newNetwork(t, 3, p2pconn.Config{IdleTimeout: time.Minute})
+	a, b, c := ms[0], ms[1], ms[2]
+	ab, _ := connected(t, a, b)
+	net.Crash(b.ID())
+	require.ErrorIs(t, ab.Err(), p2pconn.ErrConnectionLost)
+	require.NotErrorIs(t, ab.Err(), p2pconn.ErrPeerLeft)
+	require.NoError(t, b.Close())
+	require.NoError(t, c.Close())
+}
