@@ -108,6 +108,15 @@ var tests = []struct {
 	// Events.
 	{"Subscribe", testSubscribe},
 
+	// Connection policy.
+	{"Protect", testProtect},
+	{"Probe", testProbe},
+	{"UnreachableFor", testUnreachableFor},
+	{"IdleTimeout", testIdleTimeout},
+	{"IdleCloseLosesNothing", testIdleCloseLosesNothing},
+	{"EvictAtLimit", testEvictAtLimit},
+	{"PeerLeft", testPeerLeft},
+
 	// Manager lifecycle.
 	{"CloseAll", testCloseAll},
 	{"ManagerClose", testManagerClose},
