@@ -108,6 +108,11 @@ var tests = []struct {
 	// Events.
 	{"Subscribe", testSubscribe},
 
+	// Delivery.
+	{"DeliveryCloseSlowReader", testDeliveryCloseSlowReader},
+	{"SlowReaderSeesClose", testSlowReaderSeesClose},
+	{"DisconnectThenConnectToSlowReader", testDisconnectThenConnectToSlowReader},
+
 	// Connection policy.
 	{"Protect", testProtect},
 	{"Probe", testProbe},
