@@ -18,6 +18,9 @@ type pipe struct {
 	mu      sync.Mutex
 	changed chan struct{} // closed and cleared on every change a waiter may await
 	lost    bool          // ended by Partition or Crash: nothing more is delivered
+	retired bool          // closed idle or evicted: nothing more is committed either way
+	usedAt  time.Time     // when the connection last carried a message, or opened
+	useSeq  uint64        // Network.uses at usedAt: orders uses for eviction
 }
 
 // Conn is one side of an in-memory connection: a p2pconn.Connection. Managers
@@ -27,6 +30,12 @@ type pipe struct {
 // Messages travel by copy straight into the receiver's queue, which holds at
 // most the receiver's Config.ReceiveBuffer messages: a Send to a full queue
 // blocks until the receiver reads, ctx ends or the connection dies.
+//
+// A connection closed by its manager's policy (Config.IdleTimeout or
+// Config.EvictAtLimit) is closed without loss on either side: the closing
+// side's Sends fail from then on, but its Next still returns every message
+// the remote had sent, then an error matching p2pconn.ErrConnectionClosed;
+// the remote sees a clean remote close.
 type Conn struct {
 	p      *pipe
 	mgr    *Manager // the local side
@@ -51,6 +60,7 @@ var _ p2pconn.Connection = (*Conn)(nil)
 // newPipe connects a (the opener) to b and returns each side's Conn.
 func newPipe(a, b *Manager) (*Conn, *Conn) {
 	p := &pipe{}
+	p.usedLocked(a.net)
 	maxMsg := min(a.cfg.MaxMessageSize, b.cfg.MaxMessageSize)
 	end := func(local, remote *Manager) *Conn {
 		return &Conn{
@@ -87,6 +97,9 @@ func (c *Conn) RemoteID() identity.Identifier { return c.remote }
 // p2pconn.ErrMessageTooLarge and the connection stays alive. On a dead
 // connection Send fails at once with an error matching
 // p2pconn.ErrConnectionClosed, and p2pconn.ErrConnectionLost after a loss.
+// A Send blocked on the full queue fails the same way, its message not
+// delivered, when the connection dies, except under this side's Close,
+// which gives it up to CloseTimeout (see Close).
 func (c *Conn) Send(ctx context.Context, msg []byte) error {
 	p := c.p
 	p.mu.Lock()
@@ -108,14 +121,16 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 	}()
 	for {
 		// A Send that started before a local Close still delivers, unless
-		// that Close gave up on it; nothing reaches a remote that closed.
-		if p.lost || r.closed || c.abort {
+		// that Close gave up on it; nothing reaches a remote that closed,
+		// and nothing is committed once the connection was retired.
+		if p.lost || p.retired || r.closed || c.abort {
 			return fmt.Errorf("send: %w", c.err)
 		}
 		if len(r.queue) < r.cap {
 			cp := make([]byte, len(msg)) // never nil, even for an empty message
 			copy(cp, msg)
 			r.queue = append(r.queue, cp)
+			p.usedLocked(c.mgr.net)
 			p.broadcastLocked()
 			return nil
 		}
@@ -127,10 +142,12 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 
 // Next returns the next message, blocking until one arrives, ctx ends or the
 // connection dies. A Next that ctx ends loses nothing. Once the remote has
-// closed the connection or it was lost, Next returns the queued messages,
-// then the cause: an error matching io.EOF and p2pconn.ErrConnectionClosed,
-// and p2pconn.ErrConnectionLost after a loss. After a local Close it fails at
-// once with p2pconn.ErrConnectionClosed.
+// closed the connection, it was lost, or this side's manager closed it idle
+// or evicted it, Next returns the queued messages, then the cause: an error
+// matching io.EOF and p2pconn.ErrConnectionClosed, p2pconn.ErrPeerLeft too
+// when the remote's manager closed, and p2pconn.ErrConnectionLost after a
+// loss. After a local Close it fails at once with
+// p2pconn.ErrConnectionClosed.
 func (c *Conn) Next(ctx context.Context) ([]byte, error) {
 	p := c.p
 	p.mu.Lock()
@@ -143,6 +160,7 @@ func (c *Conn) Next(ctx context.Context) ([]byte, error) {
 			msg := c.queue[0]
 			c.queue[0] = nil
 			c.queue = c.queue[1:]
+			p.usedLocked(c.mgr.net)
 			p.broadcastLocked()
 			return msg, nil
 		}
@@ -170,8 +188,9 @@ func (c *Conn) IsAlive() bool {
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // Err returns nil while the connection is alive, then why it died: an error
-// matching p2pconn.ErrConnectionClosed, and p2pconn.ErrConnectionLost too
-// after a Partition or Crash, naming the remote.
+// matching p2pconn.ErrConnectionClosed, naming the remote; it also matches
+// p2pconn.ErrPeerLeft when the remote's manager closed, and
+// p2pconn.ErrConnectionLost after a Partition or Crash.
 func (c *Conn) Err() error {
 	c.p.mu.Lock()
 	defer c.p.mu.Unlock()
@@ -181,7 +200,8 @@ func (c *Conn) Err() error {
 // Close closes the connection on both sides and discards the messages not
 // yet read on this side. The remote can no longer send, and its Next returns
 // every message sent before the close, then an error matching io.EOF and
-// p2pconn.ErrConnectionClosed, but not p2pconn.ErrConnectionLost.
+// p2pconn.ErrConnectionClosed, but not p2pconn.ErrConnectionLost (nor
+// p2pconn.ErrPeerLeft, unless the Close is part of Manager.Close).
 //
 // A Send of this side blocked on the remote's full queue when Close is called
 // is given up to Config.CloseTimeout to complete; after that it fails with
@@ -192,7 +212,7 @@ func (c *Conn) Close() error {
 	n := c.mgr.net
 	n.mu.Lock()
 	c.p.mu.Lock()
-	started := c.beginCloseLocked()
+	started := c.beginCloseLocked(false)
 	closing := c.closing
 	c.p.mu.Unlock()
 	n.mu.Unlock()
@@ -206,8 +226,10 @@ func (c *Conn) Close() error {
 
 // beginCloseLocked starts a local close, with n.mu and p.mu held, and reports
 // whether it did: false if a Close had started already. Both sides die at
-// once and leave their pools; finishClose ends the stream.
-func (c *Conn) beginCloseLocked() bool {
+// once and leave their pools; finishClose ends the stream. leaving says that
+// the local manager is closing, which the remote learns as
+// p2pconn.ErrPeerLeft.
+func (c *Conn) beginCloseLocked(leaving bool) bool {
 	if c.closing != nil {
 		return false
 	}
@@ -215,7 +237,11 @@ func (c *Conn) beginCloseLocked() bool {
 	if c.err == nil {
 		c.die(fmt.Errorf("connection to %s closed: %w", c.remote.Short(), p2pconn.ErrConnectionClosed))
 		if r := c.peer(); r.err == nil {
-			r.die(fmt.Errorf("connection to %s closed by remote: %w", r.remote.Short(), p2pconn.ErrConnectionClosed))
+			if leaving {
+				r.die(fmt.Errorf("connection to %s: remote node left: %w", r.remote.Short(), p2pconn.ErrPeerLeft))
+			} else {
+				r.die(fmt.Errorf("connection to %s closed by remote: %w", r.remote.Short(), p2pconn.ErrConnectionClosed))
+			}
 		}
 	}
 	c.closed = true
@@ -261,6 +287,23 @@ func (c *Conn) die(err error) {
 	close(c.done)
 	c.mgr.dropLocked(c)
 	c.mgr.events.Publish(p2pconn.Event{Kind: p2pconn.EventDisconnected, Peer: c.remote, Inbound: c.p.ends[1] == c, Conn: c, Err: err})
+}
+
+// retireLocked closes c for its manager's policy (idle closing, eviction),
+// with n.mu and p.mu held, losing nothing on either side: no Send of either
+// side commits a message any more (those in progress fail), but both sides'
+// Next still return what they had received, then the error: a plain close on
+// this side, a clean remote close on the other. c must be alive.
+func (c *Conn) retireLocked(why string) {
+	p := c.p
+	p.retired = true
+	c.die(fmt.Errorf("connection to %s closed (%s): %w", c.remote.Short(), why, p2pconn.ErrConnectionClosed))
+	r := c.peer()
+	r.die(fmt.Errorf("connection to %s closed by remote: %w", r.remote.Short(), p2pconn.ErrConnectionClosed))
+	c.ended, r.ended = true, true
+	p.broadcastLocked()
+	p.forgetLocked()
+	log.Debugf("%s: closed connection to %s (%s)", c.mgr.id.Short(), c.remote.Short(), why)
 }
 
 // peer returns the other side of the connection.
@@ -309,6 +352,13 @@ func (p *pipe) settledLocked() bool {
 		}
 	}
 	return true
+}
+
+// usedLocked records that p carried a message now, with p.mu held (or
+// before p is shared).
+func (p *pipe) usedLocked(n *Network) {
+	p.usedAt = time.Now()
+	p.useSeq = n.uses.Add(1)
 }
 
 // forgetLocked removes p from both managers' pipe sets, with n.mu held.

@@ -49,6 +49,9 @@ func Example() {
 	fmt.Println("lost:", errors.Is(err, p2pconn.ErrConnectionLost))
 	_, err = alice.Connect(ctx, bobID)
 	fmt.Println("unreachable:", errors.Is(err, memnet.ErrUnreachable))
+	_, err = alice.Connect(ctx, bobID) // fails at once: bob failed within UnreachableFor
+	var recent *p2pconn.UnreachableError
+	fmt.Println("failed recently:", errors.As(err, &recent))
 
 	net.Heal(aliceID, bobID)
 	_, err = alice.Connect(ctx, bobID)
@@ -57,5 +60,6 @@ func Example() {
 	// bob got "hello" from a1000000 at /memnet/a1000000...
 	// lost: true
 	// unreachable: true
+	// failed recently: true
 	// healed: true
 }

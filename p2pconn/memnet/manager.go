@@ -15,23 +15,42 @@ import (
 
 // Manager is one node of a Network: an in-memory p2pconn.ConnectionManager.
 // Create it with Network.NewManager. Every method is safe for concurrent use.
-// A Manager starts no goroutines but one per event subscription, which
-// Close ends.
+// A Manager starts no goroutines but one per event subscription and, with
+// Config.IdleTimeout, one that closes idle connections; Close and Crash end
+// them all.
+//
+// The connection policy of p2pconn.Config applies as with the libp2p
+// Manager: IdleTimeout closes connections that carried no message for that
+// long, EvictAtLimit makes room at MaxConnections by closing the least
+// recently used connection, both without loss (see Conn) and sparing the
+// peers given to Protect, and UnreachableFor remembers a peer that a Connect
+// could not reach across a partition. A connection is used when it opens,
+// when a Send of either side commits a message and when Next hands one out;
+// one with messages waiting for Next on this side, or with a Send of either
+// side in progress, is never idle.
 type Manager struct {
-	net    *Network
-	id     identity.Identifier
-	cfg    p2pconn.Config // defaults filled in
-	quit   chan struct{}  // closed when the manager closes or crashes
-	events eventq.Hub[p2pconn.Event]
+	net      *Network
+	id       identity.Identifier
+	cfg      p2pconn.Config // defaults filled in
+	quit     chan struct{}  // closed when the manager closes or crashes
+	idleDone chan struct{}  // closed when closeIdle has returned; nil without IdleTimeout
+	events   eventq.Hub[p2pconn.Event]
 
 	// Guarded by net.mu.
-	conns     map[identity.Identifier]*Conn // the pool: live connections only
-	protected map[identity.Identifier]struct{}
-	pipes     map[*pipe]struct{} // every connection of this node not yet settled
-	accepts   []*Conn            // opened by remotes, not yet accepted
-	acceptCh  chan struct{}      // closed and cleared when accepts grows or the manager closes
-	closed    bool
-	closeDone chan struct{} // closed when Close (or Crash) has finished
+	conns       map[identity.Identifier]*Conn // the pool: live connections only
+	protected   map[identity.Identifier]struct{}
+	unreachable map[identity.Identifier]failure // peers a Connect failed to reach lately
+	pipes       map[*pipe]struct{}              // every connection of this node not yet settled
+	accepts     []*Conn                         // opened by remotes, not yet accepted
+	acceptCh    chan struct{}                   // closed and cleared when accepts grows or the manager closes
+	closed      bool
+	closeDone   chan struct{} // closed when Close (or Crash) has finished
+}
+
+// failure is the last failed Connect to a peer, for Config.UnreachableFor.
+type failure struct {
+	at    time.Time // when the last attempt failed
+	cause error     // why
 }
 
 var _ p2pconn.ConnectionManager = (*Manager)(nil)
@@ -51,42 +70,61 @@ func (m *Manager) ID() identity.Identifier { return m.id }
 // p2pconn.ErrManagerClosed after Close. A ctx that has ended fails a Connect
 // that would open a connection.
 //
+// With Config.EvictAtLimit, a manager at MaxConnections (this one, or the
+// remote for the connection it is asked to take) makes room instead of
+// refusing: it closes its least recently used connection whose peer is not
+// protected, without loss (see Conn). It refuses as without EvictAtLimit
+// when every connection is protected.
+//
 // A partition is the one failure that may pass: across it, Connect retries
 // RetryAttempts times (the Config's, or WithRetryAttempts for this call),
 // waiting Config.RetryBackoff between attempts, so a Heal meanwhile lets it
 // succeed; the wait is the only time Connect blocks, and ctx and Close end it.
 // Concurrent Connects each make their own attempts, as attempts are instant.
+//
+// When a Connect fails so, after its last attempt, the peer is remembered
+// for Config.UnreachableFor: until then, Connects to it that would open a
+// connection fail at once with a *p2pconn.UnreachableError, which matches
+// p2pconn.ErrUnreachable and the last attempt's error (ErrUnreachable of this
+// package), unless they pass p2pconn.IgnoreRecentFailure. A connection the
+// peer opens, a successful Connect and Network.Heal of the pair clear it.
 func (m *Manager) Connect(ctx context.Context, id identity.Identifier, opts ...p2pconn.ConnectOption) (p2pconn.Connection, error) {
-	c, err := m.connectOnce(ctx, id)
-	if err == nil || !errors.Is(err, ErrUnreachable) {
-		return c, err
+	s := m.cfg.ConnectSettings(opts...)
+	c, err := m.connectOnce(ctx, id, !s.IgnoreRecentFailure)
+	if err == nil || !errors.Is(err, ErrUnreachable) || errors.Is(err, p2pconn.ErrUnreachable) {
+		return c, err // done, a failure that does not pass, or a recent one
 	}
-	retries := m.cfg.ConnectSettings(opts...).RetryAttempts
+	last := time.Now()
 	errs := []error{fmt.Errorf("attempt 1: %w", err)}
-	for retry := 1; retry <= retries; retry++ {
+	for retry := 1; retry <= s.RetryAttempts; retry++ {
 		t := time.NewTimer(m.cfg.RetryBackoff(retry))
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
+			m.remember(id, last, err)
 			return nil, fmt.Errorf("connect %s: %w", id.Short(), errors.Join(append(errs, ctx.Err())...))
 		case <-m.quit:
 			t.Stop()
 			return nil, fmt.Errorf("connect %s: %w", id.Short(), errors.Join(append(errs, p2pconn.ErrManagerClosed)...))
 		}
-		if c, err = m.connectOnce(ctx, id); err == nil || !errors.Is(err, ErrUnreachable) {
+		c, err = m.connectOnce(ctx, id, false)
+		if err == nil || !errors.Is(err, ErrUnreachable) {
 			return c, err
 		}
+		last = time.Now()
 		errs = append(errs, fmt.Errorf("attempt %d: %w", retry+1, err))
 	}
+	m.remember(id, last, err)
 	if len(errs) == 1 {
 		return nil, err
 	}
 	return nil, fmt.Errorf("connect %s: %w", id.Short(), errors.Join(errs...))
 }
 
-// connectOnce makes one attempt of Connect.
-func (m *Manager) connectOnce(ctx context.Context, id identity.Identifier) (p2pconn.Connection, error) {
+// connectOnce makes one attempt of Connect; checkRecent makes it fail at once
+// if a failure to reach id is remembered.
+func (m *Manager) connectOnce(ctx context.Context, id identity.Identifier, checkRecent bool) (p2pconn.Connection, error) {
 	n := m.net
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -99,6 +137,11 @@ func (m *Manager) connectOnce(ctx context.Context, id identity.Identifier) (p2pc
 	if id == m.id {
 		return nil, fmt.Errorf("connect %s: %w", id.Short(), p2pconn.ErrSelfConnect)
 	}
+	if checkRecent {
+		if err := m.recentFailureLocked(id); err != nil {
+			return nil, err
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("connect %s: %w", id.Short(), err)
 	}
@@ -109,15 +152,35 @@ func (m *Manager) connectOnce(ctx context.Context, id identity.Identifier) (p2pc
 	if n.cutLocked(m.id, id) {
 		return nil, fmt.Errorf("connect %s: dial: %w", id.Short(), ErrUnreachable)
 	}
+	// Both sides must be able to take the connection before either evicts.
+	var evict []*Conn
 	if len(m.conns) >= m.cfg.MaxConnections {
-		return nil, fmt.Errorf("connect %s: %w (limit %d)", id.Short(), p2pconn.ErrTooManyConnections, m.cfg.MaxConnections)
+		v := m.victimLocked()
+		if v == nil {
+			return nil, fmt.Errorf("connect %s: %w (limit %d)", id.Short(), p2pconn.ErrTooManyConnections, m.cfg.MaxConnections)
+		}
+		evict = append(evict, v)
 	}
-	if len(r.conns) >= r.cfg.MaxConnections || !r.makeAcceptRoomLocked() {
-		return nil, fmt.Errorf("connect %s: open: %w (remote at its limit of %d connections)", id.Short(), p2pconn.ErrRefused, r.cfg.MaxConnections)
+	if len(r.conns) >= r.cfg.MaxConnections {
+		v := r.victimLocked()
+		if v == nil {
+			return nil, fmt.Errorf("connect %s: open: %w (remote at its limit of %d connections)", id.Short(), p2pconn.ErrRefused, r.cfg.MaxConnections)
+		}
+		evict = append(evict, v)
+	}
+	if !r.makeAcceptRoomLocked() {
+		return nil, fmt.Errorf("connect %s: open: %w (remote's accept queue holds %d connections)", id.Short(), p2pconn.ErrRefused, len(r.accepts))
+	}
+	for _, v := range evict {
+		v.p.mu.Lock()
+		v.retireLocked("evicted at MaxConnections")
+		v.p.mu.Unlock()
 	}
 	c, rc := newPipe(m, r)
 	m.conns[id], r.conns[m.id] = c, rc
 	m.pipes[c.p], r.pipes[c.p] = struct{}{}, struct{}{}
+	delete(m.unreachable, id)
+	delete(r.unreachable, m.id)
 	r.accepts = append(r.accepts, rc)
 	r.notifyAcceptLocked()
 	m.events.Publish(p2pconn.Event{Kind: p2pconn.EventConnected, Peer: id, Conn: c})
@@ -201,7 +264,7 @@ func (m *Manager) Disconnect(id identity.Identifier) error {
 // manager stays usable. It always returns nil.
 func (m *Manager) CloseAll() error {
 	m.net.mu.Lock()
-	conns := m.beginCloseAllLocked()
+	conns := m.beginCloseAllLocked(false)
 	m.net.mu.Unlock()
 	finishCloseAll(conns, time.Now().Add(m.cfg.CloseTimeout))
 	return nil
@@ -229,11 +292,13 @@ func (m *Manager) ConnectedPeers() []identity.Identifier {
 // Close stops the manager for good. In order: it leaves the Network (so
 // Connects to its Identifier fail with resolver.ErrNotFound and the Identifier
 // may join again), drops its accept queue and wakes blocked Accepts and
-// Connects, closes every connection as CloseAll does, ends every event
-// subscription, and returns once they are closed. Later
-// Connect and Accept calls fail with p2pconn.ErrManagerClosed; Disconnect and
-// CloseAll have nothing left to close and return nil. Close is idempotent:
-// every call returns nil after the first has finished.
+// Connects, closes every connection as CloseAll does, except that its peers
+// learn that this node left (their side ends with an error matching
+// p2pconn.ErrPeerLeft, after the messages they had received), ends every
+// event subscription, stops idle closing, and returns once all of that is
+// done. Later Connect and Accept calls fail with p2pconn.ErrManagerClosed;
+// Disconnect and CloseAll have nothing left to close and return nil. Close
+// is idempotent: every call returns nil after the first has finished.
 func (m *Manager) Close() error {
 	n := m.net
 	n.mu.Lock()
@@ -247,10 +312,11 @@ func (m *Manager) Close() error {
 		delete(n.nodes, m.id)
 	}
 	m.shutdownLocked()
-	conns := m.beginCloseAllLocked()
+	conns := m.beginCloseAllLocked(true)
 	n.mu.Unlock()
 	finishCloseAll(conns, time.Now().Add(m.cfg.CloseTimeout))
 	m.events.Close()
+	m.waitIdleCloser()
 	close(m.closeDone)
 	log.Debugf("%s: manager closed", m.id.Short())
 	return nil
@@ -274,12 +340,13 @@ type closeJob struct {
 }
 
 // beginCloseAllLocked starts closing every connection of the pool, which it
-// empties, and returns them for finishCloseAll.
-func (m *Manager) beginCloseAllLocked() []closeJob {
+// empties, and returns them for finishCloseAll. leaving says that the manager
+// is closing (its peers see p2pconn.ErrPeerLeft).
+func (m *Manager) beginCloseAllLocked(leaving bool) []closeJob {
 	jobs := make([]closeJob, 0, len(m.conns))
 	for _, c := range m.conns {
 		c.p.mu.Lock()
-		started := c.beginCloseLocked()
+		started := c.beginCloseLocked(leaving)
 		jobs = append(jobs, closeJob{c: c, started: started, closing: c.closing})
 		c.p.mu.Unlock()
 	}
@@ -329,36 +396,4 @@ func (m *Manager) dropLocked(c *Conn) {
 	if m.conns[c.remote] == c {
 		delete(m.conns, c.remote)
 	}
-}
-
-// Protect keeps idle closing and eviction away from the connection to id,
-// until Unprotect; it holds for a peer not connected yet too.
-func (m *Manager) Protect(id identity.Identifier) {
-	m.net.mu.Lock()
-	defer m.net.mu.Unlock()
-	m.protected[id] = struct{}{}
-}
-
-// Unprotect undoes Protect.
-func (m *Manager) Unprotect(id identity.Identifier) {
-	m.net.mu.Lock()
-	defer m.net.mu.Unlock()
-	delete(m.protected, id)
-}
-
-// Probe returns the time it took to check that the connection to id is live
-// (there is no wire to ping across); without a live connection it fails at
-// once with an error matching p2pconn.ErrConnectionClosed. It never connects.
-func (m *Manager) Probe(ctx context.Context, id identity.Identifier) (time.Duration, error) {
-	start := time.Now()
-	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("probe %s: %w", id.Short(), err)
-	}
-	m.net.mu.Lock()
-	c := m.conns[id]
-	m.net.mu.Unlock()
-	if c == nil || !c.IsAlive() {
-		return 0, fmt.Errorf("probe %s: no live connection: %w", id.Short(), p2pconn.ErrConnectionClosed)
-	}
-	return max(time.Since(start), time.Nanosecond), nil
 }

@@ -320,3 +320,37 @@ func TestAcceptQueueFullOfLiveRefuses(t *testing.T) {
 	_, err = q.Connect(ctx, a.ID())
 	require.ErrorIs(t, err, p2pconn.ErrRefused)
 }
+
+func TestCloseTellsPeersTheNodeLeft(t *testing.T) {
+	net, ms := newNetwork(t, 3, p2pconn.Config{})
+	a, b, c := ms[0], ms[1], ms[2]
+	ctx := testkit.Context(t, 10*time.Second)
+	ab, ba := connected(t, a, b)
+	cb, _ := connected(t, c, b)
+	require.NoError(t, ba.Send(ctx, []byte("goodbye")))
+
+	require.NoError(t, b.Close())
+	msg, err := ab.Next(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "goodbye", string(msg))
+	for _, conn := range []p2pconn.Connection{ab, cb} {
+		_, err := conn.Next(ctx)
+		require.ErrorIs(t, err, p2pconn.ErrPeerLeft)
+		require.ErrorIs(t, err, p2pconn.ErrConnectionClosed)
+		require.NotErrorIs(t, err, p2pconn.ErrConnectionLost)
+		require.ErrorIs(t, conn.Err(), p2pconn.ErrPeerLeft)
+	}
+	_, err = ba.Next(ctx)
+	require.NotErrorIs(t, err, p2pconn.ErrPeerLeft, "the side that left did not see itself leave")
+
+	// Disconnect and Crash are not leaving.
+	d := newManager(t, net, randomID(t), p2pconn.Config{})
+	ad, da := connected(t, a, d)
+	require.NoError(t, d.Disconnect(a.ID()))
+	require.NotErrorIs(t, ad.Err(), p2pconn.ErrPeerLeft)
+	require.ErrorIs(t, da.Err(), p2pconn.ErrConnectionClosed)
+	ad, _ = connected(t, a, d)
+	net.Crash(d.ID())
+	require.ErrorIs(t, ad.Err(), p2pconn.ErrConnectionLost)
+	require.NotErrorIs(t, ad.Err(), p2pconn.ErrPeerLeft)
+}

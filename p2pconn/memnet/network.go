@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	logging "github.com/ipfs/go-log/v2"
 
@@ -35,6 +36,7 @@ type Network struct {
 	mu    sync.Mutex
 	nodes map[identity.Identifier]*Manager
 	cuts  map[pairKey]struct{}
+	uses  atomic.Uint64 // counts messages carried, to order connections by last use
 }
 
 // pairKey names an unordered pair of nodes.
@@ -58,7 +60,8 @@ func NewNetwork() *Network {
 // NewManager adds a node named id to the network and returns its manager.
 // cfg is checked with Config.Validate and zero fields take their defaults;
 // the fields that matter in memory are MaxConnections, MaxMessageSize,
-// ReceiveBuffer and CloseTimeout. It fails with an error wrapping
+// ReceiveBuffer, CloseTimeout, RetryAttempts, RetryDelay, MaxRetryDelay,
+// IdleTimeout, UnreachableFor and EvictAtLimit. It fails with an error wrapping
 // ErrDuplicateIdentifier if a manager that is not closed already uses id, and
 // wrapping p2pconn.ErrInvalidConfig for a bad cfg. Once a manager is closed or
 // crashed, its Identifier may join again.
@@ -67,13 +70,14 @@ func (n *Network) NewManager(id identity.Identifier, cfg p2pconn.Config) (*Manag
 		return nil, fmt.Errorf("memnet: new manager %s: %w", id.Short(), err)
 	}
 	m := &Manager{
-		net:       n,
-		id:        id,
-		cfg:       cfg.WithDefaults(),
-		quit:      make(chan struct{}),
-		conns:     make(map[identity.Identifier]*Conn),
-		protected: make(map[identity.Identifier]struct{}),
-		pipes:     make(map[*pipe]struct{}),
+		net:         n,
+		id:          id,
+		cfg:         cfg.WithDefaults(),
+		quit:        make(chan struct{}),
+		conns:       make(map[identity.Identifier]*Conn),
+		protected:   make(map[identity.Identifier]struct{}),
+		unreachable: make(map[identity.Identifier]failure),
+		pipes:       make(map[*pipe]struct{}),
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -81,6 +85,10 @@ func (n *Network) NewManager(id identity.Identifier, cfg p2pconn.Config) (*Manag
 		return nil, fmt.Errorf("memnet: new manager %s: %w", id.Short(), ErrDuplicateIdentifier)
 	}
 	n.nodes[id] = m
+	if m.cfg.IdleTimeout > 0 {
+		m.idleDone = make(chan struct{})
+		go m.closeIdle()
+	}
 	return m, nil
 }
 
@@ -88,9 +96,12 @@ func (n *Network) NewManager(id identity.Identifier, cfg p2pconn.Config) (*Manag
 // The connection between them, if any, is lost on both sides: Send and Next
 // fail with errors matching p2pconn.ErrConnectionLost (Next after returning
 // the messages already queued), and it leaves both pools. While the cut lasts,
-// Connect between a and b fails with an error wrapping ErrUnreachable. Links
-// to other nodes are untouched. a and b need not have joined yet; Partition of
-// a pair already cut does nothing more.
+// Connect between a and b fails with an error wrapping ErrUnreachable, after
+// its retries; once a Connect failed so, the next ones within
+// Config.UnreachableFor fail at once with a *p2pconn.UnreachableError (unless
+// they pass p2pconn.IgnoreRecentFailure). Links to other nodes are
+// untouched. a and b need not have joined yet; Partition of a pair already
+// cut does nothing more.
 func (n *Network) Partition(a, b identity.Identifier) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -107,27 +118,35 @@ func (n *Network) Partition(a, b identity.Identifier) {
 	log.Debugf("partition %s <-> %s", a.Short(), b.Short())
 }
 
-// Heal restores the link between a and b that Partition cut. Connections lost
-// to the partition stay dead; the next Connect opens a new one.
+// Heal restores the link between a and b that Partition cut, and makes
+// both forget that Connects between them failed (Config.UnreachableFor).
+// Connections lost to the partition stay dead; the next Connect opens a new
+// one.
 func (n *Network) Heal(a, b identity.Identifier) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	delete(n.cuts, keyOf(a, b))
+	if m := n.nodes[a]; m != nil {
+		delete(m.unreachable, b)
+	}
+	if m := n.nodes[b]; m != nil {
+		delete(m.unreachable, a)
+	}
 	log.Debugf("heal %s <-> %s", a.Short(), b.Short())
 }
 
 // Crash makes the node id vanish as a killed process would: no clean close.
 // Each of its connections is lost on both sides (errors match
-// p2pconn.ErrConnectionLost), its manager is closed (later calls fail with
-// p2pconn.ErrManagerClosed, its unaccepted connections are dropped, its event
-// subscriptions end), and the
-// Identifier is free to join again with NewManager. Crash of an Identifier
-// that no live manager uses does nothing.
+// p2pconn.ErrConnectionLost, not p2pconn.ErrPeerLeft), its manager is closed
+// (later calls fail with p2pconn.ErrManagerClosed, its unaccepted
+// connections are dropped, its event subscriptions end, its idle closing
+// stops), and the Identifier is free to join again with NewManager. Crash of
+// an Identifier that no live manager uses does nothing.
 func (n *Network) Crash(id identity.Identifier) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	m := n.nodes[id]
 	if m == nil {
+		n.mu.Unlock()
 		return
 	}
 	delete(n.nodes, id)
@@ -141,6 +160,8 @@ func (n *Network) Crash(id identity.Identifier) {
 		})
 	}
 	m.events.Close()
+	n.mu.Unlock()
+	m.waitIdleCloser()
 	close(m.closeDone)
 	log.Debugf("crash %s", id.Short())
 }

@@ -67,7 +67,9 @@ func testConnectRetries(t *testing.T, net Network) {
 }
 
 // testConnectRetriesAcrossHeal: on a Network that can partition, a Connect
-// with retries succeeds once the partition heals while it retries.
+// with retries succeeds once the partition heals while it retries. It
+// ignores the failure of the Connect before it (Config.UnreachableFor), as
+// maintenance that must find out for itself does.
 func testConnectRetriesAcrossHeal(t *testing.T, net Network) {
 	p, ok := net.(Partitioner)
 	if !ok {
@@ -90,7 +92,7 @@ func testConnectRetriesAcrossHeal(t *testing.T, net Network) {
 		close(healed)
 	})
 	defer heal.Stop()
-	c, err := a.Manager.Connect(testkit.Context(t, opTimeout), b.ID, p2pconn.WithRetryAttempts(1000))
+	c, err := a.Manager.Connect(testkit.Context(t, opTimeout), b.ID, p2pconn.WithRetryAttempts(1000), p2pconn.IgnoreRecentFailure())
 	require.NoError(t, err, "connect retrying until the partition heals")
 	<-healed
 	cb := accept(t, b)

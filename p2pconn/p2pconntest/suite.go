@@ -108,6 +108,20 @@ var tests = []struct {
 	// Events.
 	{"Subscribe", testSubscribe},
 
+	// Delivery.
+	{"DeliveryCloseSlowReader", testDeliveryCloseSlowReader},
+	{"SlowReaderSeesClose", testSlowReaderSeesClose},
+	{"DisconnectThenConnectToSlowReader", testDisconnectThenConnectToSlowReader},
+
+	// Connection policy.
+	{"Protect", testProtect},
+	{"Probe", testProbe},
+	{"UnreachableFor", testUnreachableFor},
+	{"IdleTimeout", testIdleTimeout},
+	{"IdleCloseLosesNothing", testIdleCloseLosesNothing},
+	{"EvictAtLimit", testEvictAtLimit},
+	{"PeerLeft", testPeerLeft},
+
 	// Manager lifecycle.
 	{"CloseAll", testCloseAll},
 	{"ManagerClose", testManagerClose},
