@@ -54,7 +54,7 @@ type conn struct {
 	halves   atomic.Int32  // stream halves not finished yet (reader, writer)
 	reset    atomic.Bool   // the stream was reset: nothing more to read
 
-	activity atomic.Uint64 // messages committed by Send or received, for idle closing
+	lastUsed atomic.Int64  // when a Send last committed a message or one arrived (Unix ns)
 	closeWhy atomic.Uint32 // the CLOSE reason this side sends before its half-close, 0 for none
 	heardWhy atomic.Uint32 // the CLOSE reason the remote sent, 0 if none
 	ended    atomic.Bool   // this side ended the connection (Close, idle closing, eviction)
@@ -71,9 +71,6 @@ type conn struct {
 	seen     uint64    // received at the last check
 	lastSeen time.Time // when received last changed
 	pinging  atomic.Bool
-	// Idle state, written by the health loop.
-	active   atomic.Uint64 // activity at the last check
-	lastUsed atomic.Int64  // when activity last changed (Unix ns)
 }
 
 var _ Connection = (*conn)(nil)
@@ -249,7 +246,7 @@ func (c *conn) readLoop() {
 			c.control(msg)
 			continue
 		}
-		c.activity.Add(1)
+		c.used()
 		c.m.metrics.received(len(msg))
 		select {
 		case <-c.closing:
@@ -430,6 +427,10 @@ func (c *conn) Close() error {
 	})
 	return nil
 }
+
+// used records that the connection carried a message now, for idle
+// closing and eviction.
+func (c *conn) used() { c.lastUsed.Store(time.Now().UnixNano()) }
 
 // control handles a control frame from the remote. Types this version does
 // not know are ignored (PROTOCOL.md, "Control frames").

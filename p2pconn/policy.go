@@ -3,7 +3,6 @@ package p2pconn
 import (
 	"context"
 	"fmt"
-	"math"
 	"sync"
 	"time"
 
@@ -152,16 +151,13 @@ func (m *Manager) forgetFailure(p peer.ID) {
 }
 
 // checkIdle closes, in the background, the connections among conns that
-// carried no message for IdleTimeout, and keeps the time each was last used
-// for eviction. Only the health loop calls it.
+// carried no message for IdleTimeout.
 func (m *Manager) checkIdle(now time.Time, conns []*conn) {
+	if m.cfg.IdleTimeout == 0 {
+		return
+	}
 	for _, c := range conns {
-		if a := c.activity.Load(); a != c.active.Load() {
-			c.active.Store(a)
-			c.lastUsed.Store(now.UnixNano())
-			continue
-		}
-		if m.cfg.IdleTimeout == 0 || now.Sub(time.Unix(0, c.lastUsed.Load())) < m.cfg.IdleTimeout || !m.retirable(c) {
+		if now.Sub(time.Unix(0, c.lastUsed.Load())) < m.cfg.IdleTimeout || !m.retirable(c) {
 			continue
 		}
 		m.goroutine(func() {
@@ -184,16 +180,6 @@ func (m *Manager) retirable(c *conn) bool {
 	return !m.isProtectedLocked(c.id)
 }
 
-// lastUsed returns when c last carried a message, as the health loop saw it
-// (Unix ns); a connection used since the loop last looked counts as in use
-// now.
-func lastUsed(c *conn) int64 {
-	if c.activity.Load() != c.active.Load() {
-		return math.MaxInt64
-	}
-	return c.lastUsed.Load()
-}
-
 // makeRoom closes the least recently used connection that may go, for a new
 // connection to id at MaxConnections (Config.EvictAtLimit). It reports
 // whether one was closed.
@@ -211,7 +197,7 @@ func (m *Manager) makeRoom(id identity.Identifier) bool {
 			if c == nil || c.dead.Load() || c.caps&capClose == 0 || m.isProtectedLocked(pid) {
 				continue
 			}
-			if used := lastUsed(c); victim == nil || used < vused {
+			if used := c.lastUsed.Load(); victim == nil || used < vused {
 				victim, vused = c, used
 			}
 		}

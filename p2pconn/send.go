@@ -61,14 +61,14 @@ func (c *conn) Send(ctx context.Context, msg []byte) error {
 	if c.m.metrics == nil {
 		err := c.send(ctx, msg)
 		if err == nil {
-			c.activity.Add(1)
+			c.used()
 		}
 		return err
 	}
 	start := time.Now()
 	err := c.send(ctx, msg)
 	if err == nil {
-		c.activity.Add(1)
+		c.used()
 		c.m.metrics.sent(len(msg), start)
 	}
 	return err

@@ -84,13 +84,32 @@ func (m *Manager) ID() identity.Identifier { return m.id }
 //
 // When a Connect fails so, after its last attempt, the peer is remembered
 // for Config.UnreachableFor: until then, Connects to it that would open a
-// connection fail at once with a *p2pconn.UnreachableError, which matches
-// p2pconn.ErrUnreachable and the last attempt's error (ErrUnreachable of this
-// package), unless they pass p2pconn.IgnoreRecentFailure. A connection the
+// connection and not retry fail at once with a *p2pconn.UnreachableError,
+// which matches p2pconn.ErrUnreachable and the last attempt's error
+// (ErrUnreachable of this package); Connects with retries count it as their
+// first failed attempt and wait for the window to end; Connects with
+// p2pconn.IgnoreRecentFailure try at once. A connection the
 // peer opens, a successful Connect and Network.Heal of the pair clear it.
 func (m *Manager) Connect(ctx context.Context, id identity.Identifier, opts ...p2pconn.ConnectOption) (p2pconn.Connection, error) {
 	s := m.cfg.ConnectSettings(opts...)
 	c, err := m.connectOnce(ctx, id, !s.IgnoreRecentFailure)
+	var recent *p2pconn.UnreachableError
+	if errors.As(err, &recent) && s.RetryAttempts > 0 {
+		// The remembered failure counts as the first attempt: wait for its
+		// window to end, then go on with one retry less.
+		t := time.NewTimer(time.Until(recent.LastTried.Add(m.cfg.UnreachableFor)))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("connect %s: %w (%w)", id.Short(), ctx.Err(), err)
+		case <-m.quit:
+			t.Stop()
+			return nil, fmt.Errorf("connect %s: %w", id.Short(), p2pconn.ErrManagerClosed)
+		}
+		s.RetryAttempts--
+		c, err = m.connectOnce(ctx, id, false)
+	}
 	if err == nil || !errors.Is(err, ErrUnreachable) || errors.Is(err, p2pconn.ErrUnreachable) {
 		return c, err // done, a failure that does not pass, or a recent one
 	}

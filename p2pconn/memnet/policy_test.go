@@ -35,7 +35,7 @@ func TestUnreachableAfterRetries(t *testing.T) {
 	_, err := a.Connect(ctx, b.ID())
 	require.ErrorIs(t, err, memnet.ErrUnreachable)
 	returned := time.Now()
-	_, err = a.Connect(ctx, b.ID())
+	_, err = a.Connect(ctx, b.ID(), p2pconn.WithRetryAttempts(0))
 	var ue *p2pconn.UnreachableError
 	require.ErrorAs(t, err, &ue)
 	require.Equal(t, b.ID(), ue.Peer)
@@ -55,7 +55,7 @@ func TestUnreachableAfterRetries(t *testing.T) {
 	_, err = c.Connect(short, b.ID())
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.ErrorIs(t, err, memnet.ErrUnreachable)
-	_, err = c.Connect(ctx, b.ID())
+	_, err = c.Connect(ctx, b.ID(), p2pconn.WithRetryAttempts(0))
 	require.ErrorIs(t, err, p2pconn.ErrUnreachable)
 }
 

@@ -138,9 +138,9 @@ func testUnreachableFor(t *testing.T, net Network) {
 	require.Error(t, err, "connect across a partition")
 	require.NotErrorIs(t, err, p2pconn.ErrUnreachable, "the first failure is an attempt of its own")
 
-	// Fails at once, without the retry the Config asks for.
+	// A Connect that would not retry fails at once.
 	t0 := time.Now()
-	_, err = a.Manager.Connect(ctx, b.ID)
+	_, err = a.Manager.Connect(ctx, b.ID, once)
 	elapsed := time.Since(t0)
 	var ue *p2pconn.UnreachableError
 	require.ErrorAs(t, err, &ue, "connect right after a failure")
@@ -152,6 +152,14 @@ func testUnreachableFor(t *testing.T, net Network) {
 	require.False(t, ue.LastTried.After(t0), "LastTried %v after the failed Connect returned", ue.LastTried)
 	require.Less(t, elapsed, time.Second, "a recent failure must fail at once")
 	connect(t, a, c) // other peers are not concerned
+
+	// A Connect with retries counts the failure as its first attempt: it
+	// waits for the window to end, then dials (and fails again).
+	_, err = a.Manager.Connect(ctx, b.ID)
+	require.Error(t, err, "connect across a partition")
+	require.NotErrorIs(t, err, p2pconn.ErrUnreachable, "a Connect with retries dials once the window ends")
+	require.GreaterOrEqual(t, time.Since(ue.LastTried), cfg.UnreachableFor, "it dialed within the window")
+	start = time.Now()
 
 	// IgnoreRecentFailure dials anyway.
 	_, err = a.Manager.Connect(ctx, b.ID, once, p2pconn.IgnoreRecentFailure())
