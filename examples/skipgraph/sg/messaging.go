@@ -1,0 +1,94 @@
+package sg
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/skipwire/skipwire/identity"
+	"github.com/skipwire/skipwire/network"
+)
+
+// Stats counts what a node did.
+type Stats struct {
+	Routed          int64 // search messages this node routed (one per hop it took part in)
+	HopFailures     int64 // Forwards to a next hop that failed: the search went another way
+	Requests        int64 // maintenance Requests sent
+	RequestFailures int64 // maintenance Requests without a reply
+	Repairs         int64 // table entries that maintenance changed after the join
+	Dropped         int64 // peers dropped as failed or gone
+}
+
+type stats struct {
+	routed, hopFailures, requests, requestFailures, repairs, dropped atomic.Int64
+}
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats {
+	return Stats{
+		Routed:          n.stats.routed.Load(),
+		HopFailures:     n.stats.hopFailures.Load(),
+		Requests:        n.stats.requests.Load(),
+		RequestFailures: n.stats.requestFailures.Load(),
+		Repairs:         n.stats.repairs.Load(),
+		Dropped:         n.stats.dropped.Load(),
+	}
+}
+
+// request sends m to node to on the maintenance channel and returns the
+// reply, telling the Observer.
+func (n *Node) request(ctx context.Context, to identity.Identifier, m message) (message, error) {
+	m.id = n.newID()
+	n.stats.requests.Add(1)
+	r, err := n.maint.Request(ctx, to, m.encode())
+	if err != nil {
+		n.stats.requestFailures.Add(1)
+		if n.obs != nil && to != n.self.ID {
+			n.obs.RequestFailed(to, m.id, err)
+		}
+		return message{}, err
+	}
+	reply, err := decode(r.Payload)
+	if n.obs != nil && to != n.self.ID {
+		n.obs.Sent(to, m.id)
+		if r.From != n.self.ID && err == nil {
+			n.obs.Received(r.From, reply.id)
+		}
+	}
+	if err != nil {
+		return message{}, fmt.Errorf("%s to %s: reply: %w", m.kind, to.Short(), err)
+	}
+	return reply, nil
+}
+
+// reply answers call on conduit c with m, telling the Observer.
+func (n *Node) reply(ctx context.Context, c network.Conduit, call network.CallRef, m message) error {
+	m.id = n.newID()
+	err := c.Reply(ctx, call, m.encode())
+	if err == nil && n.obs != nil && call.Origin != n.self.ID {
+		n.obs.Sent(call.Origin, m.id)
+	}
+	return err
+}
+
+// forward passes a search on to node to, telling the Observer.
+func (n *Node) forward(ctx context.Context, to identity.Identifier, call network.CallRef, m message) error {
+	m.id = n.newID()
+	err := n.search.Forward(ctx, to, call, m.encode())
+	if err == nil && n.obs != nil && to != n.self.ID {
+		n.obs.Sent(to, m.id)
+	}
+	return err
+}
+
+// received decodes a message a processor got, telling the Observer.
+func (n *Node) received(m network.Message) (message, error) {
+	msg, err := decode(m.Payload)
+	if err != nil {
+		return message{}, fmt.Errorf("from %s on %q: %w", m.From.Short(), m.Channel, err)
+	}
+	if n.obs != nil && m.From != n.self.ID {
+		n.obs.Received(m.From, msg.id)
+	}
+	return msg, nil
+}
