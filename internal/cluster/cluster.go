@@ -72,6 +72,8 @@ type Options struct {
 type Cluster struct {
 	opts Options
 
+	addMu sync.Mutex // one Add at a time
+
 	mu    sync.Mutex
 	nodes []*Node // the current incarnation of each node
 	state []state
@@ -131,7 +133,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 }
 
 // Size returns the number of nodes, running or not.
-func (c *Cluster) Size() int { return len(c.nodes) }
+func (c *Cluster) Size() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.nodes)
+}
 
 // Node returns the current incarnation of node i: the one running, or the
 // last one if it is stopped. Restart replaces it with a new Node.
@@ -257,6 +263,35 @@ func (c *Cluster) Restart(ctx context.Context, i int) error {
 	}
 	c.end(i, n, running)
 	return nil
+}
+
+// Add starts a new node, with a new key, and returns its index (the Size
+// before the call). Its DHT joins through node 0, the cluster's bootstrap
+// node, or through every running node if node 0 is not running. It returns
+// once the DHT has joined. Concurrent Adds run one after the other.
+func (c *Cluster) Add(ctx context.Context) (int, error) {
+	c.addMu.Lock()
+	defer c.addMu.Unlock()
+	var boot []peer.AddrInfo
+	if c.Running(0) {
+		boot = []peer.AddrInfo{c.Node(0).AddrInfo()}
+	} else {
+		for _, j := range c.RunningNodes() {
+			boot = append(boot, c.Node(j).AddrInfo())
+		}
+	}
+	c.mu.Lock()
+	i := len(c.nodes)
+	c.mu.Unlock()
+	n, err := startNode(ctx, i, nil, []string{c.opts.Listen}, boot, c.opts)
+	if err != nil {
+		return -1, err
+	}
+	c.mu.Lock()
+	c.nodes = append(c.nodes, n)
+	c.state = append(c.state, running)
+	c.mu.Unlock()
+	return i, nil
 }
 
 // Close stops every running node: all managers first, in parallel (so that

@@ -189,3 +189,23 @@ func TestNetworkName(t *testing.T) {
 	require.Equal(t, 1, c.StreamsBetween(0, 2))
 	send(t, ctx, c, 2, 1, "hello")
 }
+
+// TestAdd adds a node after the start, with node 0 running and then
+// stopped: it joins the DHT, is found by Identifier and exchanges messages.
+func TestAdd(t *testing.T) {
+	ctx := testkit.Context(t, 30*time.Second)
+	c := start(t, ctx, testOptions(3))
+	i, err := c.Add(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 3, i)
+	require.Equal(t, 4, c.Size())
+	require.True(t, c.Running(i))
+	send(t, ctx, c, i, 1, "from the newcomer")
+
+	require.NoError(t, c.Stop(0))
+	j, err := c.Add(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 4, j)
+	require.Equal(t, []int{1, 2, 3, 4}, c.RunningNodes())
+	send(t, ctx, c, 2, j, "to the second newcomer")
+}
