@@ -61,16 +61,20 @@ type Config struct {
 	GoneFor time.Duration
 
 	// RoutingConnect are the options of the Connects a search makes to its
-	// next hop. Default: p2pconn.WithRetryAttempts(0): a dead hop costs one
-	// failed dial (or nothing, within the manager's UnreachableFor), and the
-	// search takes the next best route.
+	// next hop, and repair to the candidates it tries in turn. Default:
+	// p2pconn.WithRetryAttempts(0): a dead hop costs one failed dial (or
+	// nothing, within the manager's UnreachableFor), and the search takes
+	// the next best route. A hop that fails is dropped from the table at
+	// once, and checked again in the background with MaintenanceConnect.
 	RoutingConnect []p2pconn.ConnectOption
 
 	// MaintenanceConnect are the options of the Connects that maintenance
-	// makes (reading tables, linking, keeping neighbours connected, and
-	// confirming that a peer whose connection was lost is gone). Default:
-	// p2pconn.WithRetryAttempts(2): a neighbour is dropped only when it
-	// cannot be reached three times.
+	// makes: reading a neighbour's table, linking, keeping neighbours
+	// connected, and checking whether a dropped peer can be reached after
+	// all. Default: p2pconn.WithRetryAttempts(2) and
+	// p2pconn.IgnoreRecentFailure(): three dials before giving up, even if
+	// a search's fail-fast dial failed just before (the manager would
+	// otherwise wait out its UnreachableFor).
 	MaintenanceConnect []p2pconn.ConnectOption
 
 	// Observer, if set, is told of every message the node sends to or
@@ -81,18 +85,20 @@ type Config struct {
 
 // Observer is told of the skip graph's messages between nodes. Each message
 // has an ID unique among its sender's messages, so a ledger matches what a
-// node sent with what another received by (sender, ID).
+// node sent with what another received by (sender, ID). kind names the
+// message: "search" (a hop), "found" (an answer), "getTable", "table",
+// "link", "linkReply", "leave" or "leaveAck".
 type Observer interface {
 	// Sent: a message to node to was committed to the connection (a Send,
 	// Forward or Reply returned nil, or a Request got its reply).
-	Sent(to identity.Identifier, id uint64)
+	Sent(to identity.Identifier, id uint64, kind string)
 	// Received: a message from node from reached the skip-graph code (a
 	// processor, or a Request's reply).
-	Received(from identity.Identifier, id uint64)
+	Received(from identity.Identifier, id uint64, kind string)
 	// RequestFailed: a Request with that ID to node to got no reply: err
 	// says why. Whether the request itself arrived is the receiver's to
 	// say (Received).
-	RequestFailed(to identity.Identifier, id uint64, err error)
+	RequestFailed(to identity.Identifier, id uint64, kind string, err error)
 }
 
 // Defaults of Config.
@@ -177,7 +183,7 @@ func (c Config) withDefaults() Config {
 		c.RoutingConnect = []p2pconn.ConnectOption{p2pconn.WithRetryAttempts(0)}
 	}
 	if c.MaintenanceConnect == nil {
-		c.MaintenanceConnect = []p2pconn.ConnectOption{p2pconn.WithRetryAttempts(2)}
+		c.MaintenanceConnect = []p2pconn.ConnectOption{p2pconn.WithRetryAttempts(2), p2pconn.IgnoreRecentFailure()}
 	}
 	return c
 }

@@ -28,12 +28,39 @@ func (n *Node) onMaintenance(ctx context.Context, m network.Message) {
 	case kindLeave:
 		n.onLeave(m.From, msg.table)
 		reply = message{kind: kindLeaveAck}
+	case kindFind:
+		// A search can take a while: run it aside, and reply from there.
+		call := m.Call
+		n.spawn(func() { n.findFor(call, msg.target) })
+		return
 	default:
 		log.Debugw("maintenance message dropped", "from", m.From, "kind", msg.kind)
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
 	if err := n.reply(ctx, n.maint, m.Call, reply); err != nil {
 		log.Debugw("maintenance reply not sent", "to", m.From, "kind", reply.kind, "err", err)
+	}
+}
+
+// findFor searches for target on behalf of a node that joins, and replies
+// with the answer. The node that has the answer replies to this node, a
+// member of the skip graph that every node can reach, rather than to the
+// newcomer, whose address few nodes know yet.
+func (n *Node) findFor(call network.CallRef, target Key) {
+	reply := message{kind: kindFound, status: statusNoRoute}
+	if n.Joined() {
+		if r, err := n.search0(n.ctx, target); err == nil {
+			reply = message{kind: kindFound, status: statusOK, peer: r.Node, hops: r.Hops}
+		} else {
+			log.Debugw("search for a joining node failed", "self", n.self, "for", call.Origin.Short(), "target", target, "err", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	if err := n.reply(ctx, n.maint, call, reply); err != nil {
+		log.Debugw("maintenance reply not sent", "to", call.Origin.Short(), "kind", reply.kind, "err", err)
 	}
 }
 
@@ -41,7 +68,9 @@ func (n *Node) onMaintenance(ctx context.Context, m network.Message) {
 func (n *Node) tableMessage() message {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	m := message{kind: kindTable, state: n.state, table: n.table.Clone()}
+	// The levels being repaired, whose neighbours may be missing for now.
+	dirty := [2]uint64{n.dirty[Left] | n.fixing[Left], n.dirty[Right] | n.fixing[Right]}
+	m := message{kind: kindTable, state: n.state, dirty: dirty, table: n.table.Clone()}
 	m.near = append(m.near, n.near.side(Left)...)
 	m.near = append(m.near, n.near.side(Right)...)
 	return m
@@ -117,6 +146,25 @@ func (n *Node) onLeave(from identity.Identifier, t Table) {
 	n.wake()
 }
 
+// knownLocked returns what the table or the backups say of id, or zero.
+func (n *Node) knownLocked(id identity.Identifier) Peer {
+	for _, l := range n.table.Levels {
+		for _, p := range []Peer{l.Left, l.Right} {
+			if p.ID == id {
+				return p
+			}
+		}
+	}
+	for _, s := range []Side{Left, Right} {
+		for _, p := range n.near.side(s) {
+			if p.ID == id {
+				return p
+			}
+		}
+	}
+	return Peer{}
+}
+
 // markGoneLocked records that id failed (or left) and takes it out of the
 // table and the backups; the levels it leaves empty are marked for repair.
 // The caller holds mu and wakes the maintenance loop.
@@ -129,9 +177,8 @@ func (n *Node) markGoneLocked(id identity.Identifier, left bool) {
 		if ok {
 			at = g.at
 		}
-		n.gone[id] = goneEntry{at: at, left: left || g.left}
+		n.gone[id] = goneEntry{at: at, left: left || g.left, peer: n.knownLocked(id)}
 	}
-	delete(n.suspects, id)
 	n.near.remove(id)
 	removed := false
 	for i := range n.table.Levels {

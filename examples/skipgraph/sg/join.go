@@ -14,8 +14,8 @@ import (
 // or starts a new skip graph when introducer is the zero Identifier or the
 // node itself. It returns once the node is linked at every level:
 //
-//  1. a search for the node's own key, started at the introducer, finds the
-//     node that will be its level-0 neighbour;
+//  1. the introducer searches for the node's key and answers with the node
+//     that will be its level-0 neighbour;
 //  2. level 0: the node links to that neighbour and to the neighbour's
 //     neighbour on the other side, each of which takes it in place of the
 //     other (a link is refused, naming the closer node, if another node
@@ -56,35 +56,37 @@ func (n *Node) Join(ctx context.Context, introducer identity.Identifier) error {
 		return nil
 	}
 
-	var found Result
+	// Find the place (the introducer searches: the answer comes back to
+	// it, a node every member can reach, and it passes the answer on), then
+	// link level 0 and every level above. If level 0 cannot be linked (the
+	// node found failed meanwhile), search again.
+	pause := func(wait time.Duration) error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.ctx.Done():
+			return ErrClosed
+		case <-time.After(wait):
+			return nil
+		}
+	}
 	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		var err error
-		if found, err = n.searchFrom(ctx, introducer, n.self.Key); err == nil {
+		found, err := n.findPlace(ctx, introducer)
+		if err != nil {
+			log.Debugw("join: search failed, retrying", "self", n.self, "introducer", introducer.Short(), "err", err)
+			if perr := pause(wait); perr != nil {
+				return fail(fmt.Errorf("search for its place: %w (%w)", perr, err))
+			}
+			continue
+		}
+		if found.Key == n.self.Key {
+			return fail(fmt.Errorf("%s has key %d: %w", found, n.self.Key, ErrKeyTaken))
+		}
+		if n.linkAll(found) {
 			break
 		}
-		log.Debugw("join: search failed, retrying", "self", n.self, "introducer", introducer.Short(), "err", err)
-		select {
-		case <-ctx.Done():
-			return fail(fmt.Errorf("search for its place: %w", err))
-		case <-time.After(wait):
-		}
-	}
-	if found.Node.Key == n.self.Key {
-		return fail(fmt.Errorf("%s has key %d: %w", found.Node, n.self.Key, ErrKeyTaken))
-	}
-
-	n.mu.Lock()
-	n.near.add(found.Node)
-	n.dirty[Left] |= 1
-	n.dirty[Right] |= 1
-	n.mu.Unlock()
-	for !n.fixDirty() {
-		select {
-		case <-ctx.Done():
-			return fail(fmt.Errorf("link: %w", ctx.Err()))
-		case <-n.ctx.Done():
-			return fail(ErrClosed)
-		case <-time.After(retryDelay):
+		if err := pause(wait); err != nil {
+			return fail(fmt.Errorf("link: %w", err))
 		}
 	}
 	n.mu.Lock()
@@ -95,6 +97,48 @@ func (n *Node) Join(ctx context.Context, introducer identity.Identifier) error {
 	n.wake()
 	log.Debugw("joined", "self", n.self, "via", introducer.Short(), "levels", height)
 	return nil
+}
+
+// findPlace asks introducer to search for this node's key.
+func (n *Node) findPlace(ctx context.Context, introducer identity.Identifier) (Peer, error) {
+	r, err := n.requestVia(ctx, n.maint, introducer, message{kind: kindFind, target: n.self.Key}, n.cfg.SearchTimeout+n.cfg.RequestTimeout)
+	switch {
+	case err != nil:
+		return Peer{}, err
+	case r.kind != kindFound || r.status != statusOK || r.peer.IsZero():
+		return Peer{}, fmt.Errorf("introducer %s found no place (%s, status %d): %w", introducer.Short(), r.kind, r.status, ErrNoRoute)
+	}
+	return r.peer, nil
+}
+
+// linkAll links level 0 from found, a node that has just answered, and
+// then every level above, retrying what is in flux for a while; what is
+// still in flux then is left to the maintenance loop. It reports whether
+// the node has a level-0 neighbour.
+func (n *Node) linkAll(found Peer) bool {
+	n.mu.Lock()
+	if g, ok := n.gone[found.ID]; ok && !g.left {
+		delete(n.gone, found.ID)
+	}
+	n.near.add(found)
+	n.dirty[Left] |= 1
+	n.dirty[Right] |= 1
+	n.mu.Unlock()
+	for try := range 20 {
+		done := n.fixDirty()
+		n.mu.Lock()
+		linked := !n.table.At(0).empty()
+		n.mu.Unlock()
+		if !linked || done {
+			return linked
+		}
+		select {
+		case <-n.ctx.Done():
+			return false
+		case <-time.After(retryDelay << min(try, 3)):
+		}
+	}
+	return true
 }
 
 // Leave takes the node out of the skip graph gracefully: it tells each

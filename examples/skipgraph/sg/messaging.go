@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/skipwire/skipwire/identity"
 	"github.com/skipwire/skipwire/network"
@@ -36,23 +37,31 @@ func (n *Node) Stats() Stats {
 }
 
 // request sends m to node to on the maintenance channel and returns the
-// reply, telling the Observer.
+// reply, telling the Observer. It waits at most RequestTimeout.
 func (n *Node) request(ctx context.Context, to identity.Identifier, m message) (message, error) {
+	return n.requestVia(ctx, n.maint, to, m, n.cfg.RequestTimeout)
+}
+
+// requestVia is request on conduit c (n.maint, or n.probe for one dial),
+// with a timeout of its own.
+func (n *Node) requestVia(ctx context.Context, c network.Conduit, to identity.Identifier, m message, timeout time.Duration) (message, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	m.id = n.newID()
 	n.stats.requests.Add(1)
-	r, err := n.maint.Request(ctx, to, m.encode())
+	r, err := c.Request(ctx, to, m.encode())
 	if err != nil {
 		n.stats.requestFailures.Add(1)
 		if n.obs != nil && to != n.self.ID {
-			n.obs.RequestFailed(to, m.id, err)
+			n.obs.RequestFailed(to, m.id, m.kind.String(), err)
 		}
 		return message{}, err
 	}
 	reply, err := decode(r.Payload)
 	if n.obs != nil && to != n.self.ID {
-		n.obs.Sent(to, m.id)
+		n.obs.Sent(to, m.id, m.kind.String())
 		if r.From != n.self.ID && err == nil {
-			n.obs.Received(r.From, reply.id)
+			n.obs.Received(r.From, reply.id, reply.kind.String())
 		}
 	}
 	if err != nil {
@@ -66,7 +75,7 @@ func (n *Node) reply(ctx context.Context, c network.Conduit, call network.CallRe
 	m.id = n.newID()
 	err := c.Reply(ctx, call, m.encode())
 	if err == nil && n.obs != nil && call.Origin != n.self.ID {
-		n.obs.Sent(call.Origin, m.id)
+		n.obs.Sent(call.Origin, m.id, m.kind.String())
 	}
 	return err
 }
@@ -76,7 +85,7 @@ func (n *Node) forward(ctx context.Context, to identity.Identifier, call network
 	m.id = n.newID()
 	err := n.search.Forward(ctx, to, call, m.encode())
 	if err == nil && n.obs != nil && to != n.self.ID {
-		n.obs.Sent(to, m.id)
+		n.obs.Sent(to, m.id, m.kind.String())
 	}
 	return err
 }
@@ -88,7 +97,7 @@ func (n *Node) received(m network.Message) (message, error) {
 		return message{}, fmt.Errorf("from %s on %q: %w", m.From.Short(), m.Channel, err)
 	}
 	if n.obs != nil && m.From != n.self.ID {
-		n.obs.Received(m.From, msg.id)
+		n.obs.Received(m.From, msg.id, msg.kind.String())
 	}
 	return msg, nil
 }

@@ -45,11 +45,14 @@ type Node struct {
 	mgr    p2pconn.ConnectionManager
 	origin network.Conduit // SearchChannel, for the Requests that start searches
 	search network.Conduit // SearchChannel, for routing: fail-fast Connects, HopTimeout
-	maint  network.Conduit // MaintenanceChannel: Connects that retry, RequestTimeout
+	maint  network.Conduit // MaintenanceChannel: Connects that retry
+	probe  network.Conduit // MaintenanceChannel: fail-fast Connects
 	obs    Observer
 
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
+	spawnMu   sync.Mutex // guards stopping and the calls of wg.Add
+	stopping  bool
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	events    <-chan p2pconn.Event
@@ -67,9 +70,10 @@ type Node struct {
 	table    Table
 	near     nearSet
 	gone     map[identity.Identifier]goneEntry
-	suspects map[identity.Identifier]error // lost connections to confirm
-	dirty    [2]uint64                     // by side: levels to derive again
-	check    int                           // stabilization rounds so far
+	reaching map[identity.Identifier]bool // peers being connected to in the background
+	dirty    [2]uint64                    // by side: levels to derive again
+	fixing   [2]uint64                    // by side: levels being derived again
+	check    int                          // stabilization rounds so far
 
 	protMu    sync.Mutex // serializes Protect and Unprotect
 	protected map[identity.Identifier]bool
@@ -81,6 +85,7 @@ type Node struct {
 type goneEntry struct {
 	at   time.Time
 	left bool // it said goodbye (or its manager closed): never taken back
+	peer Peer // what was known of it, if anything, to take it back
 }
 
 // New starts a skip-graph node on n: it registers the node's processors on
@@ -108,8 +113,10 @@ func New(n *network.Network, cfg Config) (*Node, error) {
 			Connect: cfg.RoutingConnect,
 		}),
 		maint: network.WithDefaults(n.Conduit(MaintenanceChannel), network.Defaults{
-			Timeout: cfg.RequestTimeout,
 			Connect: cfg.MaintenanceConnect,
+		}),
+		probe: network.WithDefaults(n.Conduit(MaintenanceChannel), network.Defaults{
+			Connect: cfg.RoutingConnect,
 		}),
 		obs:       cfg.Observer,
 		ctx:       ctx,
@@ -117,7 +124,7 @@ func New(n *network.Network, cfg Config) (*Node, error) {
 		kick:      make(chan struct{}, 1),
 		workers:   make(chan struct{}, cfg.MaxSearchWorkers),
 		gone:      make(map[identity.Identifier]goneEntry),
-		suspects:  make(map[identity.Identifier]error),
+		reaching:  make(map[identity.Identifier]bool),
 		protected: make(map[identity.Identifier]bool),
 	}
 	nd.table.Self = nd.self
@@ -131,17 +138,25 @@ func New(n *network.Network, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("skipgraph: new: %w", err)
 	}
 	nd.events, nd.unsub = nd.mgr.Subscribe()
-	nd.goroutine(nd.maintain)
+	nd.spawn(nd.watch)
+	nd.spawn(nd.maintain)
 	return nd, nil
 }
 
-// goroutine runs f on a goroutine that Close waits for.
-func (n *Node) goroutine(f func()) {
+// spawn runs f on a goroutine that Close waits for, unless Close has
+// started; it reports whether it did.
+func (n *Node) spawn(f func()) bool {
+	n.spawnMu.Lock()
+	defer n.spawnMu.Unlock()
+	if n.stopping {
+		return false
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		f()
 	}()
+	return true
 }
 
 // Self returns the node's Identifier, key and membership vector.
@@ -177,6 +192,9 @@ func (n *Node) GoneAt(id identity.Identifier) (time.Time, bool) {
 // node's neighbours and is idempotent.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		n.spawnMu.Lock()
+		n.stopping = true
+		n.spawnMu.Unlock()
 		n.cancel()
 		n.unsub()
 		n.wg.Wait()
@@ -201,7 +219,7 @@ func (n *Node) closed() error {
 // newID returns a fresh message ID.
 func (n *Node) newID() uint64 { return n.nextID.Add(1) }
 
-// wake asks the maintenance loop to look at the dirty levels and suspects.
+// wake asks the maintenance loop to look at the dirty levels.
 func (n *Node) wake() {
 	select {
 	case n.kick <- struct{}{}:

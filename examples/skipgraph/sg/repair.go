@@ -1,7 +1,6 @@
 package sg
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -93,7 +92,10 @@ func (n *Node) findNearest(s Side) Peer {
 	})
 
 	for _, c := range cands {
-		t, err := n.getTable(c.ID)
+		// Candidates may have failed unnoticed: ask each with one dial;
+		// those that do not answer are dropped (and checked again in the
+		// background).
+		t, err := n.probeTable(c.ID)
 		if err != nil {
 			continue
 		}
@@ -135,6 +137,9 @@ func (n *Node) findAbove(i int, s Side) (Peer, error) {
 		t, err := n.getTable(cur.ID)
 		if err != nil {
 			return Peer{}, err
+		}
+		if t.dirty[s]&(1<<(i-1)) != 0 {
+			return Peer{}, fmt.Errorf("level %d %s: %s is repairing its level %d: %w", i, s, cur, i-1, errInFlux)
 		}
 		prev = cur.Key
 		cur = t.table.At(i - 1).Get(s)
@@ -179,10 +184,24 @@ func (n *Node) linkTo(i int, s Side, target Peer) (Peer, error) {
 	return Peer{}, fmt.Errorf("level %d %s: no link after %d tries: %w", i, s, maxLink, errInFlux)
 }
 
-// getTable reads node id's table. A node that cannot be asked, or is
-// leaving, is dropped; what the table names is learned as backups.
+// getTable reads node id's table. A node that cannot be asked (with the
+// maintenance retries), or is leaving, is dropped; what the table names is
+// learned as backups.
 func (n *Node) getTable(id identity.Identifier) (message, error) {
-	r, err := n.request(n.ctx, id, message{kind: kindGetTable})
+	return n.readTable(id, false)
+}
+
+// probeTable is getTable with one dial (the routing Connect options).
+func (n *Node) probeTable(id identity.Identifier) (message, error) {
+	return n.readTable(id, true)
+}
+
+func (n *Node) readTable(id identity.Identifier, probe bool) (message, error) {
+	c := n.maint
+	if probe {
+		c = n.probe
+	}
+	r, err := n.requestVia(n.ctx, c, id, message{kind: kindGetTable}, n.cfg.RequestTimeout)
 	if err == nil && r.kind != kindTable {
 		err = fmt.Errorf("getTable %s: unexpected %s", id.Short(), r.kind)
 	}
@@ -201,18 +220,6 @@ func (n *Node) getTable(id identity.Identifier) (message, error) {
 	}
 	n.learn(r)
 	return r, nil
-}
-
-// drop marks id gone after a maintenance Request to it failed, unless this
-// node is closing (then the failure says nothing about id).
-func (n *Node) drop(id identity.Identifier, err error) {
-	if n.ctx.Err() != nil || errors.Is(err, context.Canceled) {
-		return
-	}
-	log.Debugw("peer does not answer: dropped", "self", n.self, "peer", id.Short(), "err", err)
-	n.mu.Lock()
-	n.markGoneLocked(id, false)
-	n.mu.Unlock()
 }
 
 // learn records the nodes a table message names as level-0 backups.

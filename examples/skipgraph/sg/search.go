@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/skipwire/skipwire/identity"
 	"github.com/skipwire/skipwire/network"
 )
 
@@ -42,26 +41,19 @@ func (n *Node) Search(ctx context.Context, target Key) (Result, error) {
 	if state != stateJoined && state != stateJoining {
 		return Result{}, fmt.Errorf("search %d: %w", target, ErrNotJoined)
 	}
-	return n.searchFrom(ctx, n.self.ID, target)
+	return n.search0(ctx, target)
 }
 
-// searchFrom starts a search for target at node start: this node (the
-// Request is delivered locally and routed from here) or, for a node that
-// joins, its introducer.
-func (n *Node) searchFrom(ctx context.Context, start identity.Identifier, target Key) (Result, error) {
+// search0 runs a search from this node: the Request is delivered locally
+// and routed from here.
+func (n *Node) search0(ctx context.Context, target Key) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.SearchTimeout)
 	defer cancel()
 	t0 := time.Now()
 	m := message{kind: kindSearch, id: n.newID(), target: target}
-	r, err := n.origin.Request(ctx, start, m.encode(), n.cfg.MaintenanceConnect...)
+	r, err := n.origin.Request(ctx, n.self.ID, m.encode())
 	if err != nil {
-		if n.obs != nil && start != n.self.ID {
-			n.obs.RequestFailed(start, m.id, err)
-		}
-		return Result{}, fmt.Errorf("search %d from %s: %w", target, start.Short(), err)
-	}
-	if n.obs != nil && start != n.self.ID {
-		n.obs.Sent(start, m.id)
+		return Result{}, fmt.Errorf("search %d: %w", target, err)
 	}
 	lat := time.Since(t0)
 	reply, err := decode(r.Payload)
@@ -69,7 +61,7 @@ func (n *Node) searchFrom(ctx context.Context, start identity.Identifier, target
 		return Result{}, fmt.Errorf("search %d: answer from %s: %w", target, r.From.Short(), err)
 	}
 	if n.obs != nil && r.From != n.self.ID {
-		n.obs.Received(r.From, reply.id)
+		n.obs.Received(r.From, reply.id, reply.kind.String())
 	}
 	if reply.kind != kindFound {
 		return Result{}, fmt.Errorf("search %d: answer from %s: unexpected %s", target, r.From.Short(), reply.kind)
@@ -98,12 +90,12 @@ func (n *Node) onSearch(ctx context.Context, m network.Message) {
 	}
 	select {
 	case n.workers <- struct{}{}:
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
+		if !n.spawn(func() {
 			defer func() { <-n.workers }()
 			n.route(n.ctx, m.Call, msg)
-		}()
+		}) {
+			<-n.workers
+		}
 	default:
 		n.route(ctx, m.Call, msg)
 	}
@@ -135,7 +127,7 @@ func (n *Node) route(ctx context.Context, call network.CallRef, msg message) {
 		}
 		n.stats.hopFailures.Add(1)
 		log.Debugw("search hop failed: next route", "to", p, "target", msg.target, "err", err)
-		n.suspect(p.ID, err)
+		n.drop(p.ID, err)
 	}
 	// No neighbour is closer to the answer, or none could be reached: this
 	// node is the answer as far as it can tell.

@@ -20,11 +20,14 @@ import (
 //	search     target key (8), hops so far (2)
 //	found      status (1), the answer (peer), hops (2)
 //	getTable   nothing
-//	table      state (1), table, backups (1-byte count, then peers)
+//	table      state (1), levels under repair (8 for the left side, 8 for
+//	           the right, a bit per level), table, backups (1-byte count,
+//	           then peers)
 //	link       level (1), side of the receiver the sender claims (1), the sender (peer)
 //	linkReply  status (1), a peer: the neighbour replaced, or the closer one kept
 //	leave      the leaver's table
 //	leaveAck   nothing
+//	find       target key (8): a search run for a node that joins
 //
 // A peer is its Identifier (32), key (8) and membership vector (8). A table
 // is its node (peer), a level count (1), then per level a flags byte (bit 0:
@@ -40,10 +43,11 @@ const (
 	kindLinkReply
 	kindLeave
 	kindLeaveAck
+	kindFind
 )
 
 func (k kind) String() string {
-	names := [...]string{"", "search", "found", "getTable", "table", "link", "linkReply", "leave", "leaveAck"}
+	names := [...]string{"", "search", "found", "getTable", "table", "link", "linkReply", "leave", "leaveAck", "find"}
 	if int(k) < len(names) && k != 0 {
 		return names[k]
 	}
@@ -74,14 +78,15 @@ type message struct {
 	kind kind
 	id   uint64
 
-	target Key // search
+	target Key // search, find
 	hops   int // search, found
 	status byte
-	peer   Peer  // found, link, linkReply
-	level  int   // link
-	side   Side  // link
-	state  byte  // table
-	table  Table // table, leave
+	peer   Peer      // found, link, linkReply
+	level  int       // link
+	side   Side      // link
+	state  byte      // table
+	dirty  [2]uint64 // table: by side, the levels being repaired
+	table  Table     // table, leave
 	near   []Peer
 }
 
@@ -95,12 +100,16 @@ func (m *message) encode() []byte {
 	case kindSearch:
 		b = binary.BigEndian.AppendUint64(b, uint64(m.target))
 		b = binary.BigEndian.AppendUint16(b, uint16(m.hops))
+	case kindFind:
+		b = binary.BigEndian.AppendUint64(b, uint64(m.target))
 	case kindFound:
 		b = append(b, m.status)
 		b = appendPeer(b, m.peer)
 		b = binary.BigEndian.AppendUint16(b, uint16(m.hops))
 	case kindTable:
 		b = append(b, m.state)
+		b = binary.BigEndian.AppendUint64(b, m.dirty[Left])
+		b = binary.BigEndian.AppendUint64(b, m.dirty[Right])
 		b = appendTable(b, m.table)
 		b = append(b, byte(len(m.near)))
 		for _, p := range m.near {
@@ -125,6 +134,8 @@ func decode(b []byte) (message, error) {
 	case kindSearch:
 		m.target = Key(d.uint64())
 		m.hops = int(d.uint16())
+	case kindFind:
+		m.target = Key(d.uint64())
 	case kindFound:
 		m.status = d.byte()
 		m.peer = d.peer()
@@ -132,6 +143,8 @@ func decode(b []byte) (message, error) {
 	case kindGetTable, kindLeaveAck:
 	case kindTable:
 		m.state = d.byte()
+		m.dirty[Left] = d.uint64()
+		m.dirty[Right] = d.uint64()
 		m.table = d.table()
 		n := int(d.byte())
 		for range n {
