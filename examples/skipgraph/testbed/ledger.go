@@ -1,0 +1,140 @@
+package testbed
+
+import (
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/skipwire/skipwire/examples/skipgraph/sg"
+	"github.com/skipwire/skipwire/identity"
+)
+
+// Ledger records the skip-graph messages of every node (it is each node's
+// sg.Observer): what was sent, to whom and when, and what arrived. A message
+// is lost if its sender committed it (a Send, Forward or Reply returned
+// nil, or a Request got its reply), both ends still run, and it never
+// arrived. It is safe for concurrent use.
+type Ledger struct {
+	mu        sync.Mutex
+	sent      map[msgKey]sentMsg
+	received  map[msgKey]bool
+	delivered int // messages compacted away: sent and received
+	byKind    map[string]int
+	failed    []failedRequest
+}
+
+type msgKey struct {
+	from identity.Identifier
+	id   uint64
+}
+
+type sentMsg struct {
+	to   identity.Identifier
+	kind string
+	at   time.Time
+}
+
+type failedRequest struct {
+	key msgKey
+	to  identity.Identifier
+	at  time.Time
+}
+
+// compactAt is the size of the sent map at which delivered messages are
+// folded into a count.
+const compactAt = 200_000
+
+// NewLedger returns an empty ledger.
+func NewLedger() *Ledger {
+	return &Ledger{sent: make(map[msgKey]sentMsg), received: make(map[msgKey]bool), byKind: make(map[string]int)}
+}
+
+// Observer returns the sg.Observer of node self.
+func (l *Ledger) Observer(self identity.Identifier) sg.Observer { return observer{l: l, self: self} }
+
+type observer struct {
+	l    *Ledger
+	self identity.Identifier
+}
+
+func (o observer) Sent(to identity.Identifier, id uint64, kind string) {
+	o.l.mu.Lock()
+	defer o.l.mu.Unlock()
+	o.l.sent[msgKey{o.self, id}] = sentMsg{to: to, kind: kind, at: time.Now()}
+	o.l.byKind[kind]++
+	if len(o.l.sent) >= compactAt {
+		o.l.compactLocked()
+	}
+}
+
+func (o observer) Received(from identity.Identifier, id uint64, _ string) {
+	o.l.mu.Lock()
+	defer o.l.mu.Unlock()
+	o.l.received[msgKey{from, id}] = true
+}
+
+func (o observer) RequestFailed(to identity.Identifier, id uint64, _ string, _ error) {
+	o.l.mu.Lock()
+	defer o.l.mu.Unlock()
+	o.l.failed = append(o.l.failed, failedRequest{key: msgKey{o.self, id}, to: to, at: time.Now()})
+}
+
+// compactLocked folds the messages that arrived into a count.
+func (l *Ledger) compactLocked() {
+	for k := range l.sent {
+		if l.received[k] {
+			delete(l.sent, k)
+			delete(l.received, k)
+			l.delivered++
+		}
+	}
+}
+
+// Totals sums a ledger.
+type Totals struct {
+	Sent int // messages committed by their sender
+	// ByKind counts the messages sent by kind (see sg.Observer).
+	ByKind map[string]int
+	// Lost: committed before the cut-off, between two nodes that still run,
+	// never arrived.
+	Lost int
+	// Unanswered: Requests between two nodes that still run that got no
+	// reply (counted once, whatever the reason); NeverArrived of them were
+	// not seen by the receiver either (lost, or never committed: a Request's
+	// error does not say which).
+	Unanswered, NeverArrived int
+	// Examples describes up to 5 lost messages.
+	Examples []string
+}
+
+func (t Totals) String() string {
+	return fmt.Sprintf("sent %d, lost %d, requests unanswered %d (%d not received)", t.Sent, t.Lost, t.Unanswered, t.NeverArrived)
+}
+
+// Totals counts the ledger: alive says which nodes still run; messages
+// sent after before are not judged (they may be on their way).
+func (l *Ledger) Totals(alive func(identity.Identifier) bool, before time.Time) Totals {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := Totals{Sent: len(l.sent) + l.delivered, ByKind: maps.Clone(l.byKind)}
+	for k, s := range l.sent {
+		if l.received[k] || s.at.After(before) || !alive(k.from) || !alive(s.to) {
+			continue
+		}
+		t.Lost++
+		if len(t.Examples) < 5 {
+			t.Examples = append(t.Examples, fmt.Sprintf("%s %d from %s to %s at %s", s.kind, k.id, k.from.Short(), s.to.Short(), s.at.Format("15:04:05.000")))
+		}
+	}
+	for _, f := range l.failed {
+		if f.at.After(before) || !alive(f.key.from) || !alive(f.to) {
+			continue
+		}
+		t.Unanswered++
+		if !l.received[f.key] {
+			t.NeverArrived++
+		}
+	}
+	return t
+}
