@@ -5,12 +5,17 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 60s
 PKGS        ?= ./...
 
-.PHONY: all test vet lint fmt-check tidy-check check tidy bench fuzz soak demo
+.PHONY: all test vet lint fmt-check tidy-check check tidy bench fuzz soak demo demo-cluster
 
 all: test
 
-## demo: a local multi-node cluster exchanging messages.
+## demo: a skip graph of 64 local nodes: joins, searches checked against the
+## sorted keys, crashes, graceful leaves and joins under search load, repair.
 demo:
+	$(GO) run ./examples/skipgraph
+
+## demo-cluster: a local multi-node cluster exchanging messages over every pair.
+demo-cluster:
 	$(GO) run ./examples/cluster
 
 ## test: vet, then every test with the race detector in random order.
@@ -59,4 +64,4 @@ fuzz:
 
 ## soak: the long versions of the concurrency and churn tests.
 soak:
-	SKIPWIRE_SOAK=1 $(GO) test -race -count=1 -timeout 60m -run 'Soak|Simultaneous|Churn|LosesNothing' -v $(PKGS)
+	SKIPWIRE_SOAK=1 $(GO) test -race -count=1 -timeout 60m -run 'Soak|Simultaneous|Churn|LosesNothing|SkipGraph' -v $(PKGS)

@@ -1,11 +1,11 @@
-// Command cluster is skipwire's demo: it starts a local overlay of skipwire
+// Command cluster is skipwire's connection demo: it starts a local overlay of skipwire
 // nodes on 127.0.0.1 with a Kademlia DHT, has every node reach every other by
 // Identifier, exchanges messages over every pair, crashes and restarts one
 // node, and prints a report. It exits 0 when every invariant held: no
 // message lost, one libp2p connection per peer pair, one skipwire connection
 // per peer, the crash detected and the node reconnected.
 //
-//	go run ./examples/cluster          # 8 nodes (make demo)
+//	go run ./examples/cluster          # 8 nodes (make demo-cluster)
 //	go run ./examples/cluster -n 20 -m 50
 package main
 

@@ -24,7 +24,7 @@ func runDemo(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errOut.String()
 }
 
-// TestDemo runs the demo as make demo does, with its default 8 nodes.
+// TestDemo runs the demo as make demo-cluster does, with its default 8 nodes.
 func TestDemo(t *testing.T) {
 	start := time.Now()
 	code, out, errOut := runDemo(t)

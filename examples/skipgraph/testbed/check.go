@@ -3,6 +3,8 @@ package testbed
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/skipwire/skipwire/examples/skipgraph/sg"
@@ -62,29 +64,83 @@ func (tb *Testbed) Named(id identity.Identifier) bool {
 	return false
 }
 
-// Departures waits until no running node's table names any of ids, and
-// returns for each how long after since its last mention went.
-func (tb *Testbed) Departures(ctx context.Context, since time.Time, ids []identity.Identifier) ([]time.Duration, error) {
-	out := make([]time.Duration, len(ids))
-	left := len(ids)
+// A Departure is a node that was killed or left, and when.
+type Departure struct {
+	ID identity.Identifier
+	At time.Time
+}
+
+// A DepartureWatch measures how long the skip graph takes to notice
+// departures: from each departure to the moment no running node's table
+// names the node any more. Start it before the departures.
+type DepartureWatch struct {
+	tb   *Testbed
+	mu   sync.Mutex
+	deps []Departure
+	seen []time.Duration // by departure; 0 while still named
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// WatchDepartures starts a DepartureWatch: it looks at the tables every
+// few milliseconds until Wait returns.
+func (tb *Testbed) WatchDepartures() *DepartureWatch {
+	w := &DepartureWatch{tb: tb, stop: make(chan struct{}), done: make(chan struct{})}
+	go w.loop()
+	return w
+}
+
+// Add records a departure.
+func (w *DepartureWatch) Add(d Departure) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.deps = append(w.deps, d)
+	w.seen = append(w.seen, 0)
+}
+
+func (w *DepartureWatch) loop() {
+	defer close(w.done)
 	t := time.NewTicker(pollInterval)
 	defer t.Stop()
 	for {
-		for k, id := range ids {
-			if out[k] == 0 && !tb.Named(id) {
-				out[k] = time.Since(since)
-				left--
+		w.mu.Lock()
+		deps, seen := slices.Clone(w.deps), slices.Clone(w.seen)
+		w.mu.Unlock()
+		for k, d := range deps {
+			if seen[k] == 0 && !w.tb.Named(d.ID) {
+				w.mu.Lock()
+				w.seen[k] = max(time.Since(d.At), time.Nanosecond)
+				w.mu.Unlock()
 			}
 		}
-		if left == 0 {
-			return out, nil
-		}
 		select {
-		case <-ctx.Done():
-			return out, fmt.Errorf("testbed: %d departed nodes still in tables: %w", left, ctx.Err())
+		case <-w.stop:
+			return
 		case <-t.C:
 		}
 	}
+}
+
+// Wait waits until no running node's table names any departed node, stops
+// the watch and returns, for each departure in the order added, how long
+// its last mention took to go.
+func (w *DepartureWatch) Wait(ctx context.Context) ([]time.Duration, error) {
+	defer func() {
+		close(w.stop)
+		<-w.done
+	}()
+	err := cluster.WaitFor(ctx, func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return !slices.Contains(w.seen, 0)
+	})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil {
+		return slices.Clone(w.seen), fmt.Errorf("testbed: departed nodes still in tables: %w", err)
+	}
+	return slices.Clone(w.seen), nil
 }
 
 // Connections describes the connections of the running nodes.
@@ -143,4 +199,19 @@ func (tb *Testbed) WaitOnePerPair(ctx context.Context) (Connections, error) {
 		return cs, fmt.Errorf("testbed: connections per pair: up to %d libp2p connections, %d skipwire streams: %w", cs.MaxPerPair, cs.MaxStreams, err)
 	}
 	return cs, nil
+}
+
+// Levels returns the number of levels that hold lists of two or more
+// nodes (the tallest table), and the mean height of the members' tables.
+func (tb *Testbed) Levels() (levels int, mean float64) {
+	idx := tb.Running()
+	for _, i := range idx {
+		h := tb.Node(i).Table().Height()
+		levels = max(levels, h)
+		mean += float64(h)
+	}
+	if len(idx) > 0 {
+		mean /= float64(len(idx))
+	}
+	return levels, mean
 }

@@ -253,25 +253,29 @@ func (tb *Testbed) Add(ctx context.Context) (int, error) {
 // Kill crashes node i: its skip-graph node stops without a word, then its
 // host closes, so that its peers see their connections lost
 // (p2pconn.ErrConnectionLost) with no goodbye; its manager, DHT and Network
-// are closed afterwards only to release their goroutines.
-func (tb *Testbed) Kill(i int) error {
+// are closed afterwards only to release their goroutines. It returns the
+// node and the moment its host began to close.
+func (tb *Testbed) Kill(i int) (Departure, error) {
 	m := tb.member(i)
 	tb.setState(i, killed)
 	err := m.Node.Close()
+	d := Departure{ID: m.Node.Self().ID, At: time.Now()}
 	err = errors.Join(err, tb.c.Kill(i))
-	return errors.Join(err, m.Net.Close())
+	return d, errors.Join(err, m.Net.Close())
 }
 
 // Leave takes node i out gracefully: sg.Node.Leave tells its neighbours,
 // then the node, its Network, its manager (which tells every peer that the
-// node left), its DHT and its host close.
-func (tb *Testbed) Leave(ctx context.Context, i int) error {
+// node left), its DHT and its host close. It returns the node and the
+// moment it began to leave.
+func (tb *Testbed) Leave(ctx context.Context, i int) (Departure, error) {
 	m := tb.member(i)
 	tb.setState(i, leaving)
+	d := Departure{ID: m.Node.Self().ID, At: time.Now()}
 	err := m.Node.Leave(ctx)
 	tb.setState(i, left)
 	err = errors.Join(err, m.Node.Close(), m.Net.Close())
-	return errors.Join(err, tb.c.Stop(i))
+	return d, errors.Join(err, tb.c.Stop(i))
 }
 
 // Running returns the indexes of the nodes that are joined and neither
