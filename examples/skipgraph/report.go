@@ -33,8 +33,12 @@ func (d *demo) report(total time.Duration) {
 	line("libp2p connections per pair", "%d (the most of any of the %d pairs of hosts that have one; DHT traffic included)", d.conns.MaxPerPair, d.conns.Pairs)
 	t := d.ledger
 	maint := t.Sent - t.ByKind["search"] - t.ByKind["found"]
-	line("messages", "sent %d (%d search hops, %d answers, %d maintenance), lost %d between nodes still running",
-		t.Sent, t.ByKind["search"], t.ByKind["found"], maint, t.Lost)
+	late := ""
+	if t.Late > 0 {
+		late = fmt.Sprintf("; %d answers came after their requester had given up", t.Late)
+	}
+	line("messages", "sent %d (%d search hops, %d answers, %d maintenance), lost %d between nodes still running%s",
+		t.Sent, t.ByKind["search"], t.ByKind["found"], maint, t.Lost, late)
 	line("departure noticed", "crash: p50 %s, max %s; graceful leave: p50 %s, max %s (until no table names the node)",
 		ms(testkit.Percentile(d.crashSeen, 50)), ms(testkit.Percentile(d.crashSeen, 100)),
 		ms(testkit.Percentile(d.leaveSeen, 50)), ms(testkit.Percentile(d.leaveSeen, 100)))

@@ -39,7 +39,7 @@ type Config struct {
 	SearchTimeout time.Duration
 
 	// HopTimeout bounds the Forward of a search to the next node, connection
-	// included. Default 1 s.
+	// included (a neighbour's connection is normally open). Default 2 s.
 	HopTimeout time.Duration
 
 	// MaxHops ends a search that has not found its answer after that many
@@ -86,18 +86,21 @@ type Config struct {
 // Observer is told of the skip graph's messages between nodes. Each message
 // has an ID unique among its sender's messages, so a ledger matches what a
 // node sent with what another received by (sender, ID). kind names the
-// message: "search" (a hop), "found" (an answer), "getTable", "table",
-// "link", "linkReply", "leave" or "leaveAck".
+// message: "search" (a hop), "found" (an answer), "find", "getTable",
+// "table", "link", "linkReply", "leave" or "leaveAck".
 type Observer interface {
 	// Sent: a message to node to was committed to the connection (a Send,
-	// Forward or Reply returned nil, or a Request got its reply).
-	Sent(to identity.Identifier, id uint64, kind string)
+	// Forward or Reply returned nil, or a Request got its reply). re is,
+	// for an answer, the ID its requester gave the request (for a search's
+	// answer, the search's ID at its origin), else 0.
+	Sent(to identity.Identifier, id, re uint64, kind string)
 	// Received: a message from node from reached the skip-graph code (a
 	// processor, or a Request's reply).
 	Received(from identity.Identifier, id uint64, kind string)
-	// RequestFailed: a Request with that ID to node to got no reply: err
-	// says why. Whether the request itself arrived is the receiver's to
-	// say (Received).
+	// RequestFailed: a Request with that ID to node to, or a search this
+	// node started (to is then the node itself), got no answer: err says
+	// why. An answer that comes later is dropped: it was not lost. Whether
+	// the request itself arrived is the receiver's to say (Received).
 	RequestFailed(to identity.Identifier, id uint64, kind string, err error)
 }
 
@@ -107,7 +110,7 @@ const (
 	DefaultFullCheckEvery    = 10
 	DefaultRequestTimeout    = 3 * time.Second
 	DefaultSearchTimeout     = 5 * time.Second
-	DefaultHopTimeout        = time.Second
+	DefaultHopTimeout        = 2 * time.Second
 	DefaultMaxHops           = 128
 	DefaultBackups           = 4
 	DefaultMaxSearchWorkers  = 64

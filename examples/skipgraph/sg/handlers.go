@@ -30,13 +30,14 @@ func (n *Node) onMaintenance(ctx context.Context, m network.Message) {
 		reply = message{kind: kindLeaveAck}
 	case kindFind:
 		// A search can take a while: run it aside, and reply from there.
-		call := m.Call
-		n.spawn(func() { n.findFor(call, msg.target) })
+		call, re := m.Call, msg.id
+		n.spawn(func() { n.findFor(call, re, msg.target) })
 		return
 	default:
 		log.Debugw("maintenance message dropped", "from", m.From, "kind", msg.kind)
 		return
 	}
+	reply.re = msg.id
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	if err := n.reply(ctx, n.maint, m.Call, reply); err != nil {
@@ -48,11 +49,11 @@ func (n *Node) onMaintenance(ctx context.Context, m network.Message) {
 // with the answer. The node that has the answer replies to this node, a
 // member of the skip graph that every node can reach, rather than to the
 // newcomer, whose address few nodes know yet.
-func (n *Node) findFor(call network.CallRef, target Key) {
-	reply := message{kind: kindFound, status: statusNoRoute}
+func (n *Node) findFor(call network.CallRef, re uint64, target Key) {
+	reply := message{kind: kindFound, re: re, status: statusNoRoute}
 	if n.Joined() {
 		if r, err := n.search0(n.ctx, target); err == nil {
-			reply = message{kind: kindFound, status: statusOK, peer: r.Node, hops: r.Hops}
+			reply = message{kind: kindFound, re: re, status: statusOK, peer: r.Node, hops: r.Hops}
 		} else {
 			log.Debugw("search for a joining node failed", "self", n.self, "for", call.Origin.Short(), "target", target, "err", err)
 		}

@@ -101,7 +101,7 @@ func (n *Node) Join(ctx context.Context, introducer identity.Identifier) error {
 
 // findPlace asks introducer to search for this node's key.
 func (n *Node) findPlace(ctx context.Context, introducer identity.Identifier) (Peer, error) {
-	r, err := n.requestVia(ctx, n.maint, introducer, message{kind: kindFind, target: n.self.Key}, n.cfg.SearchTimeout+n.cfg.RequestTimeout)
+	r, err := n.requestWith(ctx, introducer, message{kind: kindFind, target: n.self.Key}, n.cfg.SearchTimeout+n.cfg.RequestTimeout, n.cfg.MaintenanceConnect)
 	switch {
 	case err != nil:
 		return Peer{}, err

@@ -8,6 +8,7 @@ import (
 
 	"github.com/skipwire/skipwire/identity"
 	"github.com/skipwire/skipwire/network"
+	"github.com/skipwire/skipwire/p2pconn"
 )
 
 // Stats counts what a node did.
@@ -36,20 +37,43 @@ func (n *Node) Stats() Stats {
 	}
 }
 
-// request sends m to node to on the maintenance channel and returns the
-// reply, telling the Observer. It waits at most RequestTimeout.
+// request sends m to node to on the maintenance channel, with the
+// maintenance Connect options, and returns the reply, telling the
+// Observer. It waits at most RequestTimeout.
 func (n *Node) request(ctx context.Context, to identity.Identifier, m message) (message, error) {
-	return n.requestVia(ctx, n.maint, to, m, n.cfg.RequestTimeout)
+	return n.requestWith(ctx, to, m, n.cfg.RequestTimeout, n.cfg.MaintenanceConnect)
 }
 
-// requestVia is request on conduit c (n.maint, or n.probe for one dial),
-// with a timeout of its own.
-func (n *Node) requestVia(ctx context.Context, c network.Conduit, to identity.Identifier, m message, timeout time.Duration) (message, error) {
+// requestWith is request with a timeout and Connect options of its own.
+// A request also ends, with the connection's error, when the connection to
+// to dies while the reply is awaited: a node that crashes never answers.
+func (n *Node) requestWith(ctx context.Context, to identity.Identifier, m message, timeout time.Duration, opts []p2pconn.ConnectOption) (message, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	m.id = n.newID()
 	n.stats.requests.Add(1)
-	r, err := c.Request(ctx, to, m.encode())
+	var conn p2pconn.Connection
+	var err error
+	if to != n.self.ID {
+		if conn, err = n.mgr.Connect(ctx, to, opts...); err == nil {
+			watching := make(chan struct{})
+			defer close(watching)
+			go func() {
+				select {
+				case <-conn.Done():
+					cancel()
+				case <-watching:
+				}
+			}()
+		}
+	}
+	var r network.Message
+	if err == nil {
+		r, err = n.maint.Request(ctx, to, m.encode(), opts...)
+		if err != nil && conn != nil && conn.Err() != nil {
+			err = fmt.Errorf("%s to %s: %w", m.kind, to.Short(), conn.Err())
+		}
+	}
 	if err != nil {
 		n.stats.requestFailures.Add(1)
 		if n.obs != nil && to != n.self.ID {
@@ -59,7 +83,7 @@ func (n *Node) requestVia(ctx context.Context, c network.Conduit, to identity.Id
 	}
 	reply, err := decode(r.Payload)
 	if n.obs != nil && to != n.self.ID {
-		n.obs.Sent(to, m.id, m.kind.String())
+		n.obs.Sent(to, m.id, m.re, m.kind.String())
 		if r.From != n.self.ID && err == nil {
 			n.obs.Received(r.From, reply.id, reply.kind.String())
 		}
@@ -70,12 +94,13 @@ func (n *Node) requestVia(ctx context.Context, c network.Conduit, to identity.Id
 	return reply, nil
 }
 
-// reply answers call on conduit c with m, telling the Observer.
+// reply answers call on conduit c with m (whose re names what it
+// answers), telling the Observer.
 func (n *Node) reply(ctx context.Context, c network.Conduit, call network.CallRef, m message) error {
 	m.id = n.newID()
 	err := c.Reply(ctx, call, m.encode())
 	if err == nil && n.obs != nil && call.Origin != n.self.ID {
-		n.obs.Sent(call.Origin, m.id, m.kind.String())
+		n.obs.Sent(call.Origin, m.id, m.re, m.kind.String())
 	}
 	return err
 }
@@ -85,7 +110,7 @@ func (n *Node) forward(ctx context.Context, to identity.Identifier, call network
 	m.id = n.newID()
 	err := n.search.Forward(ctx, to, call, m.encode())
 	if err == nil && n.obs != nil && to != n.self.ID {
-		n.obs.Sent(to, m.id, m.kind.String())
+		n.obs.Sent(to, m.id, m.re, m.kind.String())
 	}
 	return err
 }

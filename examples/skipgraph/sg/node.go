@@ -45,8 +45,7 @@ type Node struct {
 	mgr    p2pconn.ConnectionManager
 	origin network.Conduit // SearchChannel, for the Requests that start searches
 	search network.Conduit // SearchChannel, for routing: fail-fast Connects, HopTimeout
-	maint  network.Conduit // MaintenanceChannel: Connects that retry
-	probe  network.Conduit // MaintenanceChannel: fail-fast Connects
+	maint  network.Conduit // MaintenanceChannel; each Request names its Connect options
 	obs    Observer
 
 	ctx       context.Context // cancelled by Close
@@ -112,12 +111,7 @@ func New(n *network.Network, cfg Config) (*Node, error) {
 			Timeout: cfg.HopTimeout,
 			Connect: cfg.RoutingConnect,
 		}),
-		maint: network.WithDefaults(n.Conduit(MaintenanceChannel), network.Defaults{
-			Connect: cfg.MaintenanceConnect,
-		}),
-		probe: network.WithDefaults(n.Conduit(MaintenanceChannel), network.Defaults{
-			Connect: cfg.RoutingConnect,
-		}),
+		maint:     n.Conduit(MaintenanceChannel),
 		obs:       cfg.Observer,
 		ctx:       ctx,
 		cancel:    cancel,

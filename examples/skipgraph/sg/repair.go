@@ -197,11 +197,11 @@ func (n *Node) probeTable(id identity.Identifier) (message, error) {
 }
 
 func (n *Node) readTable(id identity.Identifier, probe bool) (message, error) {
-	c := n.maint
+	opts := n.cfg.MaintenanceConnect
 	if probe {
-		c = n.probe
+		opts = n.cfg.RoutingConnect
 	}
-	r, err := n.requestVia(n.ctx, c, id, message{kind: kindGetTable}, n.cfg.RequestTimeout)
+	r, err := n.requestWith(n.ctx, id, message{kind: kindGetTable}, n.cfg.RequestTimeout, opts)
 	if err == nil && r.kind != kindTable {
 		err = fmt.Errorf("getTable %s: unexpected %s", id.Short(), r.kind)
 	}

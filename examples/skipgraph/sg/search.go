@@ -53,6 +53,9 @@ func (n *Node) search0(ctx context.Context, target Key) (Result, error) {
 	m := message{kind: kindSearch, id: n.newID(), target: target}
 	r, err := n.origin.Request(ctx, n.self.ID, m.encode())
 	if err != nil {
+		if n.obs != nil {
+			n.obs.RequestFailed(n.self.ID, m.id, m.kind.String(), err)
+		}
 		return Result{}, fmt.Errorf("search %d: %w", target, err)
 	}
 	lat := time.Since(t0)
@@ -111,12 +114,19 @@ func (n *Node) route(ctx context.Context, call network.CallRef, msg message) {
 	hops := nextHops(t, near, msg.target, n.isGoneLocked)
 	n.mu.Unlock()
 
+	// The search's ID at its origin: the first hop's own ID, named by
+	// every later hop and by the answer.
+	search := msg.re
+	if search == 0 {
+		search = msg.id
+	}
 	if msg.hops >= n.cfg.MaxHops || state == 0 {
-		n.answer(ctx, call, statusNoRoute, msg.hops)
+		n.answer(ctx, call, search, statusNoRoute, msg.hops)
 		return
 	}
 	next := msg
 	next.hops++
+	next.re = search
 	for _, p := range hops {
 		err := n.forward(ctx, p.ID, call, next)
 		if err == nil {
@@ -131,13 +141,19 @@ func (n *Node) route(ctx context.Context, call network.CallRef, msg message) {
 	}
 	// No neighbour is closer to the answer, or none could be reached: this
 	// node is the answer as far as it can tell.
-	n.answer(ctx, call, statusOK, msg.hops)
+	n.answer(ctx, call, search, statusOK, msg.hops)
 }
 
 // answer replies to the origin of a search.
-func (n *Node) answer(ctx context.Context, call network.CallRef, status byte, hops int) {
-	m := message{kind: kindFound, status: status, peer: n.self, hops: hops}
-	if err := n.reply(ctx, n.search, call, m); err != nil {
+//
+// The answer may need a new connection to the origin, found through the
+// resolver (a DHT lookup): it has the whole SearchTimeout, the longest the
+// origin waits, rather than a hop's.
+func (n *Node) answer(ctx context.Context, call network.CallRef, search uint64, status byte, hops int) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.SearchTimeout)
+	defer cancel()
+	m := message{kind: kindFound, re: search, status: status, peer: n.self, hops: hops}
+	if err := n.reply(ctx, n.origin, call, m); err != nil {
 		log.Debugw("search answer not sent", "to", call.Origin, "err", err)
 	}
 }

@@ -13,9 +13,11 @@ import (
 // the Reply from the node that has the answer), MaintenanceChannel the
 // Requests that build and repair tables.
 //
-// Every message starts with its kind (1 byte) and an ID (8 bytes,
-// big-endian) unique among the sender's messages, for tracing and
-// accounting. Then, by kind:
+// Every message starts with its kind (1 byte), an ID (8 bytes, big-endian)
+// unique among the sender's messages, and the ID of the message it answers
+// or belongs to (8 bytes; 0 for none): a reply names its request, a search
+// hop and the answer name the search as its origin numbered it. Then, by
+// kind:
 //
 //	search     target key (8), hops so far (2)
 //	found      status (1), the answer (peer), hops (2)
@@ -77,6 +79,7 @@ const peerSize = identity.Size + 8 + 8
 type message struct {
 	kind kind
 	id   uint64
+	re   uint64 // the request this answers, or the search this belongs to
 
 	target Key // search, find
 	hops   int // search, found
@@ -96,6 +99,7 @@ func (m *message) encode() []byte {
 	b := make([]byte, 0, 64)
 	b = append(b, byte(m.kind))
 	b = binary.BigEndian.AppendUint64(b, m.id)
+	b = binary.BigEndian.AppendUint64(b, m.re)
 	switch m.kind {
 	case kindSearch:
 		b = binary.BigEndian.AppendUint64(b, uint64(m.target))
@@ -129,7 +133,7 @@ func (m *message) encode() []byte {
 
 func decode(b []byte) (message, error) {
 	d := decoder{b: b}
-	m := message{kind: kind(d.byte()), id: d.uint64()}
+	m := message{kind: kind(d.byte()), id: d.uint64(), re: d.uint64()}
 	switch m.kind {
 	case kindSearch:
 		m.target = Key(d.uint64())

@@ -13,7 +13,7 @@ func TestWireRoundTrip(t *testing.T) {
 	for _, m := range []message{
 		{kind: kindSearch, id: 7, target: 123456, hops: 9},
 		{kind: kindFind, id: 8, target: 42},
-		{kind: kindFound, id: 9, status: statusOK, peer: b, hops: 3},
+		{kind: kindFound, id: 9, re: 7, status: statusOK, peer: b, hops: 3},
 		{kind: kindGetTable, id: 10},
 		{kind: kindTable, id: 11, state: stateJoined, dirty: [2]uint64{5, 1 << 63}, table: tb, near: []Peer{b, c}},
 		{kind: kindTable, id: 12, state: stateJoining, table: Table{Self: a}},
@@ -34,11 +34,11 @@ func TestWireMalformed(t *testing.T) {
 	full := (&message{kind: kindLink, id: 1, level: 2, side: Left, peer: testPeer(4)}).encode()
 	for name, b := range map[string][]byte{
 		"empty":          nil,
-		"unknown kind":   {99, 0, 0, 0, 0, 0, 0, 0, 1},
+		"unknown kind":   {99, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0},
 		"truncated":      full[:len(full)-1],
 		"trailing bytes": append(full, 0),
-		"bad side":       append(append([]byte{}, full[:10]...), append([]byte{7}, full[11:]...)...),
-		"too many levels": append([]byte{byte(kindLeave), 0, 0, 0, 0, 0, 0, 0, 1},
+		"bad side":       append(append([]byte{}, full[:18]...), append([]byte{7}, full[19:]...)...),
+		"too many levels": append([]byte{byte(kindLeave), 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0},
 			append(make([]byte, peerSize), 200)...),
 	} {
 		t.Run(name, func(t *testing.T) {

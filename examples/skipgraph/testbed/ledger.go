@@ -14,7 +14,9 @@ import (
 // sg.Observer): what was sent, to whom and when, and what arrived. A message
 // is lost if its sender committed it (a Send, Forward or Reply returned
 // nil, or a Request got its reply), both ends still run, and it never
-// arrived. It is safe for concurrent use.
+// arrived, unless it is an answer to a request its requester had given up
+// on (the network drops those, and counts them): that one is late, not
+// lost. It is safe for concurrent use.
 type Ledger struct {
 	mu        sync.Mutex
 	sent      map[msgKey]sentMsg
@@ -22,6 +24,7 @@ type Ledger struct {
 	delivered int // messages compacted away: sent and received
 	byKind    map[string]int
 	failed    []failedRequest
+	gaveUp    map[msgKey]bool // requests and searches without an answer, by requester and ID
 }
 
 type msgKey struct {
@@ -31,6 +34,7 @@ type msgKey struct {
 
 type sentMsg struct {
 	to   identity.Identifier
+	re   uint64
 	kind string
 	at   time.Time
 }
@@ -47,7 +51,7 @@ const compactAt = 200_000
 
 // NewLedger returns an empty ledger.
 func NewLedger() *Ledger {
-	return &Ledger{sent: make(map[msgKey]sentMsg), received: make(map[msgKey]bool), byKind: make(map[string]int)}
+	return &Ledger{sent: make(map[msgKey]sentMsg), received: make(map[msgKey]bool), byKind: make(map[string]int), gaveUp: make(map[msgKey]bool)}
 }
 
 // Observer returns the sg.Observer of node self.
@@ -58,10 +62,10 @@ type observer struct {
 	self identity.Identifier
 }
 
-func (o observer) Sent(to identity.Identifier, id uint64, kind string) {
+func (o observer) Sent(to identity.Identifier, id, re uint64, kind string) {
 	o.l.mu.Lock()
 	defer o.l.mu.Unlock()
-	o.l.sent[msgKey{o.self, id}] = sentMsg{to: to, kind: kind, at: time.Now()}
+	o.l.sent[msgKey{o.self, id}] = sentMsg{to: to, re: re, kind: kind, at: time.Now()}
 	o.l.byKind[kind]++
 	if len(o.l.sent) >= compactAt {
 		o.l.compactLocked()
@@ -77,7 +81,10 @@ func (o observer) Received(from identity.Identifier, id uint64, _ string) {
 func (o observer) RequestFailed(to identity.Identifier, id uint64, _ string, _ error) {
 	o.l.mu.Lock()
 	defer o.l.mu.Unlock()
-	o.l.failed = append(o.l.failed, failedRequest{key: msgKey{o.self, id}, to: to, at: time.Now()})
+	o.l.gaveUp[msgKey{o.self, id}] = true
+	if to != o.self {
+		o.l.failed = append(o.l.failed, failedRequest{key: msgKey{o.self, id}, to: to, at: time.Now()})
+	}
 }
 
 // compactLocked folds the messages that arrived into a count.
@@ -99,6 +106,9 @@ type Totals struct {
 	// Lost: committed before the cut-off, between two nodes that still run,
 	// never arrived.
 	Lost int
+	// Late: answers that arrived after their requester had given up
+	// (dropped by its network layer, which counts them).
+	Late int
 	// Unanswered: Requests between two nodes that still run that got no
 	// reply (counted once, whatever the reason); NeverArrived of them were
 	// not seen by the receiver either (lost, or never committed: a Request's
@@ -109,7 +119,7 @@ type Totals struct {
 }
 
 func (t Totals) String() string {
-	return fmt.Sprintf("sent %d, lost %d, requests unanswered %d (%d not received)", t.Sent, t.Lost, t.Unanswered, t.NeverArrived)
+	return fmt.Sprintf("sent %d, lost %d, answers too late %d, requests unanswered %d (%d not received)", t.Sent, t.Lost, t.Late, t.Unanswered, t.NeverArrived)
 }
 
 // Totals counts the ledger: alive says which nodes still run; messages
@@ -120,6 +130,10 @@ func (l *Ledger) Totals(alive func(identity.Identifier) bool, before time.Time) 
 	t := Totals{Sent: len(l.sent) + l.delivered, ByKind: maps.Clone(l.byKind)}
 	for k, s := range l.sent {
 		if l.received[k] || s.at.After(before) || !alive(k.from) || !alive(s.to) {
+			continue
+		}
+		if s.re != 0 && l.gaveUp[msgKey{s.to, s.re}] {
+			t.Late++
 			continue
 		}
 		t.Lost++

@@ -9,11 +9,11 @@
 //	if err != nil { ... }
 //	defer tb.Close()
 //	for i := range 64 {
-//		if err := tb.Join(ctx, i); err != nil { ... } // one at a time, through node 0
+//		if _, err := tb.Join(ctx, i); err != nil { ... } // one at a time, through node 0
 //	}
 //	r, err := tb.Node(5).Search(ctx, 123456)
-//	err = tb.Kill(7)   // no goodbye: its host closes first
-//	err = tb.Leave(ctx, 8) // sg.Node.Leave, then the node closes
+//	_, err = tb.Kill(7)         // no goodbye: its host closes first
+//	_, err = tb.Leave(ctx, 8)   // sg.Node.Leave, then the node closes
 //	err = tb.WaitConverged(ctx) // every table is the one the sorted keys give
 //
 // It returns errors rather than failing a test, and every call that waits
@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -235,6 +236,35 @@ func (tb *Testbed) Join(ctx context.Context, i int) (time.Duration, error) {
 	}
 	tb.setState(i, joined)
 	return time.Since(t0), nil
+}
+
+// JoinAll joins the nodes idx through the introducer, parallel at a time
+// (node 0, if among them, first and alone), and returns each join's
+// duration, in the order of idx.
+func (tb *Testbed) JoinAll(ctx context.Context, idx []int, parallel int) ([]time.Duration, error) {
+	out := make([]time.Duration, len(idx))
+	rest := idx
+	if k := slices.Index(idx, 0); k >= 0 {
+		d, err := tb.Join(ctx, 0)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = d
+		rest = slices.Delete(slices.Clone(idx), k, k+1)
+	}
+	errs := make([]error, len(idx))
+	sem := make(chan struct{}, max(parallel, 1))
+	var wg sync.WaitGroup
+	for _, i := range rest {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			k := slices.Index(idx, i)
+			out[k], errs[k] = tb.Join(ctx, i)
+		})
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
 }
 
 // Add starts a new node (a new key, a host whose DHT joins through the
