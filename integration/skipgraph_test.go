@@ -17,7 +17,7 @@ import (
 
 // TestSkipGraphChurn runs a skip graph of 64 nodes (package sg on the
 // network layer, Identifiers resolved through the Kademlia DHT of one
-// introducer): they join four at a time, and searches are checked against
+// introducer): they join eight at a time, and searches are checked against
 // the sorted key list. Then, while searches go on, a tenth crash, a tenth
 // leave gracefully and as many new nodes join, all at the same time. Once
 // every table is the one the sorted keys give, every search is correct, no
@@ -25,7 +25,7 @@ import (
 // shares at most one libp2p connection (exactly one skipwire stream where
 // they share a skipwire connection).
 func TestSkipGraphChurn(t *testing.T) {
-	runSkipGraph(t, skipGraphOptions{size: 64, joinParallel: 4, rounds: 1, searches: 200, timeout: 4 * time.Minute})
+	runSkipGraph(t, skipGraphOptions{size: 64, joinParallel: 8, rounds: 1, searches: 200, timeout: 4 * time.Minute})
 }
 
 // TestSoakSkipGraph is TestSkipGraphChurn with 256 nodes and rounds of

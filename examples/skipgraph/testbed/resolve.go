@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -27,11 +28,34 @@ type Resolutions struct {
 
 // wrap returns the resolver of one node: its peerstore, then its DHT,
 // both counted.
+//
+// It is not a resolver.NewChain: when the addresses a chain's first member
+// gave do not answer, the manager asks the chain for other addresses
+// (resolver.Fallback), which means a DHT lookup; for a node that crashed
+// that lookup finds nothing, after hundreds of milliseconds, and every
+// dial to a crashed node pays it. Here the DHT is asked only for the
+// Identifiers the peerstore has no address for, so a node whose known
+// address refuses is gone. (A network whose nodes move to new addresses
+// wants the chain.)
 func (r *Resolutions) wrap(h host.Host, kad *dht.IpfsDHT) resolver.AddressResolver {
-	return resolver.NewChain(
-		counted{r: resolver.NewPeerstore(h.Peerstore()), done: r.fromPeerstore},
-		counted{r: resolver.NewDHT(kad), done: r.fromDHT},
-	)
+	return knownFirst{
+		known: counted{r: resolver.NewPeerstore(h.Peerstore()), done: r.fromPeerstore},
+		dht:   counted{r: resolver.NewDHT(kad), done: r.fromDHT},
+	}
+}
+
+// knownFirst resolves through known, or through dht when known has no
+// address.
+type knownFirst struct {
+	known, dht resolver.AddressResolver
+}
+
+func (k knownFirst) Resolve(ctx context.Context, id identity.Identifier) (peer.AddrInfo, error) {
+	info, err := k.known.Resolve(ctx, id)
+	if err == nil || !errors.Is(err, resolver.ErrNotFound) {
+		return info, err
+	}
+	return k.dht.Resolve(ctx, id)
 }
 
 func (r *Resolutions) fromPeerstore(_ time.Duration, err error) {
