@@ -46,6 +46,7 @@ type options struct {
 	churn     float64
 	searchers int
 	parallel  int
+	quic      bool
 	timeout   time.Duration
 }
 
@@ -58,6 +59,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	fs.Float64Var(&o.churn, "churn", 0.1, "fraction of the nodes that crash, and again that leave, and of new nodes that join")
 	fs.IntVar(&o.searchers, "searchers", 4, "searches running at once during the churn")
 	fs.IntVar(&o.parallel, "p", 8, "searches running at once before the churn and after the repair")
+	fs.BoolVar(&o.quic, "quic", false, "connect over QUIC instead of TCP (one UDP socket per host instead of a file descriptor per connection: for hundreds of nodes)")
 	fs.DurationVar(&o.timeout, "timeout", 3*time.Minute, "give up after this long")
 	logLevel := fs.String("log", "", "go-log level of libp2p and skipwire logs: debug, info, warn or error (default: error, or $GOLOG_LOG_LEVEL)")
 	if code, ok := cli.Parse(fs, args); !ok {
@@ -174,7 +176,16 @@ func (d *demo) close() {
 func (d *demo) start(ctx context.Context) error {
 	t0 := time.Now()
 	d.printf("[1/7] starting %d nodes: a libp2p host each, its DHT joined through node 0, a connection manager, a network ... ", d.o.nodes)
-	tb, err := testbed.Start(ctx, testbed.Options{Nodes: d.o.nodes})
+	opts := testbed.Options{Nodes: d.o.nodes}
+	if d.o.quic {
+		opts.Listen = "/ip4/127.0.0.1/udp/0/quic-v1"
+	}
+	if d.o.nodes > 100 {
+		// Hundreds of hosts in one process: close the connections nothing
+		// uses, before libp2p's connection manager would.
+		opts.TrimAfter = 10 * time.Second
+	}
+	tb, err := testbed.Start(ctx, opts)
 	if err != nil {
 		return err
 	}

@@ -117,14 +117,20 @@ func (n *Node) inNearLocked(id identity.Identifier) bool {
 // drop marks id gone after its connection was lost or a message to it
 // failed, and checks in the background whether it can be reached after
 // all. A failure caused by this node closing says nothing about id, and
-// neither does a timeout while the connection to id is alive: id is slow
-// (or pushes back), not gone.
+// neither does a timeout while the connection to id is alive (id is slow,
+// or pushes back) or a clean close of the connection (idle closing).
 func (n *Node) drop(id identity.Identifier, err error) {
 	if n.ctx.Err() != nil || errors.Is(err, context.Canceled) {
 		return
 	}
 	if errors.Is(err, context.DeadlineExceeded) && n.connected(id) {
 		log.Debugw("peer slow to answer", "self", n.self, "peer", id.Short(), "err", err)
+		return
+	}
+	if errors.Is(err, p2pconn.ErrConnectionClosed) && !lostOrLeft(err) {
+		// A clean close (idle closing on its side) that a message crossed:
+		// the peer is there; the next message opens a new connection.
+		log.Debugw("connection closed under a message", "self", n.self, "peer", id.Short(), "err", err)
 		return
 	}
 	n.mu.Lock()

@@ -2,6 +2,7 @@ package sg
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -61,7 +62,12 @@ func (n *Node) requestWith(ctx context.Context, to identity.Identifier, m messag
 			go func() {
 				select {
 				case <-conn.Done():
-					cancel()
+					// Lost, or the node left: no reply will come. A clean
+					// close (idle closing) racing the request is not the
+					// end: the reply comes on a new connection.
+					if lostOrLeft(conn.Err()) {
+						cancel()
+					}
 				case <-watching:
 				}
 			}()
@@ -70,7 +76,7 @@ func (n *Node) requestWith(ctx context.Context, to identity.Identifier, m messag
 	var r network.Message
 	if err == nil {
 		r, err = n.maint.Request(ctx, to, m.encode(), opts...)
-		if err != nil && conn != nil && conn.Err() != nil {
+		if err != nil && conn != nil && lostOrLeft(conn.Err()) {
 			err = fmt.Errorf("%s to %s: %w", m.kind, to.Short(), conn.Err())
 		}
 	}
@@ -125,4 +131,10 @@ func (n *Node) received(m network.Message) (message, error) {
 		n.obs.Received(m.From, msg.id, msg.kind.String())
 	}
 	return msg, nil
+}
+
+// lostOrLeft reports whether err says that a connection was lost or that
+// its remote left, rather than closed cleanly (by idle closing, say).
+func lostOrLeft(err error) bool {
+	return errors.Is(err, p2pconn.ErrConnectionLost) || errors.Is(err, p2pconn.ErrPeerLeft)
 }

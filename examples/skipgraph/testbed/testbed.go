@@ -31,6 +31,7 @@ import (
 	"sync"
 	"time"
 
+	logging "github.com/ipfs/go-log/v2"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
 
@@ -51,6 +52,12 @@ type Options struct {
 	// Node is the template of every node's sg.Config; Key is drawn at
 	// random, and Observer is the testbed's Ledger.
 	Node sg.Config
+	// Listen is every node's listen multiaddr, with port 0. Default
+	// cluster.DefaultListen, TCP on 127.0.0.1. With QUIC
+	// ("/ip4/127.0.0.1/udp/0/quic-v1") a host uses one UDP socket for all
+	// its connections, where TCP takes a file descriptor per connection:
+	// hundreds of nodes in one process need that, or a high ulimit -n.
+	Listen string
 	// KeySpace bounds the keys: each node's key is drawn at random, unique,
 	// in [0, KeySpace). Default 1,000,000.
 	KeySpace uint64
@@ -63,10 +70,22 @@ type Options struct {
 	DHTRefresh bool
 	// DHT are options for every node's Kademlia DHT, after the testbed's.
 	DHT []dht.Option
+	// TrimAfter, if set, closes libp2p connections older than that which
+	// carry no stream and no skipwire connection (see trim): for hundreds
+	// of nodes in one process. 0: libp2p's connection manager alone.
+	TrimAfter time.Duration
 }
+
+var log = logging.Logger("skipwire/testbed")
 
 // DefaultKeySpace is the default Options.KeySpace.
 const DefaultKeySpace = 1_000_000
+
+// startBurst is how many nodes Start starts at once; it adds the others one
+// at a time. A host built with p2pconn.HostOptions refuses inbound
+// connections beyond libp2p's transient limit (about 80 secure handshakes
+// in progress): with 255 nodes dialing the introducer at once, most failed.
+const startBurst = 64
 
 // ConnConfig returns the manager configuration of the testbed's nodes:
 // quick retries (a killed node refuses dials at once), and connections
@@ -113,6 +132,9 @@ type Testbed struct {
 	mu      sync.Mutex
 	members []*Member
 	keys    map[sg.Key]bool
+
+	stopTrim chan struct{} // closed by Close
+	trimDone chan struct{}
 }
 
 // Start starts opts.Nodes nodes, each a host whose DHT joined through node
@@ -140,7 +162,8 @@ func Start(ctx context.Context, opts Options) (*Testbed, error) {
 		dhtOpts = append(dhtOpts, dht.DisableAutoRefresh())
 	}
 	c, err := cluster.Start(ctx, cluster.Options{
-		Size:       opts.Nodes,
+		Size:       min(opts.Nodes, startBurst),
+		Listen:     opts.Listen,
 		Config:     conn,
 		DHTOptions: append(dhtOpts, opts.DHT...),
 		NewResolver: func(h host.Host, kad *dht.IpfsDHT) resolver.AddressResolver {
@@ -151,16 +174,42 @@ func Start(ctx context.Context, opts Options) (*Testbed, error) {
 		return nil, fmt.Errorf("testbed: %w", err)
 	}
 	tb.c = c
-	for i := range opts.Nodes {
-		if err := tb.attach(i); err != nil {
+	if opts.TrimAfter > 0 {
+		tb.stopTrim, tb.trimDone = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(tb.trimDone)
+			tb.trim(opts.TrimAfter, tb.stopTrim)
+		}()
+	}
+	for i := range c.Size() {
+		if err := tb.attach(ctx, i); err != nil {
+			return nil, errors.Join(err, tb.Close())
+		}
+	}
+	for c.Size() < opts.Nodes {
+		if _, err := tb.Add(ctx); err != nil {
 			return nil, errors.Join(err, tb.Close())
 		}
 	}
 	return tb, nil
 }
 
-// attach starts the Network and the sg.Node of cluster node i.
-func (tb *Testbed) attach(i int) error {
+// attach announces cluster node i in the DHT, then starts its Network and
+// its sg.Node.
+//
+// The announcement is a lookup of the node's own peer ID, Kademlia's join:
+// it reaches the nodes whose IDs are closest to its own, which put it in
+// their routing tables, and those are the nodes a lookup for it ends at.
+// kad-dht's refresh does that walk, among others; with the refresh off
+// (Options.DHTRefresh) a node known to its bootstrap node alone was often
+// not found, from about 150 nodes on.
+func (tb *Testbed) attach(ctx context.Context, i int) error {
+	if !tb.opts.DHTRefresh {
+		n := tb.c.Node(i)
+		if _, err := n.DHT.GetClosestPeers(ctx, string(n.PeerID())); err != nil {
+			log.Debugw("self lookup failed", "node", i, "err", err)
+		}
+	}
 	nw, err := network.New(tb.c.Manager(i), network.Config{})
 	if err != nil {
 		return fmt.Errorf("testbed: node %d: %w", i, err)
@@ -274,7 +323,7 @@ func (tb *Testbed) Add(ctx context.Context) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("testbed: %w", err)
 	}
-	if err := tb.attach(i); err != nil {
+	if err := tb.attach(ctx, i); err != nil {
 		return -1, errors.Join(err, tb.c.Kill(i))
 	}
 	return i, nil
@@ -315,7 +364,7 @@ func (tb *Testbed) Running() []int {
 	defer tb.mu.Unlock()
 	var out []int
 	for i, m := range tb.members {
-		if m.state == joined {
+		if m != nil && m.state == joined {
 			out = append(out, i)
 		}
 	}
@@ -329,7 +378,7 @@ func (tb *Testbed) Members() []sg.Peer {
 	defer tb.mu.Unlock()
 	var out []sg.Peer
 	for _, m := range tb.members {
-		if m.state == joined {
+		if m != nil && m.state == joined {
 			out = append(out, m.Node.Self())
 		}
 	}
@@ -341,6 +390,9 @@ func (tb *Testbed) membersAndJoining() (members, joiningNodes []sg.Peer) {
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
 	for _, m := range tb.members {
+		if m == nil { // being added
+			continue
+		}
 		switch m.state {
 		case joined:
 			members = append(members, m.Node.Self())
@@ -357,7 +409,7 @@ func (tb *Testbed) Alive(id identity.Identifier) bool {
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
 	for _, m := range tb.members {
-		if m.Node.Self().ID == id {
+		if m != nil && m.Node.Self().ID == id {
 			return m.state == joined
 		}
 	}
@@ -367,6 +419,11 @@ func (tb *Testbed) Alive(id identity.Identifier) bool {
 // Close stops every node still running: the skip-graph nodes and Networks
 // first, then the cluster (managers, DHTs, hosts).
 func (tb *Testbed) Close() error {
+	if tb.stopTrim != nil {
+		close(tb.stopTrim)
+		<-tb.trimDone
+		tb.stopTrim = nil
+	}
 	tb.mu.Lock()
 	members := append([]*Member(nil), tb.members...)
 	tb.mu.Unlock()
