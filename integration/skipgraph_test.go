@@ -131,7 +131,9 @@ func runSkipGraph(t *testing.T, o skipGraphOptions) {
 	// Messages: every one sent a second before now, between nodes that
 	// still run, has arrived.
 	cut := time.Now()
-	conns, err := tb.WaitOnePerPair(ctx)
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	conns, err := tb.WaitOnePerPair(wctx)
 	require.NoError(t, err)
 	time.Sleep(time.Until(cut.Add(time.Second)))
 	tot := tb.Ledger().Totals(tb.Alive, cut)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -188,17 +189,42 @@ func (tb *Testbed) Connections() Connections {
 // WaitOnePerPair waits until no running pair has more than one libp2p
 // connection (the duplicates of simultaneous dials are closed once
 // settled) and every pair with a skipwire connection has one skipwire
-// stream on each side, and returns the counts then.
+// stream on each side, and returns the counts then. It looks every 100 ms:
+// with hundreds of nodes a look takes a while.
 func (tb *Testbed) WaitOnePerPair(ctx context.Context) (Connections, error) {
-	var cs Connections
-	err := cluster.WaitFor(ctx, func() bool {
-		cs = tb.Connections()
-		return cs.MaxPerPair <= 1 && cs.MaxStreams <= 1
-	})
-	if err != nil {
-		return cs, fmt.Errorf("testbed: connections per pair: up to %d libp2p connections, %d skipwire streams: %w", cs.MaxPerPair, cs.MaxStreams, err)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		cs := tb.Connections()
+		if cs.MaxPerPair <= 1 && cs.MaxStreams <= 1 {
+			return cs, nil
+		}
+		select {
+		case <-ctx.Done():
+			return cs, fmt.Errorf("testbed: connections per pair: up to %d libp2p connections, %d skipwire streams (%s): %w",
+				cs.MaxPerPair, cs.MaxStreams, tb.describePairs(), ctx.Err())
+		case <-t.C:
+		}
 	}
-	return cs, nil
+}
+
+// describePairs names up to 5 running pairs with more than one libp2p
+// connection or skipwire stream.
+func (tb *Testbed) describePairs() string {
+	idx := tb.Running()
+	var out []string
+	for a, i := range idx {
+		for _, j := range idx[a+1:] {
+			c, si, sj := tb.c.ConnsBetween(i, j), tb.c.StreamsBetween(i, j), tb.c.StreamsBetween(j, i)
+			if c > 1 || si > 1 || sj > 1 {
+				out = append(out, fmt.Sprintf("nodes %d-%d: %d connections, %d and %d streams", i, j, c, si, sj))
+				if len(out) == 5 {
+					return strings.Join(out, "; ")
+				}
+			}
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // Levels returns the number of levels that hold lists of two or more
