@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -68,7 +69,18 @@ func (m *Manager) handleStream(s network.Stream) {
 	defer m.leaveHandshake(remote)
 	deadline := time.Now().Add(m.cfg.ConnectTimeout)
 	_ = s.SetDeadline(deadline)
-	stop := context.AfterFunc(m.ctx, func() { _ = s.Reset() })
+	// Closing the manager ends the handshake: at once before ACCEPT, and
+	// after ACCEPT once CONFIRM has come or CloseTimeout has passed, since
+	// the opener may already hold the connection (it is then closed
+	// gracefully, so the opener learns that this node left).
+	var accepting atomic.Bool
+	stop := context.AfterFunc(m.ctx, func() {
+		if accepting.Load() {
+			_ = s.SetReadDeadline(time.Now().Add(m.cfg.CloseTimeout))
+		} else {
+			_ = s.Reset()
+		}
+	})
 	defer stop()
 
 	hello, err := readHandshake(s)
@@ -96,6 +108,7 @@ func (m *Manager) handleStream(s network.Stream) {
 		var reason byte
 		v, reason, accept = m.admit(remote, in)
 		if v == verdictAccept {
+			accepting.Store(true)
 			break
 		}
 		if v == verdictReject {
@@ -276,11 +289,18 @@ func (m *Manager) acceptHandshake(remote identity.Identifier, in *inStream, acce
 		st.inboundFailed(in)
 		m.changedLocked(remote, st)
 		m.mu.Unlock()
-		_ = s.Reset()
-		if err == nil {
-			err = ErrManagerClosed
+		if err != nil {
+			_ = s.Reset()
+			return nil, fmt.Errorf("inbound from %s: %w", remote.Short(), err)
 		}
-		return nil, fmt.Errorf("inbound from %s: %w", remote.Short(), err)
+		// The manager closed while the opener confirmed: it holds the
+		// connection, so close it gracefully (it learns that we left).
+		_ = s.SetDeadline(timeZero)
+		c := newConn(m, remote, s, true, in.hello.maxSize, in.hello.caps&accept.caps)
+		m.metrics.connUp(true)
+		m.goroutine(c.readLoop)
+		_ = c.Close()
+		return nil, fmt.Errorf("inbound from %s: %w", remote.Short(), ErrManagerClosed)
 	}
 	// Clear the handshake deadline before anyone can Close the connection
 	// (which sets its own).
