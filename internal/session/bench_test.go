@@ -3,6 +3,7 @@ package session_test
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/skipwire/skipwire/internal/session"
 )
@@ -18,11 +19,24 @@ func BenchmarkOutAddAck(b *testing.B) {
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			for b.Loop() {
-				if n := o.Add(msg); n%32 == 0 {
+				if n := o.Add(msg); n%session.DefaultAckCount == 0 {
 					_ = o.Ack(n)
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkInReceived records received messages and takes the
+// acknowledgements the policy asks for.
+func BenchmarkInReceived(b *testing.B) {
+	r := session.NewIn(session.AckPolicy{})
+	now := time.Unix(0, 0)
+	b.ReportAllocs()
+	for b.Loop() {
+		if r.Received(256, now) {
+			r.Take()
+		}
 	}
 }
 
