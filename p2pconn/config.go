@@ -9,7 +9,8 @@ import (
 
 // Config tunes a Manager. In every field the zero value means the default,
 // except RetryAttempts, where 0 means no retry. Negative values are invalid,
-// except for UnreachableFor, where a negative value turns it off.
+// except for UnreachableFor and ResumeWindow, where a negative value turns
+// the feature off.
 type Config struct {
 	// ConnectTimeout bounds one connection attempt: resolution, dial, secure
 	// handshake, stream open and skipwire handshake. Default 10 s.
@@ -98,6 +99,22 @@ type Config struct {
 	// connection can go, it refuses as without it. Default false: refuse.
 	EvictAtLimit bool
 
+	// ResumeWindow: a negative value turns acknowledgements off. By default
+	// (0) both sides of a connection acknowledge the messages they receive
+	// (cumulatively, about one small control frame per batch or per 2 ms)
+	// when both run this version, so that a connection that ends says
+	// exactly which messages the remote never acknowledged (a
+	// *NotDeliveredError in Err, in later Sends and in the disconnected
+	// event), and Send pushes back once ResendBuffer bytes wait for an
+	// acknowledgement.
+	ResumeWindow time.Duration
+
+	// ResendBuffer bounds, in bytes, the messages a connection keeps until
+	// the remote acknowledges them (each counts its length plus 32 bytes);
+	// a Send waits (up to its ctx) for room. A single message larger than
+	// it is sent alone. Default 4 MiB.
+	ResendBuffer int
+
 	// NetworkName separates overlays that share hosts or a DHT: managers
 	// with different names speak different protocol IDs (ProtocolFor) and
 	// never connect to each other; a Connect to a node of another network
@@ -124,6 +141,7 @@ const (
 	DefaultCloseTimeout      = 5 * time.Second
 	DefaultReceiveBuffer     = 16
 	DefaultUnreachableFor    = time.Second
+	DefaultResendBuffer      = 4 << 20
 
 	// MaxMessageSizeLimit is the largest MaxMessageSize the wire format allows.
 	MaxMessageSizeLimit = 1 << 30
@@ -164,6 +182,7 @@ func (c Config) Validate() error {
 		{"RetryAttempts", c.RetryAttempts},
 		{"MaxMessageSize", c.MaxMessageSize},
 		{"ReceiveBuffer", c.ReceiveBuffer},
+		{"ResendBuffer", c.ResendBuffer},
 	}
 	for _, n := range ints {
 		if n.v < 0 {
@@ -209,5 +228,6 @@ func (c Config) withDefaults() Config {
 	setInt(&c.MaxConnections, DefaultMaxConnections)
 	setInt(&c.MaxMessageSize, DefaultMaxMessageSize)
 	setInt(&c.ReceiveBuffer, DefaultReceiveBuffer)
+	setInt(&c.ResendBuffer, DefaultResendBuffer)
 	return c
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/multiformats/go-varint"
 
 	"github.com/skipwire/skipwire/identity"
 )
@@ -32,8 +33,9 @@ type conn struct {
 	addr    string
 	inbound bool
 	born    time.Time
-	sendMax int    // the smaller of both sides' MaxMessageSize
-	caps    uint64 // the capabilities both sides announced
+	sendMax int       // the smaller of both sides' MaxMessageSize
+	caps    uint64    // the capabilities both sides announced
+	ack     *ackState // acknowledgements (capAck), nil without them
 	// replaced: a newer opening from the remote superseded the stream
 	// before it settled; it only delivers what it carries.
 	replaced bool
@@ -75,11 +77,14 @@ type conn struct {
 
 var _ Connection = (*conn)(nil)
 
-func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool, remoteMax, caps uint64) *conn {
+// newConn makes the connection of a settled stream: remote is the remote's
+// HELLO or ACCEPT, localCaps the capabilities this side announced.
+func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool, remote handshake, localCaps uint64) *conn {
 	sendMax := m.cfg.MaxMessageSize
-	if remoteMax < uint64(sendMax) {
-		sendMax = int(remoteMax)
+	if remote.maxSize < uint64(sendMax) {
+		sendMax = int(remote.maxSize)
 	}
+	caps := remote.caps & localCaps
 	c := &conn{
 		m:        m,
 		id:       id,
@@ -96,6 +101,9 @@ func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool,
 	}
 	c.lastUsed.Store(c.born.UnixNano())
 	c.in.init(m.cfg.ReceiveBuffer)
+	if caps&capAck != 0 {
+		c.ack = newAckState(m.cfg.ResendBuffer, remote.resend)
+	}
 	c.halves.Store(2)
 	return c
 }
@@ -140,6 +148,16 @@ func (c *conn) die(err error) bool {
 	if c.err != nil {
 		c.mu.Unlock()
 		return false
+	}
+	if c.ack != nil {
+		c.ack.stop()
+		// A connection that ends from the remote's side, or is lost, says
+		// which messages the remote never acknowledged.
+		if ce, ok := err.(*closeError); ok && !ce.local {
+			if p := c.ack.pending(); len(p) > 0 {
+				err = &NotDeliveredError{Peer: c.id, Messages: p, Cause: err}
+			}
+		}
 	}
 	c.err = err
 	c.dead.Store(true)
@@ -253,6 +271,9 @@ func (c *conn) readLoop() {
 			room = true
 		default:
 			room = c.in.push(msg)
+			if c.ack != nil && c.ack.received(c, len(msg)) {
+				c.ackSoon()
+			}
 		}
 	}
 }
@@ -435,6 +456,17 @@ func (c *conn) used() { c.lastUsed.Store(time.Now().UnixNano()) }
 // control handles a control frame from the remote. Types this version does
 // not know are ignored (PROTOCOL.md, "Control frames").
 func (c *conn) control(msg []byte) {
+	if len(msg) > 0 && msg[0] == ctrlAck && c.ack != nil {
+		n, _, err := varint.FromUvarint(msg[1:])
+		if err == nil {
+			err = c.ack.acked(n)
+		}
+		if err != nil {
+			c.m.metrics.frameError("frame")
+			c.fail("read", fmt.Errorf("%w: ACK: %w", errFraming, err))
+		}
+		return
+	}
 	if len(msg) == 0 || msg[0] != ctrlClose {
 		return
 	}

@@ -230,7 +230,11 @@ func (m *Manager) handshakeLocked(typ byte, nonce uint64) handshake {
 	if typ == msgHello {
 		m.openings++
 	}
-	h.ext, h.inc, h.seq, h.caps = true, m.incarnation, m.openings, capsSupported
+	h.ext, h.inc, h.seq, h.caps = true, m.incarnation, m.openings, capClose
+	if m.cfg.ResumeWindow >= 0 {
+		h.caps |= capAck
+		h.resend = uint64(m.cfg.ResendBuffer)
+	}
 	return h
 }
 
@@ -238,7 +242,7 @@ func (m *Manager) handshakeLocked(typ byte, nonce uint64) handshake {
 // when it speaks version 1 only.
 func (m *Manager) remoteHandshake(h handshake) handshake {
 	if m.version1.Load() {
-		h.ext, h.inc, h.seq, h.caps = false, 0, 0, 0
+		h.ext, h.inc, h.seq, h.caps, h.resend = false, 0, 0, 0, 0
 	}
 	return h
 }
@@ -275,7 +279,7 @@ func (m *Manager) acceptHandshake(remote identity.Identifier, in *inStream, acce
 			// The remote confirmed it before it opened the newer one:
 			// what it sent on it is delivered, then it ends.
 			_ = s.SetDeadline(timeZero)
-			c := newConn(m, remote, s, true, in.hello.maxSize, in.hello.caps&accept.caps)
+			c := newConn(m, remote, s, true, in.hello, accept.caps)
 			c.replaced = true
 			m.metrics.connUp(true)
 			m.publish(Event{Kind: EventConnected, Peer: remote, Inbound: true, Conn: c})
@@ -296,7 +300,7 @@ func (m *Manager) acceptHandshake(remote identity.Identifier, in *inStream, acce
 		// The manager closed while the opener confirmed: it holds the
 		// connection, so close it gracefully (it learns that we left).
 		_ = s.SetDeadline(timeZero)
-		c := newConn(m, remote, s, true, in.hello.maxSize, in.hello.caps&accept.caps)
+		c := newConn(m, remote, s, true, in.hello, accept.caps)
 		m.metrics.connUp(true)
 		m.goroutine(c.readLoop)
 		_ = c.Close()
@@ -305,7 +309,7 @@ func (m *Manager) acceptHandshake(remote identity.Identifier, in *inStream, acce
 	// Clear the handshake deadline before anyone can Close the connection
 	// (which sets its own).
 	_ = s.SetDeadline(timeZero)
-	c := newConn(m, remote, s, true, in.hello.maxSize, in.hello.caps&accept.caps)
+	c := newConn(m, remote, s, true, in.hello, accept.caps)
 	st.confirmed(in, c, liveInfo{born: c.born, ext: in.hello.ext && accept.ext, inc: in.hello.inc, staleBelow: in.hello.seq})
 	m.establishLocked(st, c)
 	m.mu.Unlock()
@@ -401,7 +405,7 @@ func (m *Manager) helloExchange(s network.Stream, hello handshake) (handshake, e
 
 // outboundSettled makes the connection of an accepted outbound stream.
 func (m *Manager) outboundSettled(id identity.Identifier, out *outStream, hello, reply handshake) *conn {
-	c := newConn(m, id, out.s, false, reply.maxSize, hello.caps&reply.caps)
+	c := newConn(m, id, out.s, false, reply, hello.caps)
 	info := liveInfo{born: c.born, ext: hello.ext && reply.ext, inc: reply.inc, staleBelow: reply.seq, expectDup: reply.nonce}
 	m.mu.Lock()
 	st := m.state(id)

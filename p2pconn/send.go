@@ -58,20 +58,27 @@ func (c *conn) Send(ctx context.Context, msg []byte) error {
 	if c.dead.Load() {
 		return c.Err()
 	}
-	if c.m.metrics == nil {
-		err := c.send(ctx, msg)
-		if err == nil {
-			c.used()
+	var start time.Time
+	if c.m.metrics != nil {
+		start = time.Now()
+	}
+	if c.ack != nil {
+		if err := c.ack.reserve(ctx, c, len(msg)); err != nil {
+			return err
+		}
+	}
+	err := c.send(ctx, msg)
+	if err != nil {
+		if c.ack != nil {
+			c.ack.release(len(msg))
 		}
 		return err
 	}
-	start := time.Now()
-	err := c.send(ctx, msg)
-	if err == nil {
-		c.used()
+	c.used()
+	if c.m.metrics != nil {
 		c.m.metrics.sent(len(msg), start)
 	}
-	return err
+	return nil
 }
 
 func (c *conn) send(ctx context.Context, msg []byte) error {
@@ -200,6 +207,11 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 	bp := batchPool.Get().(*[]byte)
 	buf := append((*bp)[:0], c.debt...)
 	c.debt = c.debt[:0]
+	if c.ack != nil {
+		if n, ok := c.ack.take(); ok {
+			buf = appendAck(buf, n) // the due acknowledgement rides along
+		}
+	}
 	for _, r := range batch {
 		buf = appendFrame(buf, r.msg)
 	}
@@ -215,14 +227,21 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 		}
 	}
 
+	if c.ack != nil {
+		// With acknowledgements everything in this write is committed
+		// before it starts, in wire order: the remote may acknowledge it
+		// before Write returns.
+		c.ack.commitBatch(batch, own, hasOwn)
+	}
 	n, err := c.write(ctx, buf, large)
 	var ownErr error
 	switch {
 	case err == nil:
 		c.notifyAll(batch, nil)
 	case c.cut(ctx, err):
-		// Keep the committed rest, own's frame included once begun.
-		ownBegun := n > committed
+		// Keep the committed rest, own's frame included once begun (or
+		// committed already, with acknowledgements).
+		ownBegun := n > committed || c.ack != nil && hasOwn
 		switch {
 		case n < len(buf) && (ownBegun || n < committed):
 			end := committed
@@ -248,6 +267,10 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 	default:
 		c.fail("write", err)
 		ownErr = c.Err()
+		if c.ack != nil {
+			// Committed: the loss reports them (NotDeliveredError).
+			ownErr = nil
+		}
 		c.notifyAll(batch, ownErr)
 	}
 	for i := range batch {

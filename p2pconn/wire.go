@@ -33,14 +33,16 @@ const (
 	extIncarnation uint64 = 0x01 // 8 bytes: the sender's incarnation, non-zero
 	extSeq         uint64 = 0x02 // uvarint: HELLO: the opening's number; ACCEPT: the acceptor's highest
 	extCaps        uint64 = 0x03 // uvarint: capability bits
+	extResend      uint64 = 0x04 // uvarint: the sender's resend limit in bytes (capAck)
 )
 
 // Capability bits of the caps field.
 const (
 	capClose uint64 = 1 << 0 // control frames and CLOSE
+	capAck   uint64 = 1 << 1 // ACK control frames (acknowledgements)
 
-	// capsSupported is what this version announces.
-	capsSupported = capClose
+	// capsSupported is what this version can announce.
+	capsSupported = capClose | capAck
 )
 
 // Control frames (PROTOCOL.md, "Control frames"): on a connection where both
@@ -52,6 +54,7 @@ const (
 	maxCtrlSize        = 64
 
 	ctrlClose byte = 0x01 // the sender half-closes next; field: why
+	ctrlAck   byte = 0x02 // uvarint: messages received so far (capAck)
 )
 
 // Reasons a CLOSE gives.
@@ -92,10 +95,11 @@ type handshake struct {
 
 	// Version 2 (HELLO, ACCEPT): set when the message carries both an
 	// incarnation and a sequence number; otherwise all zero.
-	ext  bool
-	inc  uint64
-	seq  uint64
-	caps uint64
+	ext    bool
+	inc    uint64
+	seq    uint64
+	caps   uint64
+	resend uint64 // the sender's resend limit (capAck), 0 if absent
 
 	reason byte // REJECT
 }
@@ -128,6 +132,9 @@ func appendHandshake(b []byte, m handshake) []byte {
 			n += putExt(body[n:], extSeq, varint.ToUvarint(m.seq))
 			if m.caps != 0 {
 				n += putExt(body[n:], extCaps, varint.ToUvarint(m.caps))
+			}
+			if m.resend != 0 {
+				n += putExt(body[n:], extResend, varint.ToUvarint(m.resend))
 			}
 		}
 	case msgReject:
@@ -206,7 +213,7 @@ func putExt(b []byte, key uint64, value []byte) int {
 // or ACCEPT. Unknown keys are skipped; a known key with a malformed value,
 // or a field cut short, is a framing error.
 func (m *handshake) decodeExt(b []byte) error {
-	var inc, seq, caps uint64
+	var inc, seq, caps, resend uint64
 	var hasInc, hasSeq bool
 	for len(b) > 0 {
 		key, n, err := varint.FromUvarint(b)
@@ -226,20 +233,23 @@ func (m *handshake) decodeExt(b []byte) error {
 				return fmt.Errorf("%w: handshake incarnation must be 8 non-zero bytes", errFraming)
 			}
 			inc, hasInc = binary.BigEndian.Uint64(value), true
-		case extSeq, extCaps:
+		case extSeq, extCaps, extResend:
 			v, k, err := varint.FromUvarint(value)
 			if err != nil || k != len(value) {
 				return fmt.Errorf("%w: handshake extension %#x: malformed uvarint", errFraming, key)
 			}
-			if key == extSeq {
+			switch key {
+			case extSeq:
 				seq, hasSeq = v, true
-			} else {
+			case extCaps:
 				caps = v
+			default:
+				resend = v
 			}
 		}
 	}
 	if hasInc && hasSeq {
-		m.ext, m.inc, m.seq, m.caps = true, inc, seq, caps
+		m.ext, m.inc, m.seq, m.caps, m.resend = true, inc, seq, caps, resend
 	}
 	return nil
 }

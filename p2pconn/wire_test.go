@@ -225,3 +225,8 @@ func TestCapsNegotiated(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, capClose, got.caps&capClose)
 }
+
+// TestAckFrameBytes pins the ACK example of PROTOCOL.md.
+func TestAckFrameBytes(t *testing.T) {
+	require.Equal(t, "83808080100"+"2ac02", hex.EncodeToString(appendAck(nil, 300)))
+}
