@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/skipwire/skipwire/internal/testkit"
+	"github.com/skipwire/skipwire/internal/testkit/childnode"
 	"github.com/skipwire/skipwire/p2pconn"
 )
 
@@ -86,4 +87,53 @@ func TestAckOffIsVersion1Behaviour(t *testing.T) {
 	<-ca.Done()
 	require.ErrorIs(t, ca.Err(), p2pconn.ErrConnectionLost)
 	require.NotErrorIs(t, ca.Err(), p2pconn.ErrNotDelivered)
+}
+
+// TestAckPushBack: a remote that acknowledges nothing (its process is
+// frozen, its kernel still takes bytes) holds a sender to ResendBuffer: Send
+// blocks there and fails with its ctx, nothing sent; once the remote thaws,
+// its acknowledgements free room, and every committed message comes back
+// from the echoing remote exactly once.
+func TestAckPushBack(t *testing.T) {
+	c := newCluster(t, transports["tcp"])
+	cfg := deliveryConfig()
+	cfg.ResendBuffer = 64 << 10
+	a := c.node(cfg)
+	ctx := testkit.Context(t, 60*time.Second)
+	child := childnode.Start(t, childnode.Options{Config: deliveryConfig()})
+	c.table.Add(child.ID, child.Addr)
+	conn, err := a.m.Connect(ctx, child.ID)
+	require.NoError(t, err)
+	require.NoError(t, conn.Send(ctx, message(1, 0, 1000)))
+	_, err = conn.Next(ctx)
+	require.NoError(t, err)
+
+	require.NoError(t, child.Freeze())
+	t.Cleanup(func() { _ = child.Thaw() })
+	committed := 0
+	var blocked error
+	for seq := uint32(1); blocked == nil; seq++ {
+		sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		blocked = conn.Send(sctx, message(1, seq, 1000))
+		cancel()
+		if blocked == nil {
+			committed++
+		}
+		require.Less(t, committed, 1000, "Send never pushed back")
+	}
+	require.ErrorIs(t, blocked, context.DeadlineExceeded, "a Send that waits for room fails with its ctx")
+	require.True(t, conn.IsAlive())
+	t.Logf("%d messages of 1000 B committed before Send pushed back (ResendBuffer %d)", committed, cfg.ResendBuffer)
+	require.LessOrEqual(t, committed*(1000+32), cfg.ResendBuffer+1032, "what waits for acknowledgement stays within ResendBuffer")
+
+	require.NoError(t, child.Thaw())
+	require.NoError(t, conn.Send(ctx, message(1, 10000, 1000)), "acknowledgements free room")
+	for range committed + 1 {
+		_, err := conn.Next(ctx)
+		require.NoError(t, err)
+	}
+	nctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	_, err = conn.Next(nctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "nothing more than was committed")
 }
