@@ -137,3 +137,26 @@ func TestAckPushBack(t *testing.T) {
 	_, err = conn.Next(nctx)
 	require.ErrorIs(t, err, context.DeadlineExceeded, "nothing more than was committed")
 }
+
+// TestCloseResult: Close returns nil after a clean half-close and on later
+// calls; on a connection whose remote crashed it returns nil (the end was
+// seen already) or an error matching ErrConnectionLost, never anything else.
+func TestCloseResult(t *testing.T) {
+	c := newCluster(t, transports["tcp"])
+	ctx := testkit.Context(t, 30*time.Second)
+	a, b := c.node(testConfig()), c.node(testConfig())
+	ca, _ := connected(t, ctx, a, b)
+	require.NoError(t, ca.Close())
+	require.NoError(t, ca.Close())
+
+	for range 20 {
+		d := c.node(testConfig())
+		cd, _ := connected(t, ctx, a, d)
+		require.NoError(t, cd.Send(ctx, []byte("x")))
+		require.NoError(t, d.h.Close())
+		if err := cd.Close(); err != nil {
+			require.ErrorIs(t, err, p2pconn.ErrConnectionLost)
+		}
+		require.NoError(t, cd.Close())
+	}
+}

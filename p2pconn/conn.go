@@ -187,7 +187,7 @@ func (c *conn) supersede() {
 		return
 	}
 	_ = c.s.SetReadDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
-	c.m.goroutine(c.finishWrite)
+	c.m.goroutine(func() { _ = c.finishWrite() })
 }
 
 // restarted ends a connection to a process that restarted (a HELLO from a
@@ -323,7 +323,7 @@ func (c *conn) readEnded(err error) {
 		} else {
 			c.in.end(eof)
 		}
-		c.finishWrite()
+		_ = c.finishWrite()
 		c.releaseHalf()
 		return
 	case errors.Is(err, errFraming):
@@ -349,8 +349,9 @@ func (c *conn) releaseHalf() {
 // writes the debt and half-closes. Writing the debt may take as long as the
 // remote takes to read it: a drain goroutine does it then, giving up (and
 // resetting) only when the remote reads nothing for KeepaliveInterval +
-// KeepaliveTimeout.
-func (c *conn) finishWrite() {
+// KeepaliveTimeout. It returns why the half-close failed when it was done
+// at once (no debt), else nil; only the first call does anything.
+func (c *conn) finishWrite() (err error) {
 	c.writeOnce.Do(func() {
 		t := time.NewTimer(c.m.cfg.CloseTimeout)
 		defer t.Stop()
@@ -362,11 +363,12 @@ func (c *conn) finishWrite() {
 			c.wlock <- struct{}{}
 		}
 		if len(c.debt) == 0 {
-			c.closeWrite(nil)
+			err = c.closeWrite(nil)
 			return
 		}
 		c.m.goroutine(c.drain)
 	})
+	return err
 }
 
 // drain writes the debt, holding wlock, then half-closes. It gives up when
@@ -397,13 +399,14 @@ func (c *conn) drain() {
 	if err != nil {
 		log.Debugw("close: the remote did not read what was sent", "peer", c.id, "err", err)
 	}
-	c.closeWrite(err)
+	_ = c.closeWrite(err)
 }
 
 // closeWrite half-closes the stream after the debt was written (or resets it
 // if that failed), tells the Sends waiting for the debt, and releases the
-// writer's half. The caller holds wlock, which closeWrite releases.
-func (c *conn) closeWrite(err error) {
+// writer's half. The caller holds wlock, which closeWrite releases. It
+// returns a write error, if any, as a loss.
+func (c *conn) closeWrite(err error) error {
 	if err == nil {
 		_ = c.s.SetWriteDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
 		if why := byte(c.closeWhy.Load()); why != 0 && c.caps&capClose != 0 {
@@ -413,9 +416,11 @@ func (c *conn) closeWrite(err error) {
 			err = c.s.CloseWrite()
 		}
 	}
+	var failed error
 	if err != nil {
 		c.reset.Store(true)
 		_ = c.s.Reset()
+		failed = &closeError{peer: c.id, reason: "close", lost: true, cause: err}
 		err = c.Err()
 	}
 	c.notify(c.debtReqs, err)
@@ -427,12 +432,13 @@ func (c *conn) closeWrite(err error) {
 		_ = c.s.SetReadDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
 	}
 	c.releaseHalf()
+	return failed
 }
 
 // Close implements Connection: mark it closed, take it out of the pool, flush
 // and half-close, then let the reader drain until the remote's half-close or
 // CloseTimeout. The stream is released when both are done.
-func (c *conn) Close() error {
+func (c *conn) Close() (err error) {
 	c.closeOnce.Do(func() {
 		why := closeApp
 		if c.m.ctx.Err() != nil {
@@ -444,9 +450,9 @@ func (c *conn) Close() error {
 		if c.die(errLocalClose(c.id)) {
 			log.Debugw("connection closed", "peer", c.id, "addr", c.addr)
 		}
-		c.finishWrite()
+		err = c.finishWrite()
 	})
-	return nil
+	return err
 }
 
 // used records that the connection carried a message now, for idle
@@ -505,7 +511,7 @@ func (c *conn) retire(why byte, idle bool) bool {
 	c.unlock()
 	if ok {
 		log.Debugw("connection retired", "peer", c.id, "addr", c.addr, "why", why)
-		c.m.goroutine(c.finishWrite)
+		c.m.goroutine(func() { _ = c.finishWrite() })
 	}
 	return ok
 }

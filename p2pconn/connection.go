@@ -83,6 +83,13 @@ type Connection interface {
 	// something at least every KeepaliveInterval + KeepaliveTimeout) and then
 	// the stream is half-closed. Close is idempotent and safe to call from any
 	// goroutine; after it returns, Send and Next fail at once.
+	//
+	// Close returns nil once the half-close is out, or once committed
+	// messages are being written to a slow remote in the background (if
+	// that fails, the stream is reset and the remote sees a loss); an error
+	// matching ErrConnectionLost if writing the half-close failed (the stream
+	// is then reset); nil on later calls, and on a connection that had
+	// already ended.
 	Close() error
 }
 
