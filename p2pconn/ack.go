@@ -33,7 +33,8 @@ type ackState struct {
 	timer    *time.Timer   // fires when an ACK becomes due by delay
 	armed    bool          // timer is set
 
-	writing atomic.Bool // a goroutine writes an ACK frame
+	writing  atomic.Bool   // a goroutine writes an ACK frame
+	reported atomic.Uint64 // the messages sent when the connection ended (its report covers them)
 }
 
 func newAckState(limit int, remoteLimit uint64) *ackState {
@@ -84,18 +85,20 @@ func (a *ackState) release(n int) {
 }
 
 // commitBatch adds the messages of a write, in wire order (the batch, then
-// own if hasOwn), turning their reservations into pending messages.
-func (a *ackState) commitBatch(batch []*sendReq, own []byte, hasOwn bool) {
+// own if hasOwn), turning their reservations into pending messages; each
+// request records its number, and own's is returned.
+func (a *ackState) commitBatch(batch []*sendReq, own []byte, hasOwn bool) (ownSeq uint64) {
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	for _, r := range batch {
-		a.out.Add(r.msg)
+		r.seq = a.out.Add(r.msg)
 		a.reserved -= session.Cost(len(r.msg))
 	}
 	if hasOwn {
-		a.out.Add(own)
+		ownSeq = a.out.Add(own)
 		a.reserved -= session.Cost(len(own))
 	}
-	a.mu.Unlock()
+	return ownSeq
 }
 
 // acked handles the remote's ACK.
@@ -117,10 +120,12 @@ func (a *ackState) freed() {
 	}
 }
 
-// pending returns copies of the messages never acknowledged.
-func (a *ackState) pending() [][]byte {
+// report returns copies of the messages never acknowledged, for the
+// connection's end, and records how many messages it covers.
+func (a *ackState) report() [][]byte {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.reported.Store(a.out.Sent())
 	return a.out.Pending()
 }
 

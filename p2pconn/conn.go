@@ -152,11 +152,11 @@ func (c *conn) die(err error) bool {
 	if c.ack != nil {
 		c.ack.stop()
 		// A connection that ends from the remote's side, or is lost, says
-		// which messages the remote never acknowledged.
-		if ce, ok := err.(*closeError); ok && !ce.local {
-			if p := c.ack.pending(); len(p) > 0 {
-				err = &NotDeliveredError{Peer: c.id, Messages: p, Cause: err}
-			}
+		// which messages the remote never acknowledged; every message sent
+		// so far is covered (a local close delivers them all).
+		p := c.ack.report()
+		if ce, ok := err.(*closeError); ok && !ce.local && len(p) > 0 {
+			err = &NotDeliveredError{Peer: c.id, Messages: p, Cause: err}
 		}
 	}
 	c.err = err

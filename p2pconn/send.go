@@ -46,6 +46,7 @@ type sendReq struct {
 	msg   []byte
 	done  chan error // the result, sent once by the writer that took it
 	taken bool       // copied into a batch: it can no longer be withdrawn; guarded by conn.qmu
+	seq   uint64     // its number among the messages sent, with acknowledgements
 }
 
 var reqPool = sync.Pool{New: func() any { return &sendReq{done: make(chan error, 1)} }}
@@ -227,11 +228,12 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 		}
 	}
 
+	var ownSeq uint64
 	if c.ack != nil {
 		// With acknowledgements everything in this write is committed
 		// before it starts, in wire order: the remote may acknowledge it
 		// before Write returns.
-		c.ack.commitBatch(batch, own, hasOwn)
+		ownSeq = c.ack.commitBatch(batch, own, hasOwn)
 	}
 	n, err := c.write(ctx, buf, large)
 	var ownErr error
@@ -267,11 +269,10 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 	default:
 		c.fail("write", err)
 		ownErr = c.Err()
-		if c.ack != nil {
-			// Committed: the loss reports them (NotDeliveredError).
-			ownErr = nil
-		}
 		c.notifyAll(batch, ownErr)
+	}
+	if c.ack != nil && hasOwn {
+		ownErr = c.ackResult(ownSeq)
 	}
 	for i := range batch {
 		batch[i] = nil
@@ -295,11 +296,29 @@ func (c *conn) notifyAll(batch []*sendReq, err error) {
 	c.notify(batch, err)
 }
 
-// notify sends err to each of reqs.
+// notify sends err to each of reqs. With acknowledgements, each committed
+// message gets its own result instead (ackResult).
 func (c *conn) notify(reqs []*sendReq, err error) {
 	for _, r := range reqs {
-		r.done <- err
+		if c.ack != nil {
+			r.done <- c.ackResult(r.seq)
+		} else {
+			r.done <- err
+		}
 	}
+}
+
+// ackResult is the result of the Send of committed message seq on a
+// connection with acknowledgements: nil while the connection lives, after
+// this side ended it (its half-close follows every committed frame), or if
+// the connection's end reported it (a NotDeliveredError lists it when the
+// remote never acknowledged it); else the connection's error, since it was
+// committed after the end was reported and reached no one.
+func (c *conn) ackResult(seq uint64) error {
+	if !c.dead.Load() || c.ended.Load() || seq <= c.ack.reported.Load() {
+		return nil
+	}
+	return c.Err()
 }
 
 // cut reports whether a write error is a cut by the writer's ctx or by Close,
