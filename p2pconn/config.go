@@ -124,8 +124,39 @@ type Config struct {
 	// which version-1 nodes speak.
 	NetworkName string
 
-	// Metrics, if set, receives the manager's Prometheus collectors (see
-	// metrics.go for the list). Nil means no metrics, at no cost.
+	// Metrics, if set, is the registry NewManager registers the manager's
+	// Prometheus collectors in. Nil means no metrics, at no cost. All are in
+	// the "skipwire" namespace:
+	//
+	//	skipwire_connections{direction}          gauge: live connections, "inbound" or "outbound"
+	//	skipwire_connects_total{result}          dials that Connect started (concurrent Connects
+	//	                                         to one peer share one), by result: ok, not_found,
+	//	                                         refused, too_many, peer_mismatch, denied (by this
+	//	                                         host's connection gater), canceled, error
+	//	skipwire_dial_attempts_total             dial attempts, first ones and retries
+	//	skipwire_dial_retries_total              dial attempts after a failed one
+	//	skipwire_reconnects_total                connections re-established to persistent peers
+	//	skipwire_disconnects_total{reason}       dead connections: closed_local, closed_remote,
+	//	                                         left (the remote node's manager closed), lost
+	//	skipwire_idle_closes_total               connections closed by IdleTimeout
+	//	skipwire_evictions_total                 connections closed to make room (EvictAtLimit)
+	//	skipwire_fast_failures_total             Connects failed at once: the peer failed
+	//	                                         recently (UnreachableFor)
+	//	skipwire_probes_total{result}            Probe calls, by result: ok, error
+	//	skipwire_messages_total{direction}       messages sent ("out") and received ("in")
+	//	skipwire_bytes_total{direction}          message payload bytes sent and received
+	//	skipwire_frame_errors_total{kind}        bad input from remotes: frame (a bad or stalled
+	//	                                         frame, or an ACK beyond what was sent) or
+	//	                                         handshake (a bad HELLO)
+	//	skipwire_send_duration_seconds           Send latency, histogram
+	//	skipwire_next_wait_seconds               time Next waited for a message, histogram
+	//
+	// Wrap the registerer with prometheus.WrapRegistererWith to tell several
+	// managers of one process apart; managers registered on one registry
+	// without that (one after another, or at once) share the collectors, and
+	// their figures add up. The gaters (DenyList, AllowList) count their
+	// refusals in collectors of their own, which the application registers:
+	// skipwire_gater_refusals_total{gater, direction}.
 	Metrics prometheus.Registerer
 }
 

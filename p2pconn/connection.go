@@ -58,6 +58,10 @@ type Connection interface {
 	// ErrConnectionClosed; when the connection was lost, the error also matches
 	// ErrConnectionLost. After a local Close it fails at once with
 	// ErrConnectionClosed and unread messages are discarded.
+	//
+	// Each message comes in a slice of its own (never nil, also for an
+	// empty message) that belongs to the caller: the connection never reads
+	// or writes it again, so it may be kept, modified or reused.
 	Next(ctx context.Context) ([]byte, error)
 
 	// IsAlive reports whether the connection can still send. It does not block.
@@ -127,6 +131,13 @@ type ConnectionManager interface {
 
 	// Disconnect closes the connection to id gracefully, as Connection.Close
 	// does. Disconnecting a peer without a connection returns nil.
+	//
+	// Disconnect may block up to ConnectTimeout: while a handshake with id
+	// is in progress (the remote's Connect may have returned before this
+	// side has settled), the libp2p Manager waits for it to settle, then
+	// closes the connection it yields; if it fails, none settles in time,
+	// or the manager closes, it returns nil and closes nothing. Closing the
+	// connection then takes what Connection.Close takes.
 	Disconnect(id identity.Identifier) error
 
 	// CloseAll closes every connection gracefully, in parallel, and returns

@@ -279,9 +279,14 @@ func (m *Manager) Accept(ctx context.Context) (Connection, error) {
 	return c, nil
 }
 
-// Disconnect implements ConnectionManager. A handshake with id in progress
-// (the remote's Connect, which may return before this side has settled) is
-// waited for, up to ConnectTimeout, and its connection closed.
+// Disconnect implements ConnectionManager. It may block up to
+// ConnectTimeout: a handshake with id in progress, on a stream of either
+// side (the remote's Connect may return before this side has settled), is
+// waited for, and the connection it yields is closed. If it fails, none
+// settles within ConnectTimeout, or the manager closes, Disconnect returns
+// nil and closes nothing. A Connect of this side that has not opened its stream yet
+// (it is resolving or dialing) is not waited for. Closing the connection
+// then takes what Connection.Close takes.
 func (m *Manager) Disconnect(id identity.Identifier) error {
 	deadline := time.NewTimer(m.cfg.ConnectTimeout)
 	defer deadline.Stop()

@@ -68,6 +68,24 @@ func TestHandshakeIgnoresTrailingFields(t *testing.T) {
 	require.Equal(t, handshake{typ: msgReject, reason: rejectClosing}, got)
 }
 
+// TestHandshakeSizeLimit pins PROTOCOL.md ("Handshake"): the 64-byte limit
+// counts the payload, not the length prefix, and a receiver does not refuse
+// a zero nonce.
+func TestHandshakeSizeLimit(t *testing.T) {
+	body := append([]byte{msgReject, rejectLimit}, make([]byte, 62)...)
+	got, err := readHandshake(bytes.NewReader(append([]byte{64}, body...)))
+	require.NoError(t, err, "a 64-byte payload, 65 bytes with its length")
+	require.Equal(t, handshake{typ: msgReject, reason: rejectLimit}, got)
+
+	_, err = readHandshake(bytes.NewReader(append([]byte{65}, append(body, 0)...)))
+	require.ErrorIs(t, err, errFraming, "a 65-byte payload")
+
+	hello := handshake{typ: msgHello, maxSize: 4 << 20}
+	got, err = readHandshake(bytes.NewReader(appendHandshake(nil, hello)))
+	require.NoError(t, err, "a zero nonce")
+	require.Equal(t, hello, got)
+}
+
 func TestFrameReader(t *testing.T) {
 	var buf bytes.Buffer
 	msgs := [][]byte{{}, []byte("a"), bytes.Repeat([]byte{7}, 300), bytes.Repeat([]byte{9}, 1<<16)}
