@@ -33,8 +33,9 @@ type ackState struct {
 	timer    *time.Timer   // fires when an ACK becomes due by delay
 	armed    bool          // timer is set
 
-	writing  atomic.Bool   // a goroutine writes an ACK frame
-	reported atomic.Uint64 // the messages sent when the connection ended (its report covers them)
+	ended bool // the connection ended: nothing more is committed; guarded by mu
+
+	writing atomic.Bool // a goroutine writes an ACK frame
 }
 
 func newAckState(limit int, remoteLimit uint64) *ackState {
@@ -85,20 +86,24 @@ func (a *ackState) release(n int) {
 }
 
 // commitBatch adds the messages of a write, in wire order (the batch, then
-// own if hasOwn), turning their reservations into pending messages; each
-// request records its number, and own's is returned.
-func (a *ackState) commitBatch(batch []*sendReq, own []byte, hasOwn bool) (ownSeq uint64) {
+// own if hasOwn), turning their reservations into pending messages. It
+// refuses (false) once the connection's end was reported: what the report
+// lists and what was committed stay the same.
+func (a *ackState) commitBatch(batch []*sendReq, own []byte, hasOwn bool) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.ended {
+		return false
+	}
 	for _, r := range batch {
-		r.seq = a.out.Add(r.msg)
+		a.out.Add(r.msg)
 		a.reserved -= session.Cost(len(r.msg))
 	}
 	if hasOwn {
-		ownSeq = a.out.Add(own)
+		a.out.Add(own)
 		a.reserved -= session.Cost(len(own))
 	}
-	return ownSeq
+	return true
 }
 
 // acked handles the remote's ACK.
@@ -121,11 +126,11 @@ func (a *ackState) freed() {
 }
 
 // report returns copies of the messages never acknowledged, for the
-// connection's end, and records how many messages it covers.
+// connection's end; nothing is committed after it.
 func (a *ackState) report() [][]byte {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.reported.Store(a.out.Sent())
+	a.ended = true
 	return a.out.Pending()
 }
 

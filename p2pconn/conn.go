@@ -155,7 +155,7 @@ func (c *conn) die(err error) bool {
 		// which messages the remote never acknowledged; every message sent
 		// so far is covered (a local close delivers them all).
 		p := c.ack.report()
-		if ce, ok := err.(*closeError); ok && !ce.local && len(p) > 0 {
+		if ce, ok := err.(*closeError); ok && !ce.local && !ce.delivers && len(p) > 0 {
 			err = &NotDeliveredError{Peer: c.id, Messages: p, Cause: err}
 		}
 	}
@@ -246,7 +246,7 @@ func (c *conn) closedErr() error {
 // remote's half-close, so the remote never sees its writes fail while it is
 // still sending.
 func (c *conn) readLoop() {
-	fr := frameReader{r: countingReader{c.s, &c.received}, max: c.m.cfg.MaxMessageSize, buffered: true, inFrame: &c.inFrame, ctrl: c.caps&capClose != 0}
+	fr := frameReader{r: countingReader{c.s, &c.received}, max: c.m.cfg.MaxMessageSize, buffered: true, inFrame: &c.inFrame, ctrl: c.caps&(capClose|capAck) != 0}
 	defer fr.close()
 	room := true
 	for {
@@ -312,7 +312,8 @@ func (c *conn) readEnded(err error) {
 	switch {
 	case err == io.EOF:
 		why := byte(c.heardWhy.Load())
-		eof := &closeError{peer: c.id, reason: closeReason(why), left: why == closeLeft}
+		eof := &closeError{peer: c.id, reason: closeReason(why), left: why == closeLeft,
+			delivers: why == closeIdle || why == closeEvicted}
 		if c.die(eof) {
 			log.Debugw("connection closed by remote", "peer", c.id, "addr", c.addr, "reason", eof.reason)
 		}

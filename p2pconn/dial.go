@@ -340,14 +340,18 @@ func (m *Manager) attempt(ctx context.Context, id identity.Identifier, timeout t
 	}
 	s, err := m.h.NewStream(network.WithNoDial(ctx, "skipwire stream"), p, m.proto)
 	if err != nil {
-		var unsupported msmux.ErrNotSupported[protocol.ID]
-		if errors.As(err, &unsupported) {
+		if notServed(err) {
 			return nil, fmt.Errorf("open stream: remote does not serve %s (no manager, or another NetworkName): %w: %w", m.proto, ErrRefused, err)
 		}
 		return nil, fmt.Errorf("open stream: %w", err)
 	}
 	c, err = m.openStream(ctx, id, s)
 	if err != nil && !errors.Is(err, errBusy) && !errors.Is(err, errDuplicate) {
+		if notServed(err) {
+			// Negotiated lazily (identify had listed the protocol): the
+			// remote no longer serves it, which is as final as above.
+			return nil, fmt.Errorf("handshake: remote does not serve %s: %w: %w", m.proto, ErrRefused, err)
+		}
 		return nil, fmt.Errorf("handshake: %w", err)
 	}
 	return c, err
@@ -363,6 +367,17 @@ func (m *Manager) settling(id identity.Identifier) (*conn, bool) {
 	}
 	st := m.peers[id]
 	return nil, st != nil && (st.in != nil || st.parked != nil)
+}
+
+// notServed reports whether opening a stream failed because the remote does
+// not serve the protocol: an eager negotiation's answer, or a lazy one's
+// (the first read or write fails, or the remote resets the stream with
+// StreamProtocolNegotiationFailed).
+func notServed(err error) bool {
+	var unsupported msmux.ErrNotSupported[protocol.ID]
+	var se *network.StreamError
+	return errors.As(err, &unsupported) ||
+		errors.As(err, &se) && se.Remote && se.ErrorCode == network.StreamProtocolNegotiationFailed
 }
 
 // permanent reports whether an attempt failed in a way no retry can fix.

@@ -46,7 +46,6 @@ type sendReq struct {
 	msg   []byte
 	done  chan error // the result, sent once by the writer that took it
 	taken bool       // copied into a batch: it can no longer be withdrawn; guarded by conn.qmu
-	seq   uint64     // its number among the messages sent, with acknowledgements
 }
 
 var reqPool = sync.Pool{New: func() any { return &sendReq{done: make(chan error, 1)} }}
@@ -207,6 +206,7 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 
 	bp := batchPool.Get().(*[]byte)
 	buf := append((*bp)[:0], c.debt...)
+	debtLen := len(buf)
 	c.debt = c.debt[:0]
 	if c.ack != nil {
 		if n, ok := c.ack.take(); ok {
@@ -228,12 +228,14 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 		}
 	}
 
-	var ownSeq uint64
-	if c.ack != nil {
-		// With acknowledgements everything in this write is committed
-		// before it starts, in wire order: the remote may acknowledge it
-		// before Write returns.
-		ownSeq = c.ack.commitBatch(batch, own, hasOwn)
+	if c.ack != nil && !c.ack.commitBatch(batch, own, hasOwn) {
+		// The connection ended (and reported what it had) since the
+		// check above: nothing of this write goes out.
+		c.debt = append(c.debt, buf[:debtLen]...)
+		err := c.Err()
+		c.notifyErr(batch, err)
+		c.recycle(bp, buf, batch)
+		return err
 	}
 	n, err := c.write(ctx, buf, large)
 	var ownErr error
@@ -271,9 +273,16 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 		ownErr = c.Err()
 		c.notifyAll(batch, ownErr)
 	}
-	if c.ack != nil && hasOwn {
-		ownErr = c.ackResult(ownSeq)
+	if c.ack != nil {
+		// Committed: if the connection ends, its report covers it.
+		ownErr = nil
 	}
+	c.recycle(bp, buf, batch)
+	return ownErr
+}
+
+// recycle returns a write's buffers for reuse.
+func (c *conn) recycle(bp *[]byte, buf []byte, batch []*sendReq) {
 	for i := range batch {
 		batch[i] = nil
 	}
@@ -282,7 +291,6 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 		*bp = buf[:0]
 		batchPool.Put(bp)
 	}
-	return ownErr
 }
 
 // unlock releases wlock.
@@ -296,29 +304,20 @@ func (c *conn) notifyAll(batch []*sendReq, err error) {
 	c.notify(batch, err)
 }
 
-// notify sends err to each of reqs. With acknowledgements, each committed
-// message gets its own result instead (ackResult).
+// notify sends the result of committed messages to their Sends: err, or nil
+// with acknowledgements (if the connection ends, its report covers them).
 func (c *conn) notify(reqs []*sendReq, err error) {
-	for _, r := range reqs {
-		if c.ack != nil {
-			r.done <- c.ackResult(r.seq)
-		} else {
-			r.done <- err
-		}
+	if c.ack != nil {
+		err = nil
 	}
+	c.notifyErr(reqs, err)
 }
 
-// ackResult is the result of the Send of committed message seq on a
-// connection with acknowledgements: nil while the connection lives, after
-// this side ended it (its half-close follows every committed frame), or if
-// the connection's end reported it (a NotDeliveredError lists it when the
-// remote never acknowledged it); else the connection's error, since it was
-// committed after the end was reported and reached no one.
-func (c *conn) ackResult(seq uint64) error {
-	if !c.dead.Load() || c.ended.Load() || seq <= c.ack.reported.Load() {
-		return nil
+// notifyErr sends err to each of reqs.
+func (c *conn) notifyErr(reqs []*sendReq, err error) {
+	for _, r := range reqs {
+		r.done <- err
 	}
-	return c.Err()
 }
 
 // cut reports whether a write error is a cut by the writer's ctx or by Close,
