@@ -172,7 +172,7 @@ func (r *Result) Lines() []string {
 	out = append(out, fmt.Sprintf("numbered messages: %d sent, %d echoed, %d lost, %d duplicated, %d out of order",
 		r.Sent, r.Echoed, r.Lost, r.Duplicated, r.Reordered))
 	for i, x := range r.Punches {
-		s := "failed: " + x.Err
+		s := "failed: " + strings.Join(strings.Fields(x.Err), " ")
 		if x.Success {
 			s = "succeeded"
 		}
@@ -197,6 +197,70 @@ func (r *Result) Lines() []string {
 		fmt.Sprintf("skipwire connection at the end: %s (it does not move to a direct connection yet)", r.PathAtEnd),
 		fmt.Sprintf("libp2p connections to the peer at the end: %d %v", len(r.ConnsAtEnd), r.ConnsAtEnd),
 	)
+	return out
+}
+
+// Summary returns the main figures of the Exchange results in rs as a
+// table, one scenario per column.
+func Summary(rs []*Result) []string {
+	var cols []*Result
+	for _, r := range rs {
+		if r != nil && r.Limit == nil {
+			cols = append(cols, r)
+		}
+	}
+	if len(cols) == 0 {
+		return nil
+	}
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+	p50 := func(ds []time.Duration) string {
+		if len(ds) == 0 {
+			return "-"
+		}
+		return ms(testkit.Percentile(ds, 50))
+	}
+	rows := []struct {
+		name string
+		cell func(r *Result) string
+	}{
+		{"", func(r *Result) string { return r.Scenario }},
+		{"first message through the relay", func(r *Result) string { return ms(r.FirstEcho) }},
+		{"direct path after the relayed one", func(r *Result) string {
+			if r.Direct == nil {
+				if r.punchFailed() {
+					return "none (punch failed)"
+				}
+				return "none"
+			}
+			return ms(r.Direct.After) + " " + r.Direct.Transport
+		}},
+		{"direct connection closed after", func(r *Result) string {
+			if r.Direct == nil || !r.Direct.Closed {
+				return "-"
+			}
+			return ms(r.Direct.Lifetime)
+		}},
+		{"round trip, skipwire (relayed)", func(r *Result) string { return p50(r.RTTSkipwire) }},
+		{"round trip, ping relayed", func(r *Result) string { return p50(r.RTTPingRelayed) }},
+		{"round trip, ping direct", func(r *Result) string { return p50(r.RTTPingDirect) }},
+		{"skipwire connection at the end", func(r *Result) string {
+			if strings.Contains(r.PathAtEnd, "/p2p-circuit") {
+				return "relayed"
+			}
+			return "direct"
+		}},
+		{"messages: sent/lost/duplicated", func(r *Result) string {
+			return fmt.Sprintf("%d/%d/%d", r.Sent, r.Lost, r.Duplicated)
+		}},
+	}
+	out := make([]string, len(rows))
+	for i, row := range rows {
+		line := fmt.Sprintf("%-34s", row.name)
+		for _, r := range cols {
+			line += fmt.Sprintf("  %-20s", row.cell(r))
+		}
+		out[i] = strings.TrimRight(line, " ")
+	}
 	return out
 }
 
