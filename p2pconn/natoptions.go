@@ -20,7 +20,9 @@ import (
 //
 //   - HostOptions: a node with an address others can dial (a server, a
 //     node with a port forward announced through libp2p.AddrsFactory, a
-//     test on one machine). No relay, no hole punching.
+//     test on one machine). No relay, no hole punching; with
+//     libp2p.EnableRelay() appended it dials nodes behind NAT through
+//     their relays.
 //   - NATHostOptions: a node that may sit behind a NAT it does not control
 //     (a home router, a carrier-grade NAT, a firewall that lets no
 //     connection in). It is reached through a circuit relay v2 relay and

@@ -32,6 +32,11 @@ import (
 // node behind a NAT with a port forward announces its public address with
 // libp2p.AddrsFactory; one that cannot be dialed at all uses NATHostOptions.
 //
+// Without the relay transport, such a host cannot dial the /p2p-circuit
+// addresses of nodes behind NAT: append libp2p.EnableRelay() when it must
+// reach them (it then dials through their relays, and neither reserves a
+// slot nor punches holes itself).
+//
 // It never sets an identity or listen addresses: append
 // libp2p.Identity(key) and libp2p.ListenAddrStrings(...) yourself. The
 // connection and resource managers are created when libp2p.New applies the

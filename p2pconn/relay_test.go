@@ -152,3 +152,24 @@ func TestNATHostOptionsInvalid(t *testing.T) {
 		})
 	}
 }
+
+// TestHostOptionsDialRelayed checks how a reachable node reaches a node
+// behind NAT: HostOptions has no relay transport, so a /p2p-circuit address
+// cannot be dialed; with libp2p.EnableRelay() appended it can.
+func TestHostOptionsDialRelayed(t *testing.T) {
+	ctx := testkit.Context(t, 30*time.Second)
+	r := startRelay(t, p2pconn.RelayConfig{})
+	relay := peer.AddrInfo{ID: r.ID(), Addrs: r.Addrs()}
+	b := testkit.NewHost(t, nil, testkit.LoopbackTCP,
+		p2pconn.NATHostOptions(testConfig(), p2pconn.NATConfig{StaticRelays: []peer.AddrInfo{relay}})...)
+	_, err := client.Reserve(ctx, b, relay)
+	require.NoError(t, err)
+	target := peer.AddrInfo{ID: b.ID(), Addrs: []ma.Multiaddr{circuitAddr(t, r)}}
+
+	plain := testkit.NewHost(t, nil, testkit.LoopbackTCP, p2pconn.HostOptions(testConfig())...)
+	require.Error(t, plain.Connect(ctx, target), "no relay transport")
+
+	relaying := testkit.NewHost(t, nil, testkit.LoopbackTCP, append(p2pconn.HostOptions(testConfig()), libp2p.EnableRelay())...)
+	require.NoError(t, relaying.Connect(ctx, target))
+	require.Equal(t, network.Limited, relaying.Network().Connectedness(b.ID()))
+}
