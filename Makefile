@@ -5,13 +5,20 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 60s
 PKGS        ?= ./...
 
-.PHONY: all test vet lint fmt-check tidy-check check tidy bench fuzz soak demo
+.PHONY: all test vet lint fmt-check tidy-check check tidy bench fuzz soak demo nat-demo
 
 all: test
 
 ## demo: a local multi-node cluster exchanging messages.
 demo:
 	$(GO) run ./examples/cluster
+
+## nat-demo: skipwire behind NAT, in network namespaces (examples/natdemo):
+## relay, hole punching, the relay's limits, with figures. Needs root,
+## iproute2 and nftables; prints SKIP and exits 0 without them.
+nat-demo:
+	@d=$$(mktemp -d) && $(GO) build -o $$d/natdemo ./examples/natdemo && \
+		{ $$d/natdemo; s=$$?; rm -rf $$d; exit $$s; }
 
 ## test: vet, then every test with the race detector in random order.
 test: vet

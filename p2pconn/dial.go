@@ -338,7 +338,10 @@ func (m *Manager) attempt(ctx context.Context, id identity.Identifier, timeout t
 	if err := m.dial(ctx, id, p, timeout); err != nil {
 		return nil, err
 	}
-	s, err := m.h.NewStream(network.WithNoDial(ctx, "skipwire stream"), p, m.proto)
+	// A relayed libp2p connection is limited: libp2p opens streams on it
+	// only when asked to, and prefers an unlimited connection if there is one.
+	sctx := network.WithAllowLimitedConn(network.WithNoDial(ctx, "skipwire stream"), "skipwire stream")
+	s, err := m.h.NewStream(sctx, p, m.proto)
 	if err != nil {
 		if notServed(err) {
 			return nil, fmt.Errorf("open stream: remote does not serve %s (no manager, or another NetworkName): %w: %w", m.proto, ErrRefused, err)
