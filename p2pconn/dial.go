@@ -285,7 +285,11 @@ func (m *Manager) awaitSettled(ctx context.Context, id identity.Identifier, d ti
 // (resolver.Fallback: a chain's later members), within this attempt. timeout
 // bounds each libp2p dial.
 func (m *Manager) dial(ctx context.Context, id identity.Identifier, p peer.ID, timeout time.Duration) error {
-	connected := func() bool { return m.h.Network().Connectedness(p) == network.Connected }
+	connected := func() bool {
+		// A relayed (limited) connection carries skipwire too.
+		c := m.h.Network().Connectedness(p)
+		return c == network.Connected || c == network.Limited
+	}
 	if connected() {
 		return nil
 	}
