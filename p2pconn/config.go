@@ -176,6 +176,9 @@ const (
 
 	// MaxMessageSizeLimit is the largest MaxMessageSize the wire format allows.
 	MaxMessageSizeLimit = 1 << 30
+	// MaxResendBuffer is the largest ResendBuffer (it travels in the
+	// handshake, which has room for this much).
+	MaxResendBuffer = 1 << 32
 
 	maxKeepaliveTimeout = 10 * time.Second
 )
@@ -222,6 +225,9 @@ func (c Config) Validate() error {
 	}
 	if err := validNetworkName(c.NetworkName); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if c.ResendBuffer > MaxResendBuffer {
+		return fmt.Errorf("%w: ResendBuffer %d exceeds %d", ErrInvalidConfig, c.ResendBuffer, MaxResendBuffer)
 	}
 	if c.MaxMessageSize > MaxMessageSizeLimit {
 		return fmt.Errorf("%w: MaxMessageSize %d exceeds the wire limit %d", ErrInvalidConfig, c.MaxMessageSize, MaxMessageSizeLimit)

@@ -234,6 +234,12 @@ func (m *Manager) handshakeLocked(typ byte, nonce uint64) handshake {
 	if m.cfg.ResumeWindow >= 0 {
 		h.caps |= capAck
 		h.resend = uint64(m.cfg.ResendBuffer)
+		// A new session (PROTOCOL.md, "Resumption"): a HELLO asks for
+		// one with id 0, an ACCEPT names it.
+		h.hasSession = true
+		if typ == msgAccept {
+			h.session = rand.Uint64() | 1
+		}
 	}
 	return h
 }
@@ -243,6 +249,7 @@ func (m *Manager) handshakeLocked(typ byte, nonce uint64) handshake {
 func (m *Manager) remoteHandshake(h handshake) handshake {
 	if m.version1.Load() {
 		h.ext, h.inc, h.seq, h.caps, h.resend = false, 0, 0, 0, 0
+		h.session, h.count, h.hasSession = 0, 0, false
 	}
 	return h
 }

@@ -34,6 +34,7 @@ const (
 	extSeq         uint64 = 0x02 // uvarint: HELLO: the opening's number; ACCEPT: the acceptor's highest
 	extCaps        uint64 = 0x03 // uvarint: capability bits
 	extResend      uint64 = 0x04 // uvarint: the sender's resend limit in bytes (capAck)
+	extSession     uint64 = 0x05 // 8 bytes session id, then uvarint(count) (capAck)
 )
 
 // Capability bits of the caps field.
@@ -101,6 +102,13 @@ type handshake struct {
 	caps   uint64
 	resend uint64 // the sender's resend limit (capAck), 0 if absent
 
+	// Session (capAck): HELLO: the session to resume, 0 for a new one;
+	// ACCEPT: the connection's session. count: messages the sender has
+	// received in that session. hasSession: the field was present.
+	session    uint64
+	count      uint64
+	hasSession bool
+
 	reason byte // REJECT
 }
 
@@ -135,6 +143,10 @@ func appendHandshake(b []byte, m handshake) []byte {
 			}
 			if m.resend != 0 {
 				n += putExt(body[n:], extResend, varint.ToUvarint(m.resend))
+			}
+			if m.hasSession {
+				v := binary.BigEndian.AppendUint64(make([]byte, 0, 8+varint.MaxLenUvarint63), m.session)
+				n += putExt(body[n:], extSession, append(v, varint.ToUvarint(m.count)...))
 			}
 		}
 	case msgReject:
@@ -202,8 +214,13 @@ func decodeHandshake(body []byte) (handshake, error) {
 	return m, nil
 }
 
-// putExt writes one extension field into b and returns its length.
+// putExt writes one extension field into b and returns its length. The
+// fields a node sends are bounded so that a handshake fits in 64 bytes
+// (TestSessionField); one that does not is a bug, not input.
 func putExt(b []byte, key uint64, value []byte) int {
+	if len(b) < varint.UvarintSize(key)+varint.UvarintSize(uint64(len(value)))+len(value) {
+		panic(fmt.Sprintf("p2pconn: handshake field %#x does not fit in %d bytes", key, maxHandshakeSize))
+	}
 	n := varint.PutUvarint(b, key)
 	n += varint.PutUvarint(b[n:], uint64(len(value)))
 	return n + copy(b[n:], value)
@@ -213,7 +230,8 @@ func putExt(b []byte, key uint64, value []byte) int {
 // or ACCEPT. Unknown keys are skipped; a known key with a malformed value,
 // or a field cut short, is a framing error.
 func (m *handshake) decodeExt(b []byte) error {
-	var inc, seq, caps, resend uint64
+	var inc, seq, caps, resend, session, count uint64
+	var hasSession bool
 	var hasInc, hasSeq bool
 	for len(b) > 0 {
 		key, n, err := varint.FromUvarint(b)
@@ -233,6 +251,15 @@ func (m *handshake) decodeExt(b []byte) error {
 				return fmt.Errorf("%w: handshake incarnation must be 8 non-zero bytes", errFraming)
 			}
 			inc, hasInc = binary.BigEndian.Uint64(value), true
+		case extSession:
+			if len(value) < 9 {
+				return fmt.Errorf("%w: handshake session cut short", errFraming)
+			}
+			v, k, err := varint.FromUvarint(value[8:])
+			if err != nil || 8+k != len(value) {
+				return fmt.Errorf("%w: handshake session count: malformed uvarint", errFraming)
+			}
+			session, count, hasSession = binary.BigEndian.Uint64(value), v, true
 		case extSeq, extCaps, extResend:
 			v, k, err := varint.FromUvarint(value)
 			if err != nil || k != len(value) {
@@ -250,6 +277,7 @@ func (m *handshake) decodeExt(b []byte) error {
 	}
 	if hasInc && hasSeq {
 		m.ext, m.inc, m.seq, m.caps, m.resend = true, inc, seq, caps, resend
+		m.session, m.count, m.hasSession = session, count, hasSession
 	}
 	return nil
 }
