@@ -168,9 +168,10 @@ type ConnectionManager interface {
 	Protect(id identity.Identifier)
 	// Unprotect undoes Protect. It does not block.
 	Unprotect(id identity.Identifier)
-	// Probe measures the round trip to id over the live connection (libp2p's
-	// ping protocol for the libp2p Manager), to tell a slow peer from a dead
-	// one before relying on it. It never dials: without a live connection it
+	// Probe measures the round trip to id while a live connection exists
+	// (for the libp2p Manager, libp2p's ping protocol on the libp2p
+	// connection libp2p prefers to the peer: a direct one over a relayed
+	// one), to tell a slow peer from a dead one before relying on it. It never dials: without a live connection it
 	// fails at once with an error matching ErrConnectionClosed. A failed
 	// probe does not close the connection; the health check decides that.
 	Probe(ctx context.Context, id identity.Identifier) (time.Duration, error)
