@@ -5,7 +5,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 60s
 PKGS        ?= ./...
 
-.PHONY: all test vet lint fmt-check tidy-check check tidy bench fuzz soak demo demo-cluster
+.PHONY: all test vet lint fmt-check tidy-check check tidy bench fuzz soak demo demo-cluster nat-demo
 
 all: test
 
@@ -17,6 +17,13 @@ demo:
 ## demo-cluster: a local multi-node cluster exchanging messages over every pair.
 demo-cluster:
 	$(GO) run ./examples/cluster
+
+## nat-demo: skipwire behind NAT, in network namespaces (examples/natdemo):
+## relay, hole punching, the relay's limits, with figures. Needs root,
+## iproute2 and nftables; prints SKIP and exits 0 without them.
+nat-demo:
+	@d=$$(mktemp -d) && $(GO) build -o $$d/natdemo ./examples/natdemo && \
+		{ $$d/natdemo; s=$$?; rm -rf $$d; exit $$s; }
 
 ## test: vet, then every test with the race detector in random order.
 test: vet

@@ -55,7 +55,10 @@ func benchOpen(b *testing.B, ctx context.Context, nodes []*benchkit.Node, open b
 // skipwireLink returns a benchLink whose Send and Next get a context that
 // never ends: context.Background() if background, else a cancellable one
 // (as most callers pass), which makes Send watch it.
-func skipwireLink(background bool) benchLink {
+func skipwireLink(background bool) benchLink { return skipwireLinkWith(background, p2pconn.Config{}) }
+
+// skipwireLinkWith is skipwireLink on managers configured with cfg.
+func skipwireLinkWith(background bool, cfg p2pconn.Config) benchLink {
 	return func(b *testing.B) *benchkit.Link {
 		ctx := context.Background()
 		if !background {
@@ -63,7 +66,7 @@ func skipwireLink(background bool) benchLink {
 			ctx, cancel = context.WithCancel(ctx)
 			b.Cleanup(cancel)
 		}
-		return benchOpen(b, ctx, benchNodes(b, 2, p2pconn.Config{}), benchkit.OpenSkipwire)
+		return benchOpen(b, ctx, benchNodes(b, 2, cfg), benchkit.OpenSkipwire)
 	}
 }
 
@@ -147,6 +150,19 @@ func BenchmarkSend64K(b *testing.B) { benchSend(b, 64<<10) }
 func BenchmarkRoundTrip128(b *testing.B) {
 	b.Run("ctx=cancel", func(b *testing.B) { benchRoundTrip(b, skipwireLink(false)) })
 	b.Run("ctx=background", func(b *testing.B) { benchRoundTrip(b, skipwireLink(true)) })
+}
+
+// BenchmarkAcks runs the main loads with acknowledgements on (the
+// default) and off (ResumeWindow < 0), side by side: their cost.
+func BenchmarkAcks(b *testing.B) {
+	for _, mode := range []struct {
+		name string
+		cfg  p2pconn.Config
+	}{{"on", p2pconn.Config{}}, {"off", p2pconn.Config{ResumeWindow: -1}}} {
+		b.Run("send128x8senders/acks="+mode.name, func(b *testing.B) { benchThroughput(b, skipwireLinkWith(false, mode.cfg), 128, 8) })
+		b.Run("send64K/acks="+mode.name, func(b *testing.B) { benchThroughput(b, skipwireLinkWith(false, mode.cfg), 64<<10, 1) })
+		b.Run("roundtrip128/acks="+mode.name, func(b *testing.B) { benchRoundTrip(b, skipwireLinkWith(false, mode.cfg)) })
+	}
 }
 
 // BenchmarkLibp2pStream runs the same loads on a raw libp2p stream with the

@@ -9,7 +9,8 @@ import (
 
 // Config tunes a Manager. In every field the zero value means the default,
 // except RetryAttempts, where 0 means no retry. Negative values are invalid,
-// except for UnreachableFor, where a negative value turns it off.
+// except for UnreachableFor and ResumeWindow, where a negative value turns
+// the feature off.
 type Config struct {
 	// ConnectTimeout bounds one connection attempt: resolution, dial, secure
 	// handshake, stream open and skipwire handshake. Default 10 s.
@@ -98,6 +99,22 @@ type Config struct {
 	// connection can go, it refuses as without it. Default false: refuse.
 	EvictAtLimit bool
 
+	// ResumeWindow: a negative value turns acknowledgements off. By default
+	// (0) both sides of a connection acknowledge the messages they receive
+	// (cumulatively, about one small control frame per batch or per 2 ms)
+	// when both run this version, so that a connection that ends says
+	// exactly which messages the remote never acknowledged (a
+	// *NotDeliveredError in Err, in later Sends and in the disconnected
+	// event), and Send pushes back once ResendBuffer bytes wait for an
+	// acknowledgement.
+	ResumeWindow time.Duration
+
+	// ResendBuffer bounds, in bytes, the messages a connection keeps until
+	// the remote acknowledges them (each counts its length plus 32 bytes);
+	// a Send waits (up to its ctx) for room. A single message larger than
+	// it is sent alone. Default 4 MiB.
+	ResendBuffer int
+
 	// NetworkName separates overlays that share hosts or a DHT: managers
 	// with different names speak different protocol IDs (ProtocolFor) and
 	// never connect to each other; a Connect to a node of another network
@@ -107,8 +124,39 @@ type Config struct {
 	// which version-1 nodes speak.
 	NetworkName string
 
-	// Metrics, if set, receives the manager's Prometheus collectors (see
-	// metrics.go for the list). Nil means no metrics, at no cost.
+	// Metrics, if set, is the registry NewManager registers the manager's
+	// Prometheus collectors in. Nil means no metrics, at no cost. All are in
+	// the "skipwire" namespace:
+	//
+	//	skipwire_connections{direction}          gauge: live connections, "inbound" or "outbound"
+	//	skipwire_connects_total{result}          dials that Connect started (concurrent Connects
+	//	                                         to one peer share one), by result: ok, not_found,
+	//	                                         refused, too_many, peer_mismatch, denied (by this
+	//	                                         host's connection gater), canceled, error
+	//	skipwire_dial_attempts_total             dial attempts, first ones and retries
+	//	skipwire_dial_retries_total              dial attempts after a failed one
+	//	skipwire_reconnects_total                connections re-established to persistent peers
+	//	skipwire_disconnects_total{reason}       dead connections: closed_local, closed_remote,
+	//	                                         left (the remote node's manager closed), lost
+	//	skipwire_idle_closes_total               connections closed by IdleTimeout
+	//	skipwire_evictions_total                 connections closed to make room (EvictAtLimit)
+	//	skipwire_fast_failures_total             Connects failed at once: the peer failed
+	//	                                         recently (UnreachableFor)
+	//	skipwire_probes_total{result}            Probe calls, by result: ok, error
+	//	skipwire_messages_total{direction}       messages sent ("out") and received ("in")
+	//	skipwire_bytes_total{direction}          message payload bytes sent and received
+	//	skipwire_frame_errors_total{kind}        bad input from remotes: frame (a bad or stalled
+	//	                                         frame, or an ACK beyond what was sent) or
+	//	                                         handshake (a bad HELLO)
+	//	skipwire_send_duration_seconds           Send latency, histogram
+	//	skipwire_next_wait_seconds               time Next waited for a message, histogram
+	//
+	// Wrap the registerer with prometheus.WrapRegistererWith to tell several
+	// managers of one process apart; managers registered on one registry
+	// without that (one after another, or at once) share the collectors, and
+	// their figures add up. The gaters (DenyList, AllowList) count their
+	// refusals in collectors of their own, which the application registers:
+	// skipwire_gater_refusals_total{gater, direction}.
 	Metrics prometheus.Registerer
 }
 
@@ -124,9 +172,13 @@ const (
 	DefaultCloseTimeout      = 5 * time.Second
 	DefaultReceiveBuffer     = 16
 	DefaultUnreachableFor    = time.Second
+	DefaultResendBuffer      = 4 << 20
 
 	// MaxMessageSizeLimit is the largest MaxMessageSize the wire format allows.
 	MaxMessageSizeLimit = 1 << 30
+	// MaxResendBuffer is the largest ResendBuffer (it travels in the
+	// handshake, which has room for this much).
+	MaxResendBuffer = 1 << 32
 
 	maxKeepaliveTimeout = 10 * time.Second
 )
@@ -164,6 +216,7 @@ func (c Config) Validate() error {
 		{"RetryAttempts", c.RetryAttempts},
 		{"MaxMessageSize", c.MaxMessageSize},
 		{"ReceiveBuffer", c.ReceiveBuffer},
+		{"ResendBuffer", c.ResendBuffer},
 	}
 	for _, n := range ints {
 		if n.v < 0 {
@@ -172,6 +225,9 @@ func (c Config) Validate() error {
 	}
 	if err := validNetworkName(c.NetworkName); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if c.ResendBuffer > MaxResendBuffer {
+		return fmt.Errorf("%w: ResendBuffer %d exceeds %d", ErrInvalidConfig, c.ResendBuffer, MaxResendBuffer)
 	}
 	if c.MaxMessageSize > MaxMessageSizeLimit {
 		return fmt.Errorf("%w: MaxMessageSize %d exceeds the wire limit %d", ErrInvalidConfig, c.MaxMessageSize, MaxMessageSizeLimit)
@@ -209,5 +265,6 @@ func (c Config) withDefaults() Config {
 	setInt(&c.MaxConnections, DefaultMaxConnections)
 	setInt(&c.MaxMessageSize, DefaultMaxMessageSize)
 	setInt(&c.ReceiveBuffer, DefaultReceiveBuffer)
+	setInt(&c.ResendBuffer, DefaultResendBuffer)
 	return c
 }

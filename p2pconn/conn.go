@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/multiformats/go-varint"
 
 	"github.com/skipwire/skipwire/identity"
 )
@@ -32,8 +33,9 @@ type conn struct {
 	addr    string
 	inbound bool
 	born    time.Time
-	sendMax int    // the smaller of both sides' MaxMessageSize
-	caps    uint64 // the capabilities both sides announced
+	sendMax int       // the smaller of both sides' MaxMessageSize
+	caps    uint64    // the capabilities both sides announced
+	ack     *ackState // acknowledgements (capAck), nil without them
 	// replaced: a newer opening from the remote superseded the stream
 	// before it settled; it only delivers what it carries.
 	replaced bool
@@ -75,11 +77,14 @@ type conn struct {
 
 var _ Connection = (*conn)(nil)
 
-func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool, remoteMax, caps uint64) *conn {
+// newConn makes the connection of a settled stream: remote is the remote's
+// HELLO or ACCEPT, localCaps the capabilities this side announced.
+func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool, remote handshake, localCaps uint64) *conn {
 	sendMax := m.cfg.MaxMessageSize
-	if remoteMax < uint64(sendMax) {
-		sendMax = int(remoteMax)
+	if remote.maxSize < uint64(sendMax) {
+		sendMax = int(remote.maxSize)
 	}
+	caps := remote.caps & localCaps
 	c := &conn{
 		m:        m,
 		id:       id,
@@ -96,6 +101,9 @@ func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool,
 	}
 	c.lastUsed.Store(c.born.UnixNano())
 	c.in.init(m.cfg.ReceiveBuffer)
+	if caps&capAck != 0 {
+		c.ack = newAckState(m.cfg.ResendBuffer, remote.resend)
+	}
 	c.halves.Store(2)
 	return c
 }
@@ -141,6 +149,16 @@ func (c *conn) die(err error) bool {
 		c.mu.Unlock()
 		return false
 	}
+	if c.ack != nil {
+		c.ack.stop()
+		// A connection that ends from the remote's side, or is lost, says
+		// which messages the remote never acknowledged; every message sent
+		// so far is covered (a local close delivers them all).
+		p := c.ack.report()
+		if ce, ok := err.(*closeError); ok && !ce.local && !ce.delivers && len(p) > 0 {
+			err = &NotDeliveredError{Peer: c.id, Messages: p, Cause: err}
+		}
+	}
 	c.err = err
 	c.dead.Store(true)
 	close(c.done)
@@ -169,7 +187,7 @@ func (c *conn) supersede() {
 		return
 	}
 	_ = c.s.SetReadDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
-	c.m.goroutine(c.finishWrite)
+	c.m.goroutine(func() { _ = c.finishWrite() })
 }
 
 // restarted ends a connection to a process that restarted (a HELLO from a
@@ -228,7 +246,7 @@ func (c *conn) closedErr() error {
 // remote's half-close, so the remote never sees its writes fail while it is
 // still sending.
 func (c *conn) readLoop() {
-	fr := frameReader{r: countingReader{c.s, &c.received}, max: c.m.cfg.MaxMessageSize, buffered: true, inFrame: &c.inFrame, ctrl: c.caps&capClose != 0}
+	fr := frameReader{r: countingReader{c.s, &c.received}, max: c.m.cfg.MaxMessageSize, buffered: true, inFrame: &c.inFrame, ctrl: c.caps&(capClose|capAck) != 0}
 	defer fr.close()
 	room := true
 	for {
@@ -253,6 +271,9 @@ func (c *conn) readLoop() {
 			room = true
 		default:
 			room = c.in.push(msg)
+			if c.ack != nil && c.ack.received(c, len(msg)) {
+				c.ackSoon()
+			}
 		}
 	}
 }
@@ -291,7 +312,8 @@ func (c *conn) readEnded(err error) {
 	switch {
 	case err == io.EOF:
 		why := byte(c.heardWhy.Load())
-		eof := &closeError{peer: c.id, reason: closeReason(why), left: why == closeLeft}
+		eof := &closeError{peer: c.id, reason: closeReason(why), left: why == closeLeft,
+			delivers: why == closeIdle || why == closeEvicted}
 		if c.die(eof) {
 			log.Debugw("connection closed by remote", "peer", c.id, "addr", c.addr, "reason", eof.reason)
 		}
@@ -302,7 +324,7 @@ func (c *conn) readEnded(err error) {
 		} else {
 			c.in.end(eof)
 		}
-		c.finishWrite()
+		_ = c.finishWrite()
 		c.releaseHalf()
 		return
 	case errors.Is(err, errFraming):
@@ -328,8 +350,9 @@ func (c *conn) releaseHalf() {
 // writes the debt and half-closes. Writing the debt may take as long as the
 // remote takes to read it: a drain goroutine does it then, giving up (and
 // resetting) only when the remote reads nothing for KeepaliveInterval +
-// KeepaliveTimeout.
-func (c *conn) finishWrite() {
+// KeepaliveTimeout. It returns why the half-close failed when it was done
+// at once (no debt), else nil; only the first call does anything.
+func (c *conn) finishWrite() (err error) {
 	c.writeOnce.Do(func() {
 		t := time.NewTimer(c.m.cfg.CloseTimeout)
 		defer t.Stop()
@@ -341,11 +364,12 @@ func (c *conn) finishWrite() {
 			c.wlock <- struct{}{}
 		}
 		if len(c.debt) == 0 {
-			c.closeWrite(nil)
+			err = c.closeWrite(nil)
 			return
 		}
 		c.m.goroutine(c.drain)
 	})
+	return err
 }
 
 // drain writes the debt, holding wlock, then half-closes. It gives up when
@@ -376,13 +400,14 @@ func (c *conn) drain() {
 	if err != nil {
 		log.Debugw("close: the remote did not read what was sent", "peer", c.id, "err", err)
 	}
-	c.closeWrite(err)
+	_ = c.closeWrite(err)
 }
 
 // closeWrite half-closes the stream after the debt was written (or resets it
 // if that failed), tells the Sends waiting for the debt, and releases the
-// writer's half. The caller holds wlock, which closeWrite releases.
-func (c *conn) closeWrite(err error) {
+// writer's half. The caller holds wlock, which closeWrite releases. It
+// returns a write error, if any, as a loss.
+func (c *conn) closeWrite(err error) error {
 	if err == nil {
 		_ = c.s.SetWriteDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
 		if why := byte(c.closeWhy.Load()); why != 0 && c.caps&capClose != 0 {
@@ -392,9 +417,11 @@ func (c *conn) closeWrite(err error) {
 			err = c.s.CloseWrite()
 		}
 	}
+	var failed error
 	if err != nil {
 		c.reset.Store(true)
 		_ = c.s.Reset()
+		failed = &closeError{peer: c.id, reason: "close", lost: true, cause: err}
 		err = c.Err()
 	}
 	c.notify(c.debtReqs, err)
@@ -406,12 +433,13 @@ func (c *conn) closeWrite(err error) {
 		_ = c.s.SetReadDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
 	}
 	c.releaseHalf()
+	return failed
 }
 
 // Close implements Connection: mark it closed, take it out of the pool, flush
 // and half-close, then let the reader drain until the remote's half-close or
 // CloseTimeout. The stream is released when both are done.
-func (c *conn) Close() error {
+func (c *conn) Close() (err error) {
 	c.closeOnce.Do(func() {
 		why := closeApp
 		if c.m.ctx.Err() != nil {
@@ -423,9 +451,9 @@ func (c *conn) Close() error {
 		if c.die(errLocalClose(c.id)) {
 			log.Debugw("connection closed", "peer", c.id, "addr", c.addr)
 		}
-		c.finishWrite()
+		err = c.finishWrite()
 	})
-	return nil
+	return err
 }
 
 // used records that the connection carried a message now, for idle
@@ -435,6 +463,17 @@ func (c *conn) used() { c.lastUsed.Store(time.Now().UnixNano()) }
 // control handles a control frame from the remote. Types this version does
 // not know are ignored (PROTOCOL.md, "Control frames").
 func (c *conn) control(msg []byte) {
+	if len(msg) > 0 && msg[0] == ctrlAck && c.ack != nil {
+		n, _, err := varint.FromUvarint(msg[1:])
+		if err == nil {
+			err = c.ack.acked(n)
+		}
+		if err != nil {
+			c.m.metrics.frameError("frame")
+			c.fail("read", fmt.Errorf("%w: ACK: %w", errFraming, err))
+		}
+		return
+	}
 	if len(msg) == 0 || msg[0] != ctrlClose {
 		return
 	}
@@ -473,7 +512,7 @@ func (c *conn) retire(why byte, idle bool) bool {
 	c.unlock()
 	if ok {
 		log.Debugw("connection retired", "peer", c.id, "addr", c.addr, "why", why)
-		c.m.goroutine(c.finishWrite)
+		c.m.goroutine(func() { _ = c.finishWrite() })
 	}
 	return ok
 }

@@ -58,6 +58,10 @@ type Connection interface {
 	// ErrConnectionClosed; when the connection was lost, the error also matches
 	// ErrConnectionLost. After a local Close it fails at once with
 	// ErrConnectionClosed and unread messages are discarded.
+	//
+	// Each message comes in a slice of its own (never nil, also for an
+	// empty message) that belongs to the caller: the connection never reads
+	// or writes it again, so it may be kept, modified or reused.
 	Next(ctx context.Context) ([]byte, error)
 
 	// IsAlive reports whether the connection can still send. It does not block.
@@ -83,6 +87,13 @@ type Connection interface {
 	// something at least every KeepaliveInterval + KeepaliveTimeout) and then
 	// the stream is half-closed. Close is idempotent and safe to call from any
 	// goroutine; after it returns, Send and Next fail at once.
+	//
+	// Close returns nil once the half-close is out, or once committed
+	// messages are being written to a slow remote in the background (if
+	// that fails, the stream is reset and the remote sees a loss); an error
+	// matching ErrConnectionLost if writing the half-close failed (the stream
+	// is then reset); nil on later calls, and on a connection that had
+	// already ended.
 	Close() error
 }
 
@@ -120,6 +131,13 @@ type ConnectionManager interface {
 
 	// Disconnect closes the connection to id gracefully, as Connection.Close
 	// does. Disconnecting a peer without a connection returns nil.
+	//
+	// Disconnect may block up to ConnectTimeout: while a handshake with id
+	// is in progress (the remote's Connect may have returned before this
+	// side has settled), the libp2p Manager waits for it to settle, then
+	// closes the connection it yields; if it fails, none settles in time,
+	// or the manager closes, it returns nil and closes nothing. Closing the
+	// connection then takes what Connection.Close takes.
 	Disconnect(id identity.Identifier) error
 
 	// CloseAll closes every connection gracefully, in parallel, and returns
@@ -150,9 +168,10 @@ type ConnectionManager interface {
 	Protect(id identity.Identifier)
 	// Unprotect undoes Protect. It does not block.
 	Unprotect(id identity.Identifier)
-	// Probe measures the round trip to id over the live connection (libp2p's
-	// ping protocol for the libp2p Manager), to tell a slow peer from a dead
-	// one before relying on it. It never dials: without a live connection it
+	// Probe measures the round trip to id while a live connection exists
+	// (for the libp2p Manager, libp2p's ping protocol on the libp2p
+	// connection libp2p prefers to the peer: a direct one over a relayed
+	// one), to tell a slow peer from a dead one before relying on it. It never dials: without a live connection it
 	// fails at once with an error matching ErrConnectionClosed. A failed
 	// probe does not close the connection; the health check decides that.
 	Probe(ctx context.Context, id identity.Identifier) (time.Duration, error)

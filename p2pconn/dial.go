@@ -285,7 +285,11 @@ func (m *Manager) awaitSettled(ctx context.Context, id identity.Identifier, d ti
 // (resolver.Fallback: a chain's later members), within this attempt. timeout
 // bounds each libp2p dial.
 func (m *Manager) dial(ctx context.Context, id identity.Identifier, p peer.ID, timeout time.Duration) error {
-	connected := func() bool { return m.h.Network().Connectedness(p) == network.Connected }
+	connected := func() bool {
+		// A relayed (limited) connection carries skipwire too.
+		c := m.h.Network().Connectedness(p)
+		return c == network.Connected || c == network.Limited
+	}
 	if connected() {
 		return nil
 	}
@@ -338,16 +342,23 @@ func (m *Manager) attempt(ctx context.Context, id identity.Identifier, timeout t
 	if err := m.dial(ctx, id, p, timeout); err != nil {
 		return nil, err
 	}
-	s, err := m.h.NewStream(network.WithNoDial(ctx, "skipwire stream"), p, m.proto)
+	// A relayed libp2p connection is limited: libp2p opens streams on it
+	// only when asked to, and prefers an unlimited connection if there is one.
+	sctx := network.WithAllowLimitedConn(network.WithNoDial(ctx, "skipwire stream"), "skipwire stream")
+	s, err := m.h.NewStream(sctx, p, m.proto)
 	if err != nil {
-		var unsupported msmux.ErrNotSupported[protocol.ID]
-		if errors.As(err, &unsupported) {
+		if notServed(err) {
 			return nil, fmt.Errorf("open stream: remote does not serve %s (no manager, or another NetworkName): %w: %w", m.proto, ErrRefused, err)
 		}
 		return nil, fmt.Errorf("open stream: %w", err)
 	}
 	c, err = m.openStream(ctx, id, s)
 	if err != nil && !errors.Is(err, errBusy) && !errors.Is(err, errDuplicate) {
+		if notServed(err) {
+			// Negotiated lazily (identify had listed the protocol): the
+			// remote no longer serves it, which is as final as above.
+			return nil, fmt.Errorf("handshake: remote does not serve %s: %w: %w", m.proto, ErrRefused, err)
+		}
 		return nil, fmt.Errorf("handshake: %w", err)
 	}
 	return c, err
@@ -363,6 +374,17 @@ func (m *Manager) settling(id identity.Identifier) (*conn, bool) {
 	}
 	st := m.peers[id]
 	return nil, st != nil && (st.in != nil || st.parked != nil)
+}
+
+// notServed reports whether opening a stream failed because the remote does
+// not serve the protocol: an eager negotiation's answer, or a lazy one's
+// (the first read or write fails, or the remote resets the stream with
+// StreamProtocolNegotiationFailed).
+func notServed(err error) bool {
+	var unsupported msmux.ErrNotSupported[protocol.ID]
+	var se *network.StreamError
+	return errors.As(err, &unsupported) ||
+		errors.As(err, &se) && se.Remote && se.ErrorCode == network.StreamProtocolNegotiationFailed
 }
 
 // permanent reports whether an attempt failed in a way no retry can fix.

@@ -77,6 +77,12 @@
 //	defer h.Close()
 //	defer m.Close() // runs first: the peers learn that this node left
 //
+// A node that may sit behind NAT uses NATHostOptions instead (relay v2
+// client, hole punching, AutoNAT v2), and the relays it reserves a slot on
+// use RelayHostOptions; a skipwire connection then runs over the relayed
+// (limited) libp2p connection. It stays there when hole punching opens a
+// direct connection: it does not move to the direct path yet.
+//
 // For unit tests that need no network, package memnet implements the same
 // interfaces in memory, with partitions; package p2pconntest checks any
 // implementation against the contract.

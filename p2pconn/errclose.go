@@ -14,8 +14,11 @@ type closeError struct {
 	reason string
 	lost   bool
 	left   bool // the remote node left: its manager closed
-	local  bool // this side closed the connection
-	cause  error
+	// delivers: the remote closed for policy (idle, eviction) and reads
+	// what this side sent until this side's half-close.
+	delivers bool
+	local    bool // this side closed the connection
+	cause    error
 }
 
 func (e *closeError) Error() string {

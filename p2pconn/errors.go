@@ -49,6 +49,32 @@ func (e *UnreachableError) Error() string {
 // Unwrap returns ErrUnreachable and the cause.
 func (e *UnreachableError) Unwrap() []error { return []error{ErrUnreachable, e.Cause} }
 
+// ErrNotDelivered is returned, wrapped in a *NotDeliveredError, when a
+// connection ended with messages whose Send returned nil but that the remote
+// never acknowledged.
+var ErrNotDelivered = errors.New("p2pconn: messages not delivered")
+
+// NotDeliveredError says which messages a connection that ended never had
+// acknowledged by the remote (a message is acknowledged once it is in the
+// remote's receive queue), so the application can send them again: Messages
+// holds copies of them, in the order they were sent. Cause is why the
+// connection ended. It matches ErrNotDelivered and Cause (ErrConnectionLost,
+// ErrPeerLeft, ErrConnectionClosed...). Only connections where both sides
+// acknowledge (both run this version, Config.ResumeWindow not negative)
+// report it.
+type NotDeliveredError struct {
+	Peer     identity.Identifier
+	Messages [][]byte
+	Cause    error
+}
+
+func (e *NotDeliveredError) Error() string {
+	return fmt.Sprintf("%v (%d messages not delivered)", e.Cause, len(e.Messages))
+}
+
+// Unwrap returns ErrNotDelivered and the cause.
+func (e *NotDeliveredError) Unwrap() []error { return []error{ErrNotDelivered, e.Cause} }
+
 // ErrRefused is returned, wrapped, by Connect when the remote node refused the
 // connection, for example because it is at its MaxConnections or shutting down.
 var ErrRefused = errors.New("p2pconn: connection refused by remote")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -68,7 +69,18 @@ func (m *Manager) handleStream(s network.Stream) {
 	defer m.leaveHandshake(remote)
 	deadline := time.Now().Add(m.cfg.ConnectTimeout)
 	_ = s.SetDeadline(deadline)
-	stop := context.AfterFunc(m.ctx, func() { _ = s.Reset() })
+	// Closing the manager ends the handshake: at once before ACCEPT, and
+	// after ACCEPT once CONFIRM has come or CloseTimeout has passed, since
+	// the opener may already hold the connection (it is then closed
+	// gracefully, so the opener learns that this node left).
+	var accepting atomic.Bool
+	stop := context.AfterFunc(m.ctx, func() {
+		if accepting.Load() {
+			_ = s.SetReadDeadline(time.Now().Add(m.cfg.CloseTimeout))
+		} else {
+			_ = s.Reset()
+		}
+	})
 	defer stop()
 
 	hello, err := readHandshake(s)
@@ -96,6 +108,7 @@ func (m *Manager) handleStream(s network.Stream) {
 		var reason byte
 		v, reason, accept = m.admit(remote, in)
 		if v == verdictAccept {
+			accepting.Store(true)
 			break
 		}
 		if v == verdictReject {
@@ -217,7 +230,17 @@ func (m *Manager) handshakeLocked(typ byte, nonce uint64) handshake {
 	if typ == msgHello {
 		m.openings++
 	}
-	h.ext, h.inc, h.seq, h.caps = true, m.incarnation, m.openings, capsSupported
+	h.ext, h.inc, h.seq, h.caps = true, m.incarnation, m.openings, capClose
+	if m.cfg.ResumeWindow >= 0 {
+		h.caps |= capAck
+		h.resend = uint64(m.cfg.ResendBuffer)
+		// A new session (PROTOCOL.md, "Resumption"): a HELLO asks for
+		// one with id 0, an ACCEPT names it.
+		h.hasSession = true
+		if typ == msgAccept {
+			h.session = rand.Uint64() | 1
+		}
+	}
 	return h
 }
 
@@ -225,7 +248,8 @@ func (m *Manager) handshakeLocked(typ byte, nonce uint64) handshake {
 // when it speaks version 1 only.
 func (m *Manager) remoteHandshake(h handshake) handshake {
 	if m.version1.Load() {
-		h.ext, h.inc, h.seq, h.caps = false, 0, 0, 0
+		h.ext, h.inc, h.seq, h.caps, h.resend = false, 0, 0, 0, 0
+		h.session, h.count, h.hasSession = 0, 0, false
 	}
 	return h
 }
@@ -262,7 +286,7 @@ func (m *Manager) acceptHandshake(remote identity.Identifier, in *inStream, acce
 			// The remote confirmed it before it opened the newer one:
 			// what it sent on it is delivered, then it ends.
 			_ = s.SetDeadline(timeZero)
-			c := newConn(m, remote, s, true, in.hello.maxSize, in.hello.caps&accept.caps)
+			c := newConn(m, remote, s, true, in.hello, accept.caps)
 			c.replaced = true
 			m.metrics.connUp(true)
 			m.publish(Event{Kind: EventConnected, Peer: remote, Inbound: true, Conn: c})
@@ -276,16 +300,23 @@ func (m *Manager) acceptHandshake(remote identity.Identifier, in *inStream, acce
 		st.inboundFailed(in)
 		m.changedLocked(remote, st)
 		m.mu.Unlock()
-		_ = s.Reset()
-		if err == nil {
-			err = ErrManagerClosed
+		if err != nil {
+			_ = s.Reset()
+			return nil, fmt.Errorf("inbound from %s: %w", remote.Short(), err)
 		}
-		return nil, fmt.Errorf("inbound from %s: %w", remote.Short(), err)
+		// The manager closed while the opener confirmed: it holds the
+		// connection, so close it gracefully (it learns that we left).
+		_ = s.SetDeadline(timeZero)
+		c := newConn(m, remote, s, true, in.hello, accept.caps)
+		m.metrics.connUp(true)
+		m.goroutine(c.readLoop)
+		_ = c.Close()
+		return nil, fmt.Errorf("inbound from %s: %w", remote.Short(), ErrManagerClosed)
 	}
 	// Clear the handshake deadline before anyone can Close the connection
 	// (which sets its own).
 	_ = s.SetDeadline(timeZero)
-	c := newConn(m, remote, s, true, in.hello.maxSize, in.hello.caps&accept.caps)
+	c := newConn(m, remote, s, true, in.hello, accept.caps)
 	st.confirmed(in, c, liveInfo{born: c.born, ext: in.hello.ext && accept.ext, inc: in.hello.inc, staleBelow: in.hello.seq})
 	m.establishLocked(st, c)
 	m.mu.Unlock()
@@ -381,7 +412,7 @@ func (m *Manager) helloExchange(s network.Stream, hello handshake) (handshake, e
 
 // outboundSettled makes the connection of an accepted outbound stream.
 func (m *Manager) outboundSettled(id identity.Identifier, out *outStream, hello, reply handshake) *conn {
-	c := newConn(m, id, out.s, false, reply.maxSize, hello.caps&reply.caps)
+	c := newConn(m, id, out.s, false, reply, hello.caps)
 	info := liveInfo{born: c.born, ext: hello.ext && reply.ext, inc: reply.inc, staleBelow: reply.seq, expectDup: reply.nonce}
 	m.mu.Lock()
 	st := m.state(id)

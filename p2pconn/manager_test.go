@@ -344,3 +344,23 @@ func (cryptoRand) Read(b []byte) (int, error) {
 }
 
 var _ = errors.Is
+
+// TestConnectToClosedManagerIsFinal: right after a peer's manager closed
+// (its host still up and known to serve the protocol, so negotiation is
+// lazy), a Connect fails with ErrRefused at the first attempt, and the
+// failure is not remembered as one that may pass.
+func TestConnectToClosedManagerIsFinal(t *testing.T) {
+	for range 10 {
+		c := newCluster(t, transports["tcp"])
+		ctx := testkit.Context(t, 10*time.Second)
+		a, b := c.node(testConfig()), c.node(testConfig())
+		ca, _ := connected(t, ctx, a, b)
+		require.NoError(t, b.m.Close())
+		<-ca.Done()
+		_, err := a.m.Connect(ctx, b.id)
+		require.ErrorIs(t, err, p2pconn.ErrRefused)
+		require.NotContains(t, err.Error(), "attempt 2", "a refusal is not retried")
+		_, err = a.m.Connect(ctx, b.id, p2pconn.WithRetryAttempts(0))
+		require.NotErrorIs(t, err, p2pconn.ErrUnreachable, "a refusal is not remembered as a failure that may pass")
+	}
+}

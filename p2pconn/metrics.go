@@ -13,36 +13,9 @@ import (
 	"github.com/skipwire/skipwire/resolver"
 )
 
-// Metrics, when Config.Metrics is set, registered there by NewManager. All
-// are in the "skipwire" namespace. Wrap the registerer with
-// prometheus.WrapRegistererWith to tell several managers of one process apart;
-// managers registered on one registry without that (one after another, or at
-// once) share the collectors, and their figures add up.
-//
-//	skipwire_connections{direction}              gauge: live connections, "inbound" or "outbound"
-//	skipwire_connects_total{result}              Connects that dialed, by result: ok, not_found,
-//	                                             refused, too_many, peer_mismatch, denied (by this
-//	                                             host's connection gater), canceled, error
-//	skipwire_dial_attempts_total                 dial attempts, first ones and retries
-//	skipwire_dial_retries_total                  dial attempts after a failed one
-//	skipwire_reconnects_total                    connections re-established to persistent peers
-//	skipwire_disconnects_total{reason}           dead connections: closed_local, closed_remote,
-//	                                             left (the remote node's manager closed), lost
-//	skipwire_idle_closes_total                   connections closed by IdleTimeout
-//	skipwire_evictions_total                     connections closed to make room (EvictAtLimit)
-//	skipwire_fast_failures_total                 Connects failed at once: the peer failed
-//	                                             recently (UnreachableFor)
-//	skipwire_probes_total{result}                Probe calls, by result: ok, error
-//	skipwire_messages_total{direction}           messages sent ("out") and received ("in")
-//	skipwire_bytes_total{direction}              message payload bytes sent and received
-//	skipwire_frame_errors_total{kind}            bad input from remotes: frame (a bad data
-//	                                             frame) or handshake (a bad handshake message)
-//	skipwire_send_duration_seconds               Send latency, histogram
-//	skipwire_next_wait_seconds                   time Next waited for a message, histogram
-//
-// The gaters (DenyList, AllowList) count their refusals in collectors of
-// their own, which the application registers:
-// skipwire_gater_refusals_total{gater, direction}.
+// metrics holds the collectors NewManager registers in Config.Metrics. The
+// documentation of that field is the one list of them, with what each
+// counts: keep it in step with newMetrics.
 type metrics struct {
 	conns       *prometheus.GaugeVec
 	connects    *prometheus.CounterVec

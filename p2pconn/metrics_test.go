@@ -135,3 +135,50 @@ func TestMetricsConflictingCollector(t *testing.T) {
 	require.Error(t, err)
 	require.ErrorContains(t, err, "register metrics")
 }
+
+// TestPolicyMetrics: probes, idle closes, evictions, fast failures and
+// departures are counted.
+func TestPolicyMetrics(t *testing.T) {
+	c := newCluster(t, transports["tcp"])
+	reg := prometheus.NewRegistry()
+	cfg := idleConfig()
+	cfg.Metrics = reg
+	cfg.MaxConnections = 1
+	cfg.EvictAtLimit = true
+	a := c.node(cfg)
+	b, d, e := c.node(testConfig()), c.node(testConfig()), c.node(testConfig())
+	ctx := testkit.Context(t, 10*time.Second)
+
+	ab, _ := connected(t, ctx, a, b)
+	_, err := a.m.Probe(ctx, b.id)
+	require.NoError(t, err)
+	_, err = a.m.Probe(ctx, d.id)
+	require.Error(t, err)
+	_, err = a.m.Connect(ctx, d.id) // evicts b
+	require.NoError(t, err)
+	<-ab.Done()
+	require.NoError(t, d.m.Close()) // d leaves
+	require.Eventually(t, func() bool { return a.m.ConnectionCount() == 0 }, 5*time.Second, 10*time.Millisecond)
+
+	ae, _ := connected(t, ctx, a, e)
+	<-ae.Done() // closed idle
+
+	gone := newHost(t, transports["tcp"]) // a node whose host is gone
+	bad, err := identity.FromPeerID(gone.ID())
+	require.NoError(t, err)
+	c.table.Add(bad, gone.Addrs()...)
+	require.NoError(t, gone.Close())
+	_, err = a.m.Connect(ctx, bad, p2pconn.WithRetryAttempts(0))
+	require.Error(t, err)
+	_, err = a.m.Connect(ctx, bad, p2pconn.WithRetryAttempts(0))
+	require.ErrorIs(t, err, p2pconn.ErrUnreachable)
+
+	got := gather(t, reg)
+	t.Log(got)
+	require.Equal(t, 1.0, got["skipwire_probes_total{result=ok}"])
+	require.Equal(t, 1.0, got["skipwire_probes_total{result=error}"])
+	require.Equal(t, 1.0, got["skipwire_evictions_total"])
+	require.Equal(t, 1.0, got["skipwire_idle_closes_total"])
+	require.Equal(t, 1.0, got["skipwire_fast_failures_total"])
+	require.Equal(t, 1.0, got["skipwire_disconnects_total{reason=left}"])
+}

@@ -29,35 +29,50 @@ import (
 // arriving while it closes (its observed-address manager stops reading them
 // without unsubscribing, the event bus blocks, and autonat's Close waits on
 // it for good), as happens when many hosts of one process close at once. A
-// node behind NAT announces its public address with libp2p.AddrsFactory.
+// node behind a NAT with a port forward announces its public address with
+// libp2p.AddrsFactory; one that cannot be dialed at all uses NATHostOptions.
+//
+// Without the relay transport, such a host cannot dial the /p2p-circuit
+// addresses of nodes behind NAT: append libp2p.EnableRelay() when it must
+// reach them (it then dials through their relays, and neither reserves a
+// slot nor punches holes itself).
 //
 // It never sets an identity or listen addresses: append
 // libp2p.Identity(key) and libp2p.ListenAddrStrings(...) yourself. The
 // connection and resource managers are created when libp2p.New applies the
 // options, and closed with the host. An invalid cfg makes libp2p.New fail.
 func HostOptions(cfg Config) []libp2p.Option {
+	// Without port reuse, a dial never leaves from the listening port, so
+	// two hosts dialing each other at once cannot meet in a TCP simultaneous
+	// open (one connection on which both sides act as the client and the
+	// secure handshake fails).
+	noReuse := libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport())
+	return append(baseOptions(noReuse),
+		// skipwire connects nodes directly; a relay transport would only add
+		// /p2p-circuit addresses to the host's listen addresses.
+		libp2p.DisableRelay(),
+		libp2p.DisableIdentifyAddressDiscovery(),
+		managersOption(cfg, nil),
+	)
+}
+
+// baseOptions returns the options every skipwire host has: the TCP
+// transport tcpTransport, QUIC, TLS and Noise, yamux and ping.
+func baseOptions(tcpTransport libp2p.Option) []libp2p.Option {
 	return []libp2p.Option{
-		// Without port reuse, a dial never leaves from the listening port, so
-		// two hosts dialing each other at once cannot meet in a TCP
-		// simultaneous open (one connection on which both sides act as the
-		// client and the secure handshake fails).
-		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
+		tcpTransport,
 		libp2p.Transport(quic.NewTransport),
 		libp2p.Security(tls.ID, tls.New),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.Ping(true),
-		// skipwire connects nodes directly; a relay transport would only add
-		// /p2p-circuit addresses to the host's listen addresses.
-		libp2p.DisableRelay(),
-		libp2p.DisableIdentifyAddressDiscovery(),
-		managersOption(cfg),
 	}
 }
 
 // managersOption builds the connection and resource managers when libp2p.New
-// applies it, so that nothing runs for options that are never used.
-func managersOption(cfg Config) libp2p.Option {
+// applies it, so that nothing runs for options that are never used. rmOpts
+// are passed to the resource manager.
+func managersOption(cfg Config, rmOpts []rcmgr.Option) libp2p.Option {
 	return func(lc *libp2p.Config) error {
 		if err := cfg.Validate(); err != nil {
 			return fmt.Errorf("skipwire host options: %w", err)
@@ -69,7 +84,7 @@ func managersOption(cfg Config) libp2p.Option {
 		if err != nil {
 			return fmt.Errorf("skipwire host options: connection manager: %w", err)
 		}
-		rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits(cfg)))
+		rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits(cfg)), rmOpts...)
 		if err != nil {
 			_ = cm.Close()
 			return fmt.Errorf("skipwire host options: resource manager: %w", err)

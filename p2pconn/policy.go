@@ -42,7 +42,9 @@ func (m *Manager) Probe(ctx context.Context, id identity.Identifier) (time.Durat
 	c := m.liveConn(id)
 	m.mu.RUnlock()
 	if c == nil {
-		return 0, fmt.Errorf("probe %s: no live connection: %w", id.Short(), ErrConnectionClosed)
+		err := fmt.Errorf("probe %s: no live connection: %w", id.Short(), ErrConnectionClosed)
+		m.metrics.probe(err)
+		return 0, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

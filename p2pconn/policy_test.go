@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -411,6 +412,7 @@ func TestEvictionUnderLoad(t *testing.T) {
 	var mu sync.Mutex
 	var arrived [][]byte
 	var readers sync.WaitGroup
+	var closes atomic.Int64 // connections closed, counted at both ends
 	for _, nd := range nodes {
 		events, cancel := nd.m.Subscribe()
 		t.Cleanup(cancel)
@@ -418,6 +420,9 @@ func TestEvictionUnderLoad(t *testing.T) {
 		go func() {
 			defer readers.Done()
 			for ev := range events {
+				if ev.Kind == p2pconn.EventDisconnected {
+					closes.Add(1)
+				}
 				if ev.Kind != p2pconn.EventConnected {
 					continue
 				}
@@ -510,7 +515,7 @@ func TestEvictionUnderLoad(t *testing.T) {
 		require.NoError(t, l.arrived(msg))
 	}
 	_, _, got := l.counts()
-	t.Logf("%d nodes, MaxConnections %d, %s: %d Sends returned nil, %d arrived, %d failed (evicted under them), %d lost",
-		n, limit, span, ok, got, failed, ok-got)
+	t.Logf("%d nodes, MaxConnections %d, %s: %d connection ends seen by either side, %d Sends returned nil, %d arrived, %d failed (evicted under them), %d lost",
+		n, limit, span, closes.Load(), ok, got, failed, ok-got)
 	require.Equal(t, ok, got)
 }

@@ -58,20 +58,27 @@ func (c *conn) Send(ctx context.Context, msg []byte) error {
 	if c.dead.Load() {
 		return c.Err()
 	}
-	if c.m.metrics == nil {
-		err := c.send(ctx, msg)
-		if err == nil {
-			c.used()
+	var start time.Time
+	if c.m.metrics != nil {
+		start = time.Now()
+	}
+	if c.ack != nil {
+		if err := c.ack.reserve(ctx, c, len(msg)); err != nil {
+			return err
+		}
+	}
+	err := c.send(ctx, msg)
+	if err != nil {
+		if c.ack != nil {
+			c.ack.release(len(msg))
 		}
 		return err
 	}
-	start := time.Now()
-	err := c.send(ctx, msg)
-	if err == nil {
-		c.used()
+	c.used()
+	if c.m.metrics != nil {
 		c.m.metrics.sent(len(msg), start)
 	}
-	return err
+	return nil
 }
 
 func (c *conn) send(ctx context.Context, msg []byte) error {
@@ -199,7 +206,13 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 
 	bp := batchPool.Get().(*[]byte)
 	buf := append((*bp)[:0], c.debt...)
+	debtLen := len(buf)
 	c.debt = c.debt[:0]
+	if c.ack != nil {
+		if n, ok := c.ack.take(); ok {
+			buf = appendAck(buf, n) // the due acknowledgement rides along
+		}
+	}
 	for _, r := range batch {
 		buf = appendFrame(buf, r.msg)
 	}
@@ -215,14 +228,24 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 		}
 	}
 
+	if c.ack != nil && !c.ack.commitBatch(batch, own, hasOwn) {
+		// The connection ended (and reported what it had) since the
+		// check above: nothing of this write goes out.
+		c.debt = append(c.debt, buf[:debtLen]...)
+		err := c.Err()
+		c.notifyErr(batch, err)
+		c.recycle(bp, buf, batch)
+		return err
+	}
 	n, err := c.write(ctx, buf, large)
 	var ownErr error
 	switch {
 	case err == nil:
 		c.notifyAll(batch, nil)
 	case c.cut(ctx, err):
-		// Keep the committed rest, own's frame included once begun.
-		ownBegun := n > committed
+		// Keep the committed rest, own's frame included once begun (or
+		// committed already, with acknowledgements).
+		ownBegun := n > committed || c.ack != nil && hasOwn
 		switch {
 		case n < len(buf) && (ownBegun || n < committed):
 			end := committed
@@ -250,6 +273,16 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 		ownErr = c.Err()
 		c.notifyAll(batch, ownErr)
 	}
+	if c.ack != nil {
+		// Committed: if the connection ends, its report covers it.
+		ownErr = nil
+	}
+	c.recycle(bp, buf, batch)
+	return ownErr
+}
+
+// recycle returns a write's buffers for reuse.
+func (c *conn) recycle(bp *[]byte, buf []byte, batch []*sendReq) {
 	for i := range batch {
 		batch[i] = nil
 	}
@@ -258,7 +291,6 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 		*bp = buf[:0]
 		batchPool.Put(bp)
 	}
-	return ownErr
 }
 
 // unlock releases wlock.
@@ -272,8 +304,17 @@ func (c *conn) notifyAll(batch []*sendReq, err error) {
 	c.notify(batch, err)
 }
 
-// notify sends err to each of reqs.
+// notify sends the result of committed messages to their Sends: err, or nil
+// with acknowledgements (if the connection ends, its report covers them).
 func (c *conn) notify(reqs []*sendReq, err error) {
+	if c.ack != nil {
+		err = nil
+	}
+	c.notifyErr(reqs, err)
+}
+
+// notifyErr sends err to each of reqs.
+func (c *conn) notifyErr(reqs []*sendReq, err error) {
 	for _, r := range reqs {
 		r.done <- err
 	}

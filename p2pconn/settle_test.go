@@ -89,7 +89,9 @@ func requireSettled(t testing.TB, a, b *node, ca, cb p2pconn.Connection) {
 
 // TestSimultaneousConnect has both nodes Connect to each other at the same
 // instant and send right away: every message arrives once, in order, and the
-// hosts settle on one libp2p connection.
+// hosts settle on one libp2p connection. The larger node's opening is
+// answered REJECT(duplicate) in most trials: its Connect must wait for the
+// smaller node's stream and return it, not spend its retries and fail.
 func TestSimultaneousConnect(t *testing.T) {
 	for name, listen := range transports {
 		t.Run(name, func(t *testing.T) {
@@ -109,7 +111,9 @@ func TestSimultaneousConnect(t *testing.T) {
 }
 
 // TestSimultaneousConnectWithRawDial races a raw host.Connect (as a DHT
-// lookup would make) with both nodes' Connects.
+// lookup would make) with both nodes' Connects: the duplicate cleanup must
+// never close a libp2p connection on which a handshake is under way that the
+// manager has not registered yet (a HELLO read but not admitted).
 func TestSimultaneousConnectWithRawDial(t *testing.T) {
 	for trial := range trials(10, 200) {
 		c := newCluster(t, transports["tcp"])

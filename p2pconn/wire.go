@@ -33,14 +33,17 @@ const (
 	extIncarnation uint64 = 0x01 // 8 bytes: the sender's incarnation, non-zero
 	extSeq         uint64 = 0x02 // uvarint: HELLO: the opening's number; ACCEPT: the acceptor's highest
 	extCaps        uint64 = 0x03 // uvarint: capability bits
+	extResend      uint64 = 0x04 // uvarint: the sender's resend limit in bytes (capAck)
+	extSession     uint64 = 0x05 // 8 bytes session id, then uvarint(count) (capAck)
 )
 
 // Capability bits of the caps field.
 const (
 	capClose uint64 = 1 << 0 // control frames and CLOSE
+	capAck   uint64 = 1 << 1 // ACK control frames (acknowledgements)
 
-	// capsSupported is what this version announces.
-	capsSupported = capClose
+	// capsSupported is what this version can announce.
+	capsSupported = capClose | capAck
 )
 
 // Control frames (PROTOCOL.md, "Control frames"): on a connection where both
@@ -52,6 +55,7 @@ const (
 	maxCtrlSize        = 64
 
 	ctrlClose byte = 0x01 // the sender half-closes next; field: why
+	ctrlAck   byte = 0x02 // uvarint: messages received so far (capAck)
 )
 
 // Reasons a CLOSE gives.
@@ -92,10 +96,18 @@ type handshake struct {
 
 	// Version 2 (HELLO, ACCEPT): set when the message carries both an
 	// incarnation and a sequence number; otherwise all zero.
-	ext  bool
-	inc  uint64
-	seq  uint64
-	caps uint64
+	ext    bool
+	inc    uint64
+	seq    uint64
+	caps   uint64
+	resend uint64 // the sender's resend limit (capAck), 0 if absent
+
+	// Session (capAck): HELLO: the session to resume, 0 for a new one;
+	// ACCEPT: the connection's session. count: messages the sender has
+	// received in that session. hasSession: the field was present.
+	session    uint64
+	count      uint64
+	hasSession bool
 
 	reason byte // REJECT
 }
@@ -128,6 +140,13 @@ func appendHandshake(b []byte, m handshake) []byte {
 			n += putExt(body[n:], extSeq, varint.ToUvarint(m.seq))
 			if m.caps != 0 {
 				n += putExt(body[n:], extCaps, varint.ToUvarint(m.caps))
+			}
+			if m.resend != 0 {
+				n += putExt(body[n:], extResend, varint.ToUvarint(m.resend))
+			}
+			if m.hasSession {
+				v := binary.BigEndian.AppendUint64(make([]byte, 0, 8+varint.MaxLenUvarint63), m.session)
+				n += putExt(body[n:], extSession, append(v, varint.ToUvarint(m.count)...))
 			}
 		}
 	case msgReject:
@@ -195,8 +214,13 @@ func decodeHandshake(body []byte) (handshake, error) {
 	return m, nil
 }
 
-// putExt writes one extension field into b and returns its length.
+// putExt writes one extension field into b and returns its length. The
+// fields a node sends are bounded so that a handshake fits in 64 bytes
+// (TestSessionField); one that does not is a bug, not input.
 func putExt(b []byte, key uint64, value []byte) int {
+	if len(b) < varint.UvarintSize(key)+varint.UvarintSize(uint64(len(value)))+len(value) {
+		panic(fmt.Sprintf("p2pconn: handshake field %#x does not fit in %d bytes", key, maxHandshakeSize))
+	}
 	n := varint.PutUvarint(b, key)
 	n += varint.PutUvarint(b[n:], uint64(len(value)))
 	return n + copy(b[n:], value)
@@ -206,7 +230,8 @@ func putExt(b []byte, key uint64, value []byte) int {
 // or ACCEPT. Unknown keys are skipped; a known key with a malformed value,
 // or a field cut short, is a framing error.
 func (m *handshake) decodeExt(b []byte) error {
-	var inc, seq, caps uint64
+	var inc, seq, caps, resend, session, count uint64
+	var hasSession bool
 	var hasInc, hasSeq bool
 	for len(b) > 0 {
 		key, n, err := varint.FromUvarint(b)
@@ -226,20 +251,33 @@ func (m *handshake) decodeExt(b []byte) error {
 				return fmt.Errorf("%w: handshake incarnation must be 8 non-zero bytes", errFraming)
 			}
 			inc, hasInc = binary.BigEndian.Uint64(value), true
-		case extSeq, extCaps:
+		case extSession:
+			if len(value) < 9 {
+				return fmt.Errorf("%w: handshake session cut short", errFraming)
+			}
+			v, k, err := varint.FromUvarint(value[8:])
+			if err != nil || 8+k != len(value) {
+				return fmt.Errorf("%w: handshake session count: malformed uvarint", errFraming)
+			}
+			session, count, hasSession = binary.BigEndian.Uint64(value), v, true
+		case extSeq, extCaps, extResend:
 			v, k, err := varint.FromUvarint(value)
 			if err != nil || k != len(value) {
 				return fmt.Errorf("%w: handshake extension %#x: malformed uvarint", errFraming, key)
 			}
-			if key == extSeq {
+			switch key {
+			case extSeq:
 				seq, hasSeq = v, true
-			} else {
+			case extCaps:
 				caps = v
+			default:
+				resend = v
 			}
 		}
 	}
 	if hasInc && hasSeq {
-		m.ext, m.inc, m.seq, m.caps = true, inc, seq, caps
+		m.ext, m.inc, m.seq, m.caps, m.resend = true, inc, seq, caps, resend
+		m.session, m.count, m.hasSession = session, count, hasSession
 	}
 	return nil
 }

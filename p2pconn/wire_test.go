@@ -68,6 +68,24 @@ func TestHandshakeIgnoresTrailingFields(t *testing.T) {
 	require.Equal(t, handshake{typ: msgReject, reason: rejectClosing}, got)
 }
 
+// TestHandshakeSizeLimit pins PROTOCOL.md ("Handshake"): the 64-byte limit
+// counts the payload, not the length prefix, and a receiver does not refuse
+// a zero nonce.
+func TestHandshakeSizeLimit(t *testing.T) {
+	body := append([]byte{msgReject, rejectLimit}, make([]byte, 62)...)
+	got, err := readHandshake(bytes.NewReader(append([]byte{64}, body...)))
+	require.NoError(t, err, "a 64-byte payload, 65 bytes with its length")
+	require.Equal(t, handshake{typ: msgReject, reason: rejectLimit}, got)
+
+	_, err = readHandshake(bytes.NewReader(append([]byte{65}, append(body, 0)...)))
+	require.ErrorIs(t, err, errFraming, "a 65-byte payload")
+
+	hello := handshake{typ: msgHello, maxSize: 4 << 20}
+	got, err = readHandshake(bytes.NewReader(appendHandshake(nil, hello)))
+	require.NoError(t, err, "a zero nonce")
+	require.Equal(t, hello, got)
+}
+
 func TestFrameReader(t *testing.T) {
 	var buf bytes.Buffer
 	msgs := [][]byte{{}, []byte("a"), bytes.Repeat([]byte{7}, 300), bytes.Repeat([]byte{9}, 1<<16)}
@@ -224,4 +242,55 @@ func TestCapsNegotiated(t *testing.T) {
 	got, err := readHandshake(bytes.NewReader(frame))
 	require.NoError(t, err)
 	require.Equal(t, capClose, got.caps&capClose)
+}
+
+// TestAckFrameBytes pins the ACK example of PROTOCOL.md.
+func TestAckFrameBytes(t *testing.T) {
+	require.Equal(t, "83808080100"+"2ac02", hex.EncodeToString(appendAck(nil, 300)))
+}
+
+// TestSessionField pins the session example of PROTOCOL.md ("Resumption")
+// and checks that the largest version-2 HELLO fits the 64-byte limit.
+func TestSessionField(t *testing.T) {
+	h := handshake{typ: msgHello, maxSize: 4 << 20, nonce: 0x0102030405060708, ext: true, inc: 0x1112131415161718, seq: 300,
+		caps: capClose | capAck, resend: 4 << 20, session: 0x2122232425262728, count: 1000, hasSession: true}
+	want := "30 01 80 80 80 02 01 02 03 04 05 06 07 08" +
+		" 01 08 11 12 13 14 15 16 17 18" +
+		" 02 02 ac 02" +
+		" 03 01 03" +
+		" 04 04 80 80 80 02" +
+		" 05 0a 21 22 23 24 25 26 27 28 e8 07"
+	b, err := hex.DecodeString(strings.ReplaceAll(want, " ", ""))
+	require.NoError(t, err)
+	require.Equal(t, b, appendHandshake(nil, h))
+	got, err := readHandshake(bytes.NewReader(b))
+	require.NoError(t, err)
+	require.Equal(t, h, got)
+
+	// A new session: id 0 in HELLO.
+	h.session, h.count = 0, 0
+	got, err = readHandshake(bytes.NewReader(appendHandshake(nil, h)))
+	require.NoError(t, err)
+	require.True(t, got.hasSession)
+	require.Zero(t, got.session)
+
+	// Every field at its longest still fits: the largest message size and
+	// resend limit a Config allows, 2^35 openings, any count.
+	h = handshake{typ: msgHello, maxSize: MaxMessageSizeLimit, nonce: 1, ext: true, inc: 1<<64 - 1, seq: 1<<35 - 1,
+		caps: capsSupported, resend: MaxResendBuffer, session: 1<<64 - 1, count: 1<<63 - 1, hasSession: true}
+	frame := appendHandshake(nil, h)
+	require.LessOrEqual(t, len(frame)-1, maxHandshakeSize)
+	got, err = readHandshake(bytes.NewReader(frame))
+	require.NoError(t, err)
+	require.Equal(t, h, got)
+
+	for _, bad := range []string{
+		"0f 01 80 80 80 02 01 02 03 04 05 06 07 08 05 00",                            // session cut short
+		"18 01 80 80 80 02 01 02 03 04 05 06 07 08 05 09 21 22 23 24 25 26 27 28 80", // count cut
+	} {
+		b, err := hex.DecodeString(strings.ReplaceAll(bad, " ", ""))
+		require.NoError(t, err)
+		_, err = readHandshake(bytes.NewReader(b))
+		require.ErrorIs(t, err, errFraming, bad)
+	}
 }

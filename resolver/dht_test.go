@@ -8,10 +8,12 @@ import (
 	"time"
 
 	kb "github.com/libp2p/go-libp2p-kbucket"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/routing"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	"github.com/libp2p/go-libp2p/p2p/host/peerstore/pstoremem"
 	"github.com/stretchr/testify/require"
 )
@@ -115,15 +117,17 @@ type hostRouter struct {
 	ps peerstore.Peerstore
 }
 
-func (r hostRouter) Host() host.Host { return psHost{ps: r.ps} }
+func (r hostRouter) Host() host.Host { return psHost{ps: r.ps, bus: eventbus.NewBus()} }
 
-// psHost is a host.Host of which only Peerstore works.
+// psHost is a host.Host of which only Peerstore and EventBus work.
 type psHost struct {
 	host.Host
-	ps peerstore.Peerstore
+	ps  peerstore.Peerstore
+	bus event.Bus
 }
 
 func (h psHost) Peerstore() peerstore.Peerstore { return h.ps }
+func (h psHost) EventBus() event.Bus            { return h.bus }
 
 // TestDHTLooksAgainForMovedPeer checks the second lookup NewDHT makes when
 // kad-dht reports not found but the lookup brought addresses for the peer.

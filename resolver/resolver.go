@@ -14,6 +14,11 @@
 // Cache also offer other addresses when those of their answer did not work
 // (Fallback): the connection manager dials them within the same attempt.
 //
+// A node behind NAT is reached through a circuit relay: its addresses are
+// the relay's, followed by /p2p/<relay peer ID>/p2p-circuit (as the host of
+// a node built with p2pconn.NATHostOptions lists them). Every resolver hands
+// them out like any other address, and libp2p dials through the relay.
+//
 // Resolution says nothing about who answers at the address: the connection
 // manager dials the peer ID derived from the Identifier, and libp2p's secure
 // handshake proves the remote holds that key.

@@ -42,9 +42,11 @@ func (e *LineError) Unwrap() error {
 //	<identifier> <multiaddr> [<multiaddr>...]
 //
 // where <identifier> is 64 hexadecimal characters (identity.Parse) and each
-// <multiaddr> is a transport address such as /ip4/10.0.0.7/tcp/4001. An address
-// may end in /p2p/<peer ID>; that peer ID must be the Identifier's own, and it
-// is stored without that component. Fields are separated by spaces or tabs;
+// <multiaddr> is a transport address such as /ip4/10.0.0.7/tcp/4001, or, for a
+// node behind NAT, the address of its relay followed by
+// /p2p/<relay peer ID>/p2p-circuit. An address may end in /p2p/<peer ID>; that
+// peer ID must be the Identifier's own, and it is stored without that
+// component. Fields are separated by spaces or tabs;
 // blank lines are ignored; one Identifier may appear on several lines.
 //
 // Load is all or nothing: if any line is wrong it adds nothing and returns a

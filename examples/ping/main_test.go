@@ -178,6 +178,7 @@ func TestPeerLeaves(t *testing.T) {
 	}
 	require.Equal(t, 1, <-done, "stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
 	require.Equal(t, 0, <-ldone)
-	require.Contains(t, errOut.String(), "closed by remote")
+	// The listener's manager closed: the peer left (p2pconn.ErrPeerLeft).
+	require.Contains(t, errOut.String(), "remote node left")
 	require.Regexp(t, `\d+ messages sent, \d+ received`, out.String())
 }

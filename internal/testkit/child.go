@@ -111,13 +111,33 @@ type Child struct {
 }
 
 // StartChild runs the test binary again as a child process playing role,
-// and returns once the child called Ready. The test fails if the child
-// exits or takes more than opts.StartTimeout before that. The child's
-// standard error goes to this process's standard error. When the test ends,
-// a child still running is stopped (Stop with 10 s), and the test fails if
-// it does not exit cleanly.
+// and returns once the child called Ready (see Launch); the test fails if
+// the child does not. When the test ends, a child still running is stopped
+// (Stop with 10 s), and the test fails if it does not exit cleanly.
 func StartChild(t testing.TB, role Role, opts ChildOptions) *Child {
 	t.Helper()
+	c, err := Launch(role, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		select {
+		case <-c.exited:
+			return // the test ended it and judged how
+		default:
+		}
+		if err := c.Stop(10 * time.Second); err != nil {
+			t.Errorf("child %s (pid %d) at the end of the test: %v", role.Name, c.Pid(), err)
+		}
+	})
+	return c
+}
+
+// Launch runs this program again as a child process playing role, and
+// returns once the child called Ready. It fails, killing the child, if the
+// child exits or takes more than opts.StartTimeout before that. The child's
+// standard error goes to this process's standard error. Launch needs no
+// test: a program whose main calls ChildMain first starts children with it
+// too. The caller stops the child (Stop or Kill).
+func Launch(role Role, opts ChildOptions) (*Child, error) {
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = 60 * time.Second
 	}
@@ -127,10 +147,16 @@ func StartChild(t testing.TB, role Role, opts ChildOptions) *Child {
 	cmd.Env = append(append(os.Environ(), roleEnv+"="+role.Name), opts.Env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
-	require.NoError(t, err)
+	if err != nil {
+		return nil, fmt.Errorf("child %s: %w", role.Name, err)
+	}
 	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
+	if err != nil {
+		return nil, fmt.Errorf("child %s: %w", role.Name, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("child %s: %w", role.Name, err)
+	}
 	c := &Child{Cmd: cmd, stdin: stdin, exited: make(chan struct{})}
 
 	// Read stdout to its end, so that the child never blocks on a full pipe;
@@ -151,25 +177,15 @@ func StartChild(t testing.TB, role Role, opts ChildOptions) *Child {
 		c.err = cmd.Wait()
 		close(c.exited)
 	}()
-	t.Cleanup(func() {
-		select {
-		case <-c.exited:
-			return // the test ended it and judged how
-		default:
-		}
-		if err := c.Stop(10 * time.Second); err != nil {
-			t.Errorf("child %s (pid %d) at the end of the test: %v", role.Name, c.Pid(), err)
-		}
-	})
 	select {
 	case c.Ready = <-ready:
-		return c
+		return c, nil
 	case <-c.exited:
-		require.FailNow(t, "child exited before it was ready", "child %s: %v", role.Name, c.err)
+		return nil, fmt.Errorf("child %s exited before it was ready: %w", role.Name, c.err)
 	case <-time.After(opts.StartTimeout):
-		require.FailNow(t, "child not ready", "child %s not ready after %s", role.Name, opts.StartTimeout)
+		_ = c.Kill()
+		return nil, fmt.Errorf("child %s not ready after %s: killed", role.Name, opts.StartTimeout)
 	}
-	return nil
 }
 
 // Pid returns the child's process ID.

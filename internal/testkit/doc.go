@@ -6,7 +6,8 @@
 //   - [NewHost]: a libp2p host on a loopback port 0, closed when the test ends;
 //   - [Role], [ChildMain] and [StartChild]: the test binary re-executed as a
 //     child process (a node in a process of its own, which a test can
-//     freeze, thaw, kill or stop).
+//     freeze, thaw, kill or stop); [Launch] does the same for a program
+//     that is not a test (a demo whose main calls ChildMain first).
 //
 // A package whose tests start children calls ChildMain first in its TestMain:
 //

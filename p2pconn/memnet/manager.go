@@ -64,7 +64,8 @@ func (m *Manager) ID() identity.Identifier { return m.id }
 // new one, or an error at once, so ConnectTimeout never cuts one. It fails
 // with an error wrapping p2pconn.ErrSelfConnect for the manager's own
 // Identifier, resolver.ErrNotFound for an Identifier no live manager of the
-// Network uses, ErrUnreachable across a partition,
+// Network uses, p2pconn.ErrRefused for a manager of another
+// Config.NetworkName, ErrUnreachable across a partition,
 // p2pconn.ErrTooManyConnections when this manager holds MaxConnections
 // connections, p2pconn.ErrRefused when the remote does, and
 // p2pconn.ErrManagerClosed after Close. A ctx that has ended fails a Connect
@@ -167,6 +168,9 @@ func (m *Manager) connectOnce(ctx context.Context, id identity.Identifier, check
 	r := n.nodes[id]
 	if r == nil {
 		return nil, fmt.Errorf("connect %s: resolve: %w", id.Short(), resolver.ErrNotFound)
+	}
+	if r.cfg.NetworkName != m.cfg.NetworkName {
+		return nil, fmt.Errorf("connect %s: open: remote does not serve %s: %w", id.Short(), p2pconn.ProtocolFor(m.cfg.NetworkName), p2pconn.ErrRefused)
 	}
 	if n.cutLocked(m.id, id) {
 		return nil, fmt.Errorf("connect %s: dial: %w", id.Short(), ErrUnreachable)

@@ -171,3 +171,19 @@ func TestIdleCloserEndsWithManager(t *testing.T) {
 	require.NoError(t, b.Close())
 	require.NoError(t, c.Close())
 }
+
+// Managers of different NetworkNames never connect, as on libp2p.
+func TestNetworkNameSeparates(t *testing.T) {
+	net := memnet.NewNetwork()
+	blue := newManager(t, net, randomID(t), p2pconn.Config{NetworkName: "blue"})
+	green := newManager(t, net, randomID(t), p2pconn.Config{NetworkName: "green"})
+	blue2 := newManager(t, net, randomID(t), p2pconn.Config{NetworkName: "blue"})
+	ctx := testkit.Context(t, 10*time.Second)
+	_, err := blue.Connect(ctx, green.ID())
+	require.ErrorIs(t, err, p2pconn.ErrRefused)
+	_, err = green.Connect(ctx, blue.ID())
+	require.ErrorIs(t, err, p2pconn.ErrRefused)
+	require.Zero(t, blue.ConnectionCount()+green.ConnectionCount())
+	_, err = blue.Connect(ctx, blue2.ID())
+	require.NoError(t, err)
+}
