@@ -154,6 +154,21 @@ func (a *ackState) received(c *conn, n int) bool {
 	return false
 }
 
+// announce returns the count of messages received, for the handshake of a
+// stream that resumes the session (it serves as an acknowledgement).
+func (a *ackState) announce() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.in.Announce()
+}
+
+// pendingCount returns the number of messages waiting for acknowledgement.
+func (a *ackState) pendingCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.out.PendingCount()
+}
+
 // take returns the count to acknowledge now, if any.
 func (a *ackState) take() (uint64, bool) {
 	a.mu.Lock()
@@ -208,15 +223,18 @@ func (c *conn) writeAck() {
 		return
 	}
 	defer c.unlock()
-	if c.dead.Load() || len(c.debt) > 0 {
-		return // the debt's writer carries ACKs; a dead connection needs none
+	w := c.wire()
+	if c.dead.Load() || w == nil || len(c.debt) > 0 {
+		// The debt's writer carries ACKs; a dead connection needs none,
+		// and a resuming one announces its count in the handshake.
+		return
 	}
 	n, ok := c.ack.take()
 	if !ok {
 		return
 	}
-	if _, err := c.s.Write(appendAck(nil, n)); err != nil {
-		c.fail("write", err)
+	if _, err := w.s.Write(appendAck(nil, n)); err != nil {
+		c.lose("write", err)
 	}
 }
 

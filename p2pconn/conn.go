@@ -25,17 +25,23 @@ import (
 //
 // The stream is released (Close) by the last of its two halves to finish:
 // the reader, at the end of the stream, and the writer, after the final
-// half-close. A loss resets it at once.
+// half-close. A loss resets it at once. A connection whose session resumes
+// (resume.go) runs on one stream after another; between two it has none.
 type conn struct {
 	m       *Manager
 	id      identity.Identifier
-	s       network.Stream
-	addr    string
+	w       atomic.Pointer[wire] // the stream, nil while the session resumes
+	addr    string               // the first stream's remote address, for logs
 	inbound bool
 	born    time.Time
 	sendMax int       // the smaller of both sides' MaxMessageSize
 	caps    uint64    // the capabilities both sides announced
 	ack     *ackState // acknowledgements (capAck), nil without them
+	// session is the session id both sides agreed on (0: none), remoteInc
+	// the remote's incarnation: a HELLO resumes the session only with both.
+	session   uint64
+	remoteInc uint64
+	susp      *suspension // the resumption in progress; guarded by mu
 	// replaced: a newer opening from the remote superseded the stream
 	// before it settled; it only delivers what it carries.
 	replaced bool
@@ -53,8 +59,6 @@ type conn struct {
 	in       inbox
 	received atomic.Uint64 // bytes read, for the health check
 	inFrame  atomic.Bool   // the reader is inside a frame
-	halves   atomic.Int32  // stream halves not finished yet (reader, writer)
-	reset    atomic.Bool   // the stream was reset: nothing more to read
 
 	lastUsed atomic.Int64  // when a Send last committed a message or one arrived (Unix ns)
 	closeWhy atomic.Uint32 // the CLOSE reason this side sends before its half-close, 0 for none
@@ -77,6 +81,59 @@ type conn struct {
 
 var _ Connection = (*conn)(nil)
 
+// wire is one stream a connection runs on.
+type wire struct {
+	s      network.Stream
+	addr   string
+	born   time.Time
+	halves atomic.Int32 // stream halves not finished yet (reader, writer)
+	reset  atomic.Bool  // the stream was reset: nothing more to read
+	// gone is closed when the connection leaves the stream for another
+	// (its session resumes); readerDone when the stream's reader returned.
+	gone       chan struct{}
+	goneOnce   sync.Once
+	readerDone chan struct{}
+}
+
+func newWire(s network.Stream) *wire {
+	w := &wire{s: s, addr: s.Conn().RemoteMultiaddr().String(), born: time.Now(),
+		gone: make(chan struct{}), readerDone: make(chan struct{})}
+	w.halves.Store(2)
+	return w
+}
+
+// leave abandons the stream: it is reset, and its reader stops without
+// ending the connection.
+func (w *wire) leave() {
+	w.goneOnce.Do(func() {
+		close(w.gone)
+		w.reset.Store(true)
+		_ = w.s.Reset()
+	})
+}
+
+// left reports whether leave was called.
+func (w *wire) left() bool {
+	select {
+	case <-w.gone:
+		return true
+	default:
+		return false
+	}
+}
+
+// releaseHalf records that one half of the stream is finished; the second
+// releases the stream.
+func (w *wire) releaseHalf() {
+	if w.halves.Add(-1) == 0 {
+		_ = w.s.Close()
+	}
+}
+
+// wire returns the stream the connection runs on, nil while its session
+// resumes.
+func (c *conn) wire() *wire { return c.w.Load() }
+
 // newConn makes the connection of a settled stream: remote is the remote's
 // HELLO or ACCEPT, localCaps the capabilities this side announced.
 func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool, remote handshake, localCaps uint64) *conn {
@@ -88,7 +145,6 @@ func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool,
 	c := &conn{
 		m:        m,
 		id:       id,
-		s:        s,
 		addr:     s.Conn().RemoteMultiaddr().String(),
 		inbound:  inbound,
 		born:     time.Now(),
@@ -101,10 +157,12 @@ func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool,
 	}
 	c.lastUsed.Store(c.born.UnixNano())
 	c.in.init(m.cfg.ReceiveBuffer)
+	c.w.Store(newWire(s))
 	if caps&capAck != 0 {
 		c.ack = newAckState(m.cfg.ResendBuffer, remote.resend)
+		// An ACCEPT names the session; an acceptor sets it from its own.
+		c.session, c.remoteInc = remote.session, remote.inc
 	}
-	c.halves.Store(2)
 	return c
 }
 
@@ -112,6 +170,9 @@ func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool,
 func (c *conn) RemoteAddr() string {
 	if c.dead.Load() {
 		return ""
+	}
+	if w := c.wire(); w != nil {
+		return w.addr
 	}
 	return c.addr
 }
@@ -162,7 +223,13 @@ func (c *conn) die(err error) bool {
 	c.err = err
 	c.dead.Store(true)
 	close(c.done)
+	susp := c.susp
+	c.susp = nil
 	c.mu.Unlock()
+	if susp != nil {
+		// No reader runs while the session resumes: Next ends here.
+		c.in.end(err)
+	}
 	c.watch.close()
 	c.m.metrics.connDown(c.inbound, err)
 	c.m.connDied(c, err)
@@ -170,11 +237,22 @@ func (c *conn) die(err error) bool {
 	return true
 }
 
-// fail ends the connection as lost and resets the stream.
+// fail ends the connection as lost and resets the stream, without resuming.
 func (c *conn) fail(reason string, cause error) {
-	c.reset.Store(true)
-	if c.die(&closeError{peer: c.id, reason: reason, lost: true, cause: cause}) {
-		_ = c.s.Reset()
+	w := c.wire()
+	if w != nil {
+		w.reset.Store(true)
+	}
+	if c.die(&closeError{peer: c.id, reason: reason, lost: true, cause: cause}) && w != nil {
+		_ = w.s.Reset()
+	}
+}
+
+// lose handles the loss of the stream: the session resumes if it can
+// (resume.go), else the connection ends as lost.
+func (c *conn) lose(reason string, cause error) {
+	if !c.suspend(reason, cause) {
+		c.fail(reason, cause)
 	}
 }
 
@@ -186,7 +264,9 @@ func (c *conn) supersede() {
 	if !c.die(&closeError{peer: c.id, reason: "remote opened a new connection", lost: true}) {
 		return
 	}
-	_ = c.s.SetReadDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
+	if w := c.wire(); w != nil {
+		_ = w.s.SetReadDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
+	}
 	c.m.goroutine(func() { _ = c.finishWrite() })
 }
 
@@ -194,9 +274,12 @@ func (c *conn) supersede() {
 // new incarnation of the peer arrived on libp2p connection via): Sends fail
 // at once and the libp2p connection to the old process is closed.
 func (c *conn) restarted(via network.Conn) {
+	w := c.wire()
 	c.fail("remote restarted", nil)
-	if old := c.s.Conn(); old != via {
-		_ = old.Close()
+	if w != nil {
+		if old := w.s.Conn(); old != via {
+			_ = old.Close()
+		}
 	}
 }
 
@@ -234,7 +317,7 @@ func (c *conn) closedErr() error {
 	return errLocalClose(c.id)
 }
 
-// readLoop moves frames from the stream to the inbox until the stream ends,
+// readLoop moves frames from stream w to the inbox until the stream ends,
 // then records how it ended. While the connection lives, it reads only when
 // the inbox has room (which pushes back on the sender through the stream's
 // flow control), but the inbox makes room for a stream window's worth of
@@ -244,20 +327,31 @@ func (c *conn) closedErr() error {
 // waiting: nothing received is lost, and what arrives is bounded by what the
 // remote had sent. After a local Close it discards what it reads until the
 // remote's half-close, so the remote never sees its writes fail while it is
-// still sending.
-func (c *conn) readLoop() {
-	fr := frameReader{r: countingReader{c.s, &c.received}, max: c.m.cfg.MaxMessageSize, buffered: true, inFrame: &c.inFrame, ctrl: c.caps&(capClose|capAck) != 0}
+// still sending. When the connection leaves w for another stream, it
+// returns without ending anything.
+func (c *conn) readLoop(w *wire) {
+	defer close(w.readerDone)
+	fr := frameReader{r: countingReader{w.s, &c.received}, max: c.m.cfg.MaxMessageSize, buffered: true, inFrame: &c.inFrame, ctrl: c.caps&(capClose|capAck) != 0}
 	defer fr.close()
 	room := true
 	for {
-		if !room && !c.waitRoom() {
-			_ = c.s.Reset()
+		if !room && !c.waitRoom(w) {
+			if w.left() {
+				return
+			}
+			_ = w.s.Reset()
 			c.in.end(c.Err())
 			return
 		}
 		msg, ctrl, err := fr.next()
+		if w.left() {
+			// What this stream carried after the session moved on is
+			// resent on the next one.
+			c.inFrame.Store(false)
+			return
+		}
 		if err != nil {
-			c.readEnded(err)
+			c.readEnded(w, err)
 			return
 		}
 		if ctrl {
@@ -280,32 +374,34 @@ func (c *conn) readLoop() {
 
 // waitRoom waits until the inbox has room for one more frame, the
 // connection dies or it is closed locally (frames are then discarded, so
-// there is always room). It returns false if the stream was reset: there is
-// nothing more to read.
-func (c *conn) waitRoom() bool {
+// there is always room). It returns false if the stream was reset or left:
+// there is nothing more to read.
+func (c *conn) waitRoom(w *wire) bool {
 	done := c.done
 	for !c.in.hasRoom() {
 		select {
 		case <-c.in.room:
 		case <-c.closing:
 			return true
+		case <-w.gone:
+			return false
 		case <-done:
 			done = nil
 		}
 		if done == nil {
-			return !c.reset.Load()
+			return !w.reset.Load()
 		}
 	}
 	return true
 }
 
-func (c *conn) readEnded(err error) {
+func (c *conn) readEnded(w *wire, err error) {
 	select {
 	case <-c.closing:
 		// Local close: the remote acknowledged with its half-close, or the
 		// close deadline passed.
 		c.in.end(c.Err())
-		c.releaseHalf()
+		w.releaseHalf()
 		return
 	default:
 	}
@@ -315,7 +411,7 @@ func (c *conn) readEnded(err error) {
 		eof := &closeError{peer: c.id, reason: closeReason(why), left: why == closeLeft,
 			delivers: why == closeIdle || why == closeEvicted}
 		if c.die(eof) {
-			log.Debugw("connection closed by remote", "peer", c.id, "addr", c.addr, "reason", eof.reason)
+			log.Debugw("connection closed by remote", "peer", c.id, "addr", w.addr, "reason", eof.reason)
 		}
 		// Next ends with how the stream ended (cleanly, also for a
 		// replaced connection), or with why this side retired it.
@@ -325,24 +421,19 @@ func (c *conn) readEnded(err error) {
 			c.in.end(eof)
 		}
 		_ = c.finishWrite()
-		c.releaseHalf()
+		w.releaseHalf()
 		return
 	case errors.Is(err, errFraming):
-		log.Warnw("closing connection: bad frame from remote", "peer", c.id, "addr", c.addr, "err", err)
+		log.Warnw("closing connection: bad frame from remote", "peer", c.id, "addr", w.addr, "err", err)
 		c.m.metrics.frameError("frame")
 		c.fail("read", err)
 	default:
+		if c.suspend("read", err) {
+			return // the session resumes; Next goes on
+		}
 		c.fail("read", err)
 	}
 	c.in.end(c.Err())
-}
-
-// releaseHalf records that one half of the stream is finished; the second
-// releases the stream.
-func (c *conn) releaseHalf() {
-	if c.halves.Add(-1) == 0 {
-		_ = c.s.Close()
-	}
 }
 
 // finishWrite ends the write half once: it waits up to CloseTimeout for a
@@ -351,7 +442,9 @@ func (c *conn) releaseHalf() {
 // remote takes to read it: a drain goroutine does it then, giving up (and
 // resetting) only when the remote reads nothing for KeepaliveInterval +
 // KeepaliveTimeout. It returns why the half-close failed when it was done
-// at once (no debt), else nil; only the first call does anything.
+// at once (no debt), else nil; only the first call does anything. A
+// connection without a stream (its session was resuming) has nothing to
+// finish.
 func (c *conn) finishWrite() (err error) {
 	c.writeOnce.Do(func() {
 		t := time.NewTimer(c.m.cfg.CloseTimeout)
@@ -360,14 +453,23 @@ func (c *conn) finishWrite() (err error) {
 		case c.wlock <- struct{}{}:
 		case <-t.C:
 			log.Debugw("close: a Send is still in progress, cutting it", "peer", c.id)
-			c.watch.abort(c.s)
+			if w := c.wire(); w != nil {
+				c.watch.abort(w.s)
+			}
 			c.wlock <- struct{}{}
 		}
-		if len(c.debt) == 0 {
-			err = c.closeWrite(nil)
+		w := c.wire()
+		if w == nil {
+			c.notify(c.debtReqs, c.Err())
+			c.debt, c.debtReqs = nil, nil
+			c.unlock()
 			return
 		}
-		c.m.goroutine(c.drain)
+		if len(c.debt) == 0 {
+			err = c.closeWrite(w, nil)
+			return
+		}
+		c.m.goroutine(func() { c.drain(w) })
 	})
 	return err
 }
@@ -375,22 +477,22 @@ func (c *conn) finishWrite() (err error) {
 // drain writes the debt, holding wlock, then half-closes. It gives up when
 // the remote reads nothing for KeepaliveInterval + KeepaliveTimeout, or
 // CloseTimeout after the manager began to close.
-func (c *conn) drain() {
+func (c *conn) drain(w *wire) {
 	stall := c.m.cfg.KeepaliveInterval + c.m.cfg.KeepaliveTimeout
 	var final atomic.Bool
 	stop := context.AfterFunc(c.m.ctx, func() {
 		final.Store(true)
-		_ = c.s.SetWriteDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
+		_ = w.s.SetWriteDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
 	})
 	defer stop()
 	rest := c.debt
 	var err error
 	for len(rest) > 0 {
 		if !final.Load() {
-			_ = c.s.SetWriteDeadline(time.Now().Add(stall))
+			_ = w.s.SetWriteDeadline(time.Now().Add(stall))
 		}
 		var n int
-		n, err = c.s.Write(rest)
+		n, err = w.s.Write(rest)
 		rest = rest[n:]
 		if err == nil || n == 0 || !isTimeout(err) || final.Load() {
 			break
@@ -400,27 +502,27 @@ func (c *conn) drain() {
 	if err != nil {
 		log.Debugw("close: the remote did not read what was sent", "peer", c.id, "err", err)
 	}
-	_ = c.closeWrite(err)
+	_ = c.closeWrite(w, err)
 }
 
-// closeWrite half-closes the stream after the debt was written (or resets it
+// closeWrite half-closes stream w after the debt was written (or resets it
 // if that failed), tells the Sends waiting for the debt, and releases the
 // writer's half. The caller holds wlock, which closeWrite releases. It
 // returns a write error, if any, as a loss.
-func (c *conn) closeWrite(err error) error {
+func (c *conn) closeWrite(w *wire, err error) error {
 	if err == nil {
-		_ = c.s.SetWriteDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
+		_ = w.s.SetWriteDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
 		if why := byte(c.closeWhy.Load()); why != 0 && c.caps&capClose != 0 {
-			_, err = c.s.Write(appendControl(nil, ctrlClose, why))
+			_, err = w.s.Write(appendControl(nil, ctrlClose, why))
 		}
 		if err == nil {
-			err = c.s.CloseWrite()
+			err = w.s.CloseWrite()
 		}
 	}
 	var failed error
 	if err != nil {
-		c.reset.Store(true)
-		_ = c.s.Reset()
+		w.reset.Store(true)
+		_ = w.s.Reset()
 		failed = &closeError{peer: c.id, reason: "close", lost: true, cause: err}
 		err = c.Err()
 	}
@@ -430,15 +532,18 @@ func (c *conn) closeWrite(err error) error {
 	if c.ended.Load() {
 		// Our half-close is out: give the remote CloseTimeout to answer
 		// with its own.
-		_ = c.s.SetReadDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
+		_ = w.s.SetReadDeadline(time.Now().Add(c.m.cfg.CloseTimeout))
 	}
-	c.releaseHalf()
+	w.releaseHalf()
 	return failed
 }
 
 // Close implements Connection: mark it closed, take it out of the pool, flush
 // and half-close, then let the reader drain until the remote's half-close or
-// CloseTimeout. The stream is released when both are done.
+// CloseTimeout. The stream is released when both are done. A connection
+// whose session is resuming has no stream to close: it ends at once, and
+// Close returns the *NotDeliveredError of the messages the remote never
+// acknowledged, if any.
 func (c *conn) Close() (err error) {
 	c.closeOnce.Do(func() {
 		why := closeApp
@@ -448,6 +553,16 @@ func (c *conn) Close() (err error) {
 		c.closeWhy.CompareAndSwap(0, uint32(why))
 		c.ended.Store(true)
 		close(c.closing)
+		if c.resuming() {
+			if c.die(&closeError{peer: c.id, reason: "closed locally while the session was resuming", lost: true}) {
+				log.Debugw("connection closed while resuming", "peer", c.id)
+				if e := c.Err(); errors.Is(e, ErrNotDelivered) {
+					err = e
+				}
+			}
+			_ = c.finishWrite()
+			return
+		}
 		if c.die(errLocalClose(c.id)) {
 			log.Debugw("connection closed", "peer", c.id, "addr", c.addr)
 		}

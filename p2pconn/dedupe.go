@@ -164,8 +164,10 @@ func (m *Manager) skipwireConns(p peer.ID) (keep map[string]bool, settled time.T
 		return keep, settled, false
 	}
 	if st.conn != nil && !st.conn.dead.Load() {
-		keep[st.conn.s.Conn().ID()] = true
-		settled = st.conn.born
+		if w := st.conn.wire(); w != nil {
+			keep[w.s.Conn().ID()] = true
+			settled = w.born
+		}
 	}
 	for _, s := range []*inStream{st.in, st.parked} {
 		if s != nil {

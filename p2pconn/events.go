@@ -12,6 +12,15 @@ const (
 	EventConnected EventKind = iota + 1
 	// EventDisconnected: a connection died; Event.Err says why.
 	EventDisconnected
+	// EventResuming: a connection lost its stream and its session resumes
+	// (Config.ResumeWindow); Event.Err says why it was lost. The connection
+	// goes on: EventResumed follows when a new stream carries it, or
+	// EventDisconnected when the session ends. An overlay that routes around
+	// unreachable peers acts on this event.
+	EventResuming
+	// EventResumed: a resuming connection runs on a new stream; nothing
+	// committed was lost.
+	EventResumed
 )
 
 func (k EventKind) String() string {
@@ -20,6 +29,10 @@ func (k EventKind) String() string {
 		return "connected"
 	case EventDisconnected:
 		return "disconnected"
+	case EventResuming:
+		return "resuming"
+	case EventResumed:
+		return "resumed"
 	default:
 		return "unknown"
 	}
@@ -31,8 +44,9 @@ type Event struct {
 	Peer    identity.Identifier
 	Inbound bool       // the remote opened the connection
 	Conn    Connection // the connection concerned
-	// Err is nil for EventConnected. For EventDisconnected it says why: it
-	// matches ErrConnectionClosed, and ErrConnectionLost for a loss.
+	// Err is nil for EventConnected and EventResumed. For EventDisconnected
+	// it says why: it matches ErrConnectionClosed, and ErrConnectionLost for
+	// a loss; for EventResuming, it says how the stream was lost.
 	Err error
 }
 

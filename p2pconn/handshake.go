@@ -39,6 +39,7 @@ type inStream struct {
 	hello    handshake
 	wake     chan bool // parked only: true = proceed, false = reject as duplicate
 	orphaned bool      // a newer HELLO superseded it before CONFIRM; guarded by Manager.mu
+	resume   *conn     // the connection whose session this stream resumes, if any
 }
 
 // info is what the settling rules need of the HELLO.
@@ -132,6 +133,9 @@ func (m *Manager) handleStream(s network.Stream) {
 	}
 
 	c, err := m.acceptHandshake(remote, in, accept)
+	if errors.Is(err, errResumed) {
+		return
+	}
 	if err != nil {
 		log.Debugw("inbound handshake failed", "peer", remote, "err", err)
 		return
@@ -171,12 +175,26 @@ func (m *Manager) leaveHandshake(remote identity.Identifier) {
 // inbound stream and holds a slot; the ACCEPT to send is returned.
 func (m *Manager) admit(remote identity.Identifier, in *inStream) (v verdict, reason byte, accept handshake) {
 	var o helloOutcome[*inStream, *conn]
+	var ended *conn // a resuming connection whose session the HELLO ends
+	suspend := false
 	defer func() {
-		switch o.how {
-		case endSuperseded:
+		switch {
+		case o.how == endSuperseded && suspend:
+			// The remote lost the stream and resumes the session.
+			if !o.end.suspend("remote reconnected", nil) {
+				o.end.supersede()
+			}
+		case o.how == endSuperseded:
 			o.end.supersede()
-		case endRestarted:
+		case o.how == endRestarted:
 			o.end.restarted(in.s.Conn())
+		}
+		if ended != nil {
+			cause := "remote began a new session"
+			if ended.remoteInc != in.hello.inc {
+				cause = "remote restarted"
+			}
+			ended.endSession(cause, nil)
 		}
 		if o.reset != nil {
 			_ = o.reset.s.Reset()
@@ -194,8 +212,18 @@ func (m *Manager) admit(remote identity.Identifier, in *inStream) (v verdict, re
 	st := m.state(remote)
 	defer m.changedLocked(remote, st)
 	m.pruneLocked(st)
-	o = st.hello(in, in.info(), time.Now(), m.cfg.MaxConnections-m.live-m.pending)
-	if o.end != nil {
+	free := m.cfg.MaxConnections - m.live - m.pending
+	if st.resume != nil {
+		if h := in.info(); h.ext && h.inc == st.resumeInfo.inc && h.seq <= st.resumeInfo.staleBelow {
+			// Sent before the remote had the connection that now resumes.
+			return verdictReject, rejectDuplicate, accept
+		}
+		free++ // the resuming session's slot
+	}
+	o = st.hello(in, in.info(), time.Now(), free)
+	if o.end != nil && o.how == endSuperseded && resumes(in.hello, o.end) && o.end.resumable() {
+		st.resume, st.resumeInfo, suspend = o.end, liveInfo{inc: in.hello.inc}, true
+	} else if o.end != nil {
 		m.live--
 		m.h.ConnManager().Unprotect(remote.PeerID(), protectTag)
 	}
@@ -216,7 +244,24 @@ func (m *Manager) admit(remote identity.Identifier, in *inStream) (v verdict, re
 		return o.verdict, 0, accept
 	}
 	m.pending++
-	return verdictAccept, 0, m.handshakeLocked(msgAccept, o.dupNonce)
+	accept = m.handshakeLocked(msgAccept, o.dupNonce)
+	if r := st.resume; r != nil {
+		if resumes(in.hello, r) && accept.hasSession {
+			accept.session, in.resume = r.session, r
+		} else {
+			// The remote restarted, or has no such session: ours ends.
+			st.resume, ended = nil, r
+			m.live--
+			m.h.ConnManager().Unprotect(remote.PeerID(), protectTag)
+		}
+	}
+	return verdictAccept, 0, accept
+}
+
+// resumes reports whether HELLO h asks to resume c's session: its id, from
+// the process c was with.
+func resumes(h handshake, c *conn) bool {
+	return h.hasSession && h.session != 0 && h.session == c.session && h.inc == c.remoteInc
 }
 
 // handshakeLocked builds this node's HELLO or ACCEPT. The caller holds m.mu:
@@ -267,6 +312,15 @@ func (m *Manager) unpark(remote identity.Identifier, in *inStream) {
 // registered as the pending inbound stream.
 func (m *Manager) acceptHandshake(remote identity.Identifier, in *inStream, accept handshake) (*conn, error) {
 	s := in.s
+	if r := in.resume; r != nil {
+		// Announce what we received once the lost stream's reader has
+		// stopped; if the session ended meanwhile, a new one begins.
+		if sp := r.suspension(); sp != nil && sp.stopped(time.Now().Add(m.cfg.ConnectTimeout)) {
+			accept.count = r.ack.announce()
+		} else {
+			accept.session, in.resume = rand.Uint64()|1, nil
+		}
+	}
 	err := writeHandshake(s, accept)
 	var confirm handshake
 	if err == nil {
@@ -280,13 +334,16 @@ func (m *Manager) acceptHandshake(remote identity.Identifier, in *inStream, acce
 	st := m.peers[remote]
 	if st == nil || st.in != in {
 		// Superseded: our own stream settled, or the remote opened another.
-		orphaned := in.orphaned && !m.closed
+		// A stream that resumed a session is not delivered from: the
+		// newer one announces the count that says what to resend.
+		orphaned := in.orphaned && !m.closed && in.resume == nil
 		m.mu.Unlock()
 		if orphaned && err == nil {
 			// The remote confirmed it before it opened the newer one:
 			// what it sent on it is delivered, then it ends.
 			_ = s.SetDeadline(timeZero)
 			c := newConn(m, remote, s, true, in.hello, accept.caps)
+			c.session = accept.session
 			c.replaced = true
 			m.metrics.connUp(true)
 			m.publish(Event{Kind: EventConnected, Peer: remote, Inbound: true, Conn: c})
@@ -309,19 +366,44 @@ func (m *Manager) acceptHandshake(remote identity.Identifier, in *inStream, acce
 		_ = s.SetDeadline(timeZero)
 		c := newConn(m, remote, s, true, in.hello, accept.caps)
 		m.metrics.connUp(true)
-		m.goroutine(c.readLoop)
+		w := c.wire()
+		m.goroutine(func() { c.readLoop(w) })
 		_ = c.Close()
 		return nil, fmt.Errorf("inbound from %s: %w", remote.Short(), ErrManagerClosed)
 	}
 	// Clear the handshake deadline before anyone can Close the connection
 	// (which sets its own).
 	_ = s.SetDeadline(timeZero)
+	info := liveInfo{born: time.Now(), ext: in.hello.ext && accept.ext, inc: in.hello.inc, staleBelow: in.hello.seq}
+	if r := in.resume; r != nil {
+		if st.resume != r || r.dead.Load() {
+			// The session ended while CONFIRM was on its way.
+			st.inboundFailed(in)
+			m.changedLocked(remote, st)
+			m.mu.Unlock()
+			_ = s.Reset()
+			return nil, fmt.Errorf("inbound from %s: the session to resume ended", remote.Short())
+		}
+		st.resume = nil
+		st.confirmed(in, r, info)
+		m.failures.forget(remote)
+		m.changedLocked(remote, st)
+		m.mu.Unlock()
+		r.attach(s, in.hello.count)
+		return r, errResumed
+	}
 	c := newConn(m, remote, s, true, in.hello, accept.caps)
-	st.confirmed(in, c, liveInfo{born: c.born, ext: in.hello.ext && accept.ext, inc: in.hello.inc, staleBelow: in.hello.seq})
+	c.session = accept.session
+	info.born = c.born
+	st.confirmed(in, c, info)
 	m.establishLocked(st, c)
 	m.mu.Unlock()
 	return c, nil
 }
+
+// errResumed says an inbound stream settled as the resumption of a
+// session: its connection exists and runs already.
+var errResumed = errors.New("session resumed")
 
 func rejectStream(s network.Stream, reason byte) {
 	if err := writeHandshake(s, handshake{typ: msgReject, reason: reason}); err != nil {
@@ -360,6 +442,12 @@ func (m *Manager) openStream(ctx context.Context, id identity.Identifier, s netw
 		return nil, fmt.Errorf("%d connections: %w", m.cfg.MaxConnections, ErrTooManyConnections)
 	}
 	hello := m.handshakeLocked(msgHello, rand.Uint64()|1)
+	if r := st.resume; r != nil && !resumeHello(&hello, r) {
+		m.changedLocked(id, st)
+		m.mu.Unlock()
+		_ = s.Reset()
+		return nil, errBusy
+	}
 	out := &outStream{s: s, nonce: hello.nonce}
 	st.opened(out, out.nonce)
 	m.pending++
@@ -412,12 +500,28 @@ func (m *Manager) helloExchange(s network.Stream, hello handshake) (handshake, e
 
 // outboundSettled makes the connection of an accepted outbound stream.
 func (m *Manager) outboundSettled(id identity.Identifier, out *outStream, hello, reply handshake) *conn {
-	c := newConn(m, id, out.s, false, reply, hello.caps)
-	info := liveInfo{born: c.born, ext: hello.ext && reply.ext, inc: reply.inc, staleBelow: reply.seq, expectDup: reply.nonce}
+	info := liveInfo{born: time.Now(), ext: hello.ext && reply.ext, inc: reply.inc, staleBelow: reply.seq, expectDup: reply.nonce}
 	m.mu.Lock()
 	st := m.state(id)
 	if st.out == out {
 		m.pending--
+	}
+	var resumed, ended *conn
+	if r := st.resume; r != nil {
+		st.resume = nil
+		if hello.session == r.session && reply.hasSession && reply.session == r.session && !r.dead.Load() {
+			resumed = r
+		} else {
+			ended = r // the remote began a new session
+			m.live--
+		}
+	}
+	var c *conn
+	if resumed != nil {
+		c = resumed
+	} else {
+		c = newConn(m, id, out.s, false, reply, hello.caps)
+		info.born = c.born
 	}
 	oldIn, orphan, parked := st.accepted(out, c, info)
 	if oldIn != nil {
@@ -427,7 +531,12 @@ func (m *Manager) outboundSettled(id identity.Identifier, out *outStream, hello,
 		orphan.orphaned = true
 		m.pending--
 	}
-	m.establishLocked(st, c)
+	if resumed != nil {
+		m.failures.forget(id)
+		m.changedLocked(id, st)
+	} else {
+		m.establishLocked(st, c)
+	}
 	closed := m.closed
 	m.mu.Unlock()
 	if oldIn != nil {
@@ -435,6 +544,16 @@ func (m *Manager) outboundSettled(id identity.Identifier, out *outStream, hello,
 	}
 	if parked != nil {
 		parked.wake <- false
+	}
+	if ended != nil {
+		ended.endSession("remote began a new session", nil)
+	}
+	if resumed != nil {
+		c.attach(out.s, reply.count)
+		if closed {
+			_ = c.Close()
+		}
+		return c
 	}
 	m.start(c)
 	if closed {

@@ -79,7 +79,7 @@ func (m *Manager) ping(c *conn) {
 		res.Error = ctx.Err()
 	}
 	if res.Error != nil {
-		c.fail("health check", res.Error)
+		c.lose("health check", res.Error)
 		return
 	}
 	if !c.inFrame.Load() {

@@ -77,10 +77,26 @@ type peerState struct {
 	settler[*outStream, *inStream, *conn]
 	dial    *dialCall // the Connect in progress, shared by its callers
 	changed chan struct{}
+	// resume is the connection whose session resumes (resume.go): the
+	// peer's connection while no stream carries it; the settling rules
+	// then see no live connection.
+	resume     *conn
+	resumeInfo liveInfo // what the settling rules knew of it
 }
 
 func (st *peerState) idle() bool {
-	return st.settler.idle() && st.dial == nil
+	return st.settler.idle() && st.dial == nil && st.resume == nil
+}
+
+// current returns the peer's live or resuming connection, nil if none.
+func (st *peerState) current() *conn {
+	if st.conn != nil && !st.conn.dead.Load() {
+		return st.conn
+	}
+	if st.resume != nil && !st.resume.dead.Load() {
+		return st.resume
+	}
+	return nil
 }
 
 // NewManager returns a Manager serving its Protocol() on h, resolving addresses
@@ -238,13 +254,14 @@ func (m *Manager) open(ctx context.Context, id identity.Identifier, s ConnectSet
 			}
 			return m.open(ctx, id, s, evicted)
 		}
-		if m.live+m.pending >= m.cfg.MaxConnections && st.in == nil && m.cfg.EvictAtLimit && !evicted {
+		full := m.live+m.pending >= m.cfg.MaxConnections && st.in == nil && st.resume == nil
+		if full && m.cfg.EvictAtLimit && !evicted {
 			m.changedLocked(id, st)
 			m.mu.Unlock()
 			m.makeRoom(id)
 			return m.open(ctx, id, s, true)
 		}
-		if m.live+m.pending >= m.cfg.MaxConnections && st.in == nil {
+		if full {
 			m.changedLocked(id, st)
 			m.mu.Unlock()
 			return nil, fmt.Errorf("connect %s: %d connections: %w", id.Short(), m.cfg.MaxConnections, ErrTooManyConnections)
@@ -257,11 +274,14 @@ func (m *Manager) open(ctx context.Context, id identity.Identifier, s ConnectSet
 }
 
 // GetConnection implements ConnectionManager.
+// A connection whose session is resuming is returned.
 func (m *Manager) GetConnection(id identity.Identifier) (Connection, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	if c := m.liveConn(id); c != nil {
-		return c, true
+	if st := m.peers[id]; st != nil {
+		if c := st.current(); c != nil {
+			return c, true
+		}
 	}
 	return nil, false
 }
@@ -321,6 +341,9 @@ func (m *Manager) CloseAll() error {
 		if st.conn != nil {
 			conns = append(conns, st.conn)
 		}
+		if st.resume != nil {
+			conns = append(conns, st.resume)
+		}
 	}
 	m.mu.RUnlock()
 	return closeConns(conns)
@@ -343,13 +366,14 @@ func closeConns(conns []*conn) error {
 }
 
 // ConnectionCount implements ConnectionManager. A connection that is dying
-// (marked dead, not yet out of the pool) is not counted.
+// (marked dead, not yet out of the pool) is not counted; one whose session
+// is resuming is.
 func (m *Manager) ConnectionCount() int {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	n := 0
 	for _, st := range m.peers {
-		if st.conn != nil && !st.conn.dead.Load() {
+		if st.current() != nil {
 			n++
 		}
 	}
@@ -362,7 +386,7 @@ func (m *Manager) ConnectedPeers() []identity.Identifier {
 	defer m.mu.RUnlock()
 	ids := make([]identity.Identifier, 0, m.live)
 	for id, st := range m.peers {
-		if st.conn != nil && !st.conn.dead.Load() {
+		if st.current() != nil {
 			ids = append(ids, id)
 		}
 	}
@@ -394,7 +418,12 @@ func (m *Manager) Close() error {
 func (m *Manager) connDied(c *conn, err error) {
 	m.mu.Lock()
 	st := m.peers[c.id]
-	if st != nil && st.died(c) {
+	if st != nil && st.resume == c {
+		st.resume = nil
+		m.live--
+		m.h.ConnManager().Unprotect(c.id.PeerID(), protectTag)
+		m.changedLocked(c.id, st)
+	} else if st != nil && st.died(c) {
 		m.live--
 		m.h.ConnManager().Unprotect(c.id.PeerID(), protectTag)
 		m.changedLocked(c.id, st)
@@ -409,6 +438,11 @@ func (m *Manager) connDied(c *conn, err error) {
 // (its connDied is on its way) out of st. The caller holds m.mu.
 func (m *Manager) pruneLocked(st *peerState) {
 	if c := st.conn; c != nil && c.dead.Load() && st.died(c) {
+		m.live--
+		m.h.ConnManager().Unprotect(c.id.PeerID(), protectTag)
+	}
+	if c := st.resume; c != nil && c.dead.Load() {
+		st.resume = nil
 		m.live--
 		m.h.ConnManager().Unprotect(c.id.PeerID(), protectTag)
 	}
@@ -427,10 +461,11 @@ func (m *Manager) establishLocked(st *peerState, c *conn) {
 
 // start runs c's reader and, for an inbound connection, queues it for Accept.
 func (m *Manager) start(c *conn) {
-	m.goroutine(c.readLoop)
+	w := c.wire()
+	m.goroutine(func() { c.readLoop(w) })
 	if c.inbound {
 		m.accept.push(c, m.cfg.MaxConnections)
 	}
 	log.Debugw("connection established", "peer", c.id, "addr", c.addr, "inbound", c.inbound)
-	m.dedupeSoon(c.s.Conn().RemotePeer())
+	m.dedupeSoon(w.s.Conn().RemotePeer())
 }

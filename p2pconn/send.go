@@ -197,6 +197,10 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("send to %s: %w", c.id.Short(), err)
 	}
+	w := c.wire()
+	if w == nil {
+		return c.commitResuming(own, hasOwn)
+	}
 	if c.contended.Swap(false) {
 		// Others are sending too: let them queue behind us, so one write
 		// carries several frames.
@@ -237,7 +241,7 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 		c.recycle(bp, buf, batch)
 		return err
 	}
-	n, err := c.write(ctx, buf, large)
+	n, err := c.write(ctx, w, buf, large)
 	var ownErr error
 	switch {
 	case err == nil:
@@ -269,7 +273,7 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 			ownErr = c.cutErr(ctx)
 		}
 	default:
-		c.fail("write", err)
+		c.lose("write", err)
 		ownErr = c.Err()
 		c.notifyAll(batch, ownErr)
 	}
@@ -360,17 +364,17 @@ func (c *conn) flush() {
 	_ = c.lead(context.Background(), nil, false)
 }
 
-// write writes buf, then large, with ctx bounding the wait, and returns how
-// many bytes went out.
-func (c *conn) write(ctx context.Context, buf, large []byte) (int, error) {
+// write writes buf, then large, on stream w with ctx bounding the wait, and
+// returns how many bytes went out.
+func (c *conn) write(ctx context.Context, w *wire, buf, large []byte) (int, error) {
 	if ctx.Done() != nil {
-		c.watch.begin(ctx, c.s)
-		defer c.watch.end(c.s)
+		c.watch.begin(ctx, w.s)
+		defer c.watch.end(w.s)
 	}
-	n, err := c.s.Write(buf)
+	n, err := w.s.Write(buf)
 	if err == nil && len(large) > 0 {
 		var m int
-		m, err = c.s.Write(large)
+		m, err = w.s.Write(large)
 		n += m
 	}
 	return n, err
