@@ -405,6 +405,14 @@ func (c *conn) readEnded(w *wire, err error) {
 		return
 	default:
 	}
+	if err == io.EOF && c.caps&capClose != 0 && c.heardWhy.Load() == 0 || errors.Is(err, io.ErrUnexpectedEOF) {
+		// The stream ended without the remote's CLOSE, or inside a
+		// frame: the remote did not end the connection, its libp2p
+		// connection went away under it.
+		if c.suspend("read", err) {
+			return
+		}
+	}
 	switch {
 	case err == io.EOF:
 		why := byte(c.heardWhy.Load())

@@ -34,6 +34,7 @@ func (d *dedupeWorker) init() {
 func (m *Manager) connected(_ network.Network, c network.Conn) {
 	m.forgetFailure(c.RemotePeer())
 	m.dedupeSoon(c.RemotePeer())
+	m.kickResumption(c.RemotePeer())
 }
 
 // dedupeSoon schedules a duplicate check of p if this side is the one that

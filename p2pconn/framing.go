@@ -125,7 +125,7 @@ func (fr *frameReader) readLen() (int, bool, error) {
 	case errors.Is(err, varint.ErrOverflow), errors.Is(err, varint.ErrNotMinimal):
 		return 0, false, fmt.Errorf("%w: frame length: %w", errFraming, err)
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return 0, false, fmt.Errorf("%w: stream ended inside a frame header", errFraming)
+		return 0, false, fmt.Errorf("%w: stream ended inside a frame header: %w", errFraming, io.ErrUnexpectedEOF)
 	default:
 		return 0, false, err
 	}
@@ -155,7 +155,7 @@ func (fr *frameReader) next() (msg []byte, ctrl bool, err error) {
 	if k < n {
 		if _, err := io.ReadFull(fr.r, buf[k:]); err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil, false, fmt.Errorf("%w: stream ended inside a frame of %d bytes", errFraming, n)
+				return nil, false, fmt.Errorf("%w: stream ended inside a frame of %d bytes: %w", errFraming, n, io.ErrUnexpectedEOF)
 			}
 			return nil, false, err
 		}

@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/skipwire/skipwire/identity"
 )
 
 // Session resumption (PROTOCOL.md, "Resumption").
@@ -284,9 +287,14 @@ func (m *Manager) resumeLoop(c *conn, sp *suspension) {
 			return
 		}
 		log.Debugw("resumption attempt failed", "peer", c.id, "attempt", attempt, "err", err)
-		t := time.NewTimer(m.backoff(attempt))
+		// A new libp2p connection with the peer ends the wait; so that a
+		// flapping link does not push the next attempt past the window,
+		// no wait is longer than an eighth of it.
+		t := time.NewTimer(min(m.backoff(attempt), m.cfg.ResumeWindow/8))
 		select {
 		case <-t.C:
+		case <-sp.kick:
+			t.Stop()
 		case <-sp.resumed:
 			t.Stop()
 			return
@@ -298,6 +306,24 @@ func (m *Manager) resumeLoop(c *conn, sp *suspension) {
 			c.endSession("session not resumed within ResumeWindow", errors.Join(sp.cause, last))
 			return
 		}
+	}
+}
+
+// kickResumption wakes the resumption of p's session, if one waits: a
+// libp2p connection with p appeared.
+func (m *Manager) kickResumption(p peer.ID) {
+	id, err := identity.FromPeerID(p)
+	if err != nil {
+		return
+	}
+	m.mu.RLock()
+	var r *conn
+	if st := m.peers[id]; st != nil {
+		r = st.resume
+	}
+	m.mu.RUnlock()
+	if r != nil {
+		r.kickResume()
 	}
 }
 

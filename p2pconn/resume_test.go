@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -22,32 +23,44 @@ func resumeConfig() p2pconn.Config {
 	return cfg
 }
 
-// stream sends n numbered messages of size bytes on c as sender, and
-// returns how many Sends returned nil; it stops at the first error.
-func stream(ctx context.Context, c p2pconn.Connection, sender uint32, n, size int) (int, error) {
-	for seq := range n {
+// endSeq numbers the last message of a stream, which says it ended.
+const endSeq = 1<<32 - 1
+
+// stream sends numbered messages of size bytes on c as sender, at least
+// min of them and until stop is closed, then the end message; it returns
+// how many it sent before the end, and stops at the first error.
+func stream(ctx context.Context, c p2pconn.Connection, sender uint32, min, size int, stop <-chan struct{}) (int, error) {
+	for seq := 0; ; seq++ {
+		if seq >= min {
+			select {
+			case <-stop:
+				return seq, c.Send(ctx, message(sender, endSeq, size))
+			default:
+			}
+		}
 		if err := c.Send(ctx, message(sender, uint32(seq), size)); err != nil {
 			return seq, err
 		}
 	}
-	return n, nil
 }
 
-// drain reads n messages of sender from c and checks that they come once
-// each, in order, intact.
-func drain(ctx context.Context, c p2pconn.Connection, sender uint32, n, size int) error {
-	for seq := range n {
+// drain reads sender's messages from c up to its end message and checks
+// that they come once each, in order, intact; it returns how many came.
+func drain(ctx context.Context, c p2pconn.Connection, sender uint32, size int) (int, error) {
+	for seq := 0; ; seq++ {
 		msg, err := c.Next(ctx)
 		if err != nil {
-			return fmt.Errorf("message %d of %d: %w", seq, n, err)
+			return seq, fmt.Errorf("message %d: %w", seq, err)
+		}
+		if binary.BigEndian.Uint32(msg[4:]) == endSeq {
+			return seq, nil
 		}
 		want := message(sender, uint32(seq), size)
 		if string(msg) != string(want) {
-			return fmt.Errorf("message %d: got sender %d seq %d (%d bytes), want seq %d: lost or duplicated",
-				seq, binary.BigEndian.Uint32(msg), binary.BigEndian.Uint32(msg[4:]), len(msg), seq)
+			return seq, fmt.Errorf("message %d: got sender %d seq %d (%d bytes): lost or duplicated",
+				seq, binary.BigEndian.Uint32(msg), binary.BigEndian.Uint32(msg[4:]), len(msg))
 		}
 	}
-	return nil
 }
 
 // events collects the kinds of m's events for peer.
@@ -88,53 +101,69 @@ func TestResumeAfterReset(t *testing.T) {
 			a, b := c.node(resumeConfig()), c.node(resumeConfig())
 			evA := collect(t, a)
 			ca, cb := connected(t, ctx, a, b)
-			const n, size = 20000, 300
+			const min, size = 2000, 300
+			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			errs := make(chan error, 4)
+			var sentA, sentB, gotA, gotB int
 			wg.Go(func() {
-				if k, err := stream(ctx, ca, 1, n, size); err != nil {
-					errs <- fmt.Errorf("a sent %d: %w", k, err)
+				var err error
+				if sentA, err = stream(ctx, ca, 1, min, size, stop); err != nil {
+					errs <- fmt.Errorf("a sent %d: %w", sentA, err)
 				}
 			})
 			wg.Go(func() {
-				if k, err := stream(ctx, cb, 2, n, size); err != nil {
-					errs <- fmt.Errorf("b sent %d: %w", k, err)
+				var err error
+				if sentB, err = stream(ctx, cb, 2, min, size, stop); err != nil {
+					errs <- fmt.Errorf("b sent %d: %w", sentB, err)
 				}
 			})
 			wg.Go(func() {
-				if err := drain(ctx, cb, 1, n, size); err != nil {
+				var err error
+				if gotB, err = drain(ctx, cb, 1, size); err != nil {
 					errs <- fmt.Errorf("b received: %w", err)
 				}
 			})
 			wg.Go(func() {
-				if err := drain(ctx, ca, 2, n, size); err != nil {
+				var err error
+				if gotA, err = drain(ctx, ca, 2, size); err != nil {
 					errs <- fmt.Errorf("a received: %w", err)
 				}
 			})
-			stop := make(chan struct{})
-			var cut sync.WaitGroup
-			done := 0
-			cut.Go(func() {
-				for done < resets {
-					select {
-					case <-stop:
-						return
-					case <-time.After(20 * time.Millisecond):
+			// Each close comes 0-10 ms after the session resumed from the
+			// last one, while both sides stream.
+			resumedA := make(chan struct{}, 1)
+			ch, cancel := a.m.Subscribe()
+			defer cancel()
+			go func() {
+				for ev := range ch {
+					if ev.Kind == p2pconn.EventResumed {
+						resumedA <- struct{}{}
 					}
-					if len(a.h.Network().ConnsToPeer(b.h.ID())) == 0 {
-						continue
-					}
-					require.NoError(t, a.h.Network().ClosePeer(b.h.ID()))
-					done++
 				}
-			})
-			wg.Wait()
+			}()
+			done := 0
+			var took []time.Duration
+			for done < resets {
+				time.Sleep(time.Duration(rand.N(10)) * time.Millisecond)
+				t0 := time.Now()
+				require.NoError(t, a.h.Network().ClosePeer(b.h.ID()))
+				done++
+				select {
+				case <-resumedA:
+					took = append(took, time.Since(t0))
+				case <-ctx.Done():
+					t.Fatalf("close %d: the session did not resume", done)
+				}
+			}
 			close(stop)
-			cut.Wait()
+			wg.Wait()
 			close(errs)
 			for err := range errs {
 				require.NoError(t, err)
 			}
+			require.Equal(t, sentA, gotB)
+			require.Equal(t, sentB, gotA)
 			require.True(t, ca.IsAlive())
 			require.True(t, cb.IsAlive())
 			require.NoError(t, ca.Err())
@@ -152,8 +181,9 @@ func TestResumeAfterReset(t *testing.T) {
 					t.Fatalf("a disconnected event")
 				}
 			}
-			t.Logf("%d messages each way, %d connection closes: 0 lost, 0 duplicated; a resumed %d times (%d losses)", n, done, resumed, resuming)
-			require.Positive(t, resumed)
+			t.Logf("%d and %d messages, %d libp2p connections closed under them: 0 lost, 0 duplicated; a resumed %d times (%d losses), p50 %v, max %v after the close",
+				sentA, sentB, done, resumed, resuming, testkit.Percentile(took, 50), testkit.Percentile(took, 100))
+			require.Equal(t, done, resumed, "one resumption per close")
 		})
 	}
 }
