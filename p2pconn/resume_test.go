@@ -3,7 +3,6 @@ package p2pconn_test
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/skipwire/skipwire/identity"
 	"github.com/skipwire/skipwire/internal/testkit"
 	"github.com/skipwire/skipwire/p2pconn"
 )
@@ -188,35 +188,109 @@ func TestResumeAfterReset(t *testing.T) {
 	}
 }
 
-// TestResumeEndsOnRestart: the peer's host vanishes and a new process
-// comes up with the same key. The session cannot resume: it ends with a
-// *NotDeliveredError whose messages are exactly those the old process never
-// acknowledged, and the new process receives none of the old session's.
+// TestResumeEndsOnRestart: the peer's host vanishes while messages wait
+// in its stream, and a new process comes up with the same key. The session
+// cannot resume: the sender's connection ends as soon as the new process
+// answers (not at the end of the window) with a *NotDeliveredError whose
+// messages are a tail of those sent, in order, that covers everything the
+// old process did not take into its queue; the new process receives none
+// of them.
 func TestResumeEndsOnRestart(t *testing.T) {
 	c := newCluster(t, transports["tcp"])
 	ctx := testkit.Context(t, 30*time.Second)
-	a, b := c.node(resumeConfig()), c.node(resumeConfig())
+	cfg := resumeConfig()
+	cfg.ResumeWindow = time.Minute
+	a := c.node(cfg)
+	key, err := identity.GenerateKey()
+	require.NoError(t, err)
+	small := cfg
+	small.ReceiveBuffer = 8 // most messages wait in the stream, unacknowledged
+	hb := testkit.NewHost(t, key, transports["tcp"], p2pconn.HostOptions(small)...)
+	mb, err := p2pconn.NewManager(hb, c.table, small)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = mb.Close() })
+	c.table.Add(mb.ID(), hb.Addrs()...)
+	b := &node{id: mb.ID(), h: hb, m: mb}
+
 	ca, cb := connected(t, ctx, a, b)
 	var sent [][]byte
-	for seq := range uint32(200) {
-		msg := message(1, seq, 200)
-		require.NoError(t, ca.Send(ctx, msg))
+	for seq := range uint32(400) {
+		msg := message(1, seq, 1000)
+		sctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		err := ca.Send(sctx, msg)
+		cancel()
+		if err != nil {
+			break // the stream window is full
+		}
 		sent = append(sent, msg)
 	}
+	require.NoError(t, hb.Close()) // a crash, with messages in flight
 	got := 0
-	for range 100 {
-		_, err := cb.Next(ctx)
-		require.NoError(t, err)
+	for {
+		nctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		_, err := cb.Next(nctx)
+		cancel()
+		if err != nil {
+			break
+		}
 		got++
 	}
-	_ = got
-	require.NoError(t, b.h.Close()) // a crash
-	<-ca.Done()
-	err := ca.Err()
-	var nd *p2pconn.NotDeliveredError
-	if errors.As(err, &nd) {
-		tail := sent[len(sent)-len(nd.Messages):]
-		require.Equal(t, tail, nd.Messages)
+	require.True(t, ca.IsAlive(), "the session waits for the peer")
+
+	// The new process, same key, new port.
+	hb2 := testkit.NewHost(t, key, transports["tcp"], p2pconn.HostOptions(cfg)...)
+	mb2, err := p2pconn.NewManager(hb2, c.table, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = mb2.Close() })
+	c.table.Add(mb2.ID(), hb2.Addrs()...)
+	t0 := time.Now()
+	_, err = a.m.Connect(ctx, mb2.ID())
+	require.NoError(t, err)
+	select {
+	case <-ca.Done():
+	case <-ctx.Done():
+		t.Fatal("the session did not end when the peer restarted")
 	}
-	require.ErrorIs(t, err, p2pconn.ErrConnectionLost)
+	ended := time.Since(t0)
+	var nd *p2pconn.NotDeliveredError
+	require.ErrorAs(t, ca.Err(), &nd)
+	require.ErrorIs(t, ca.Err(), p2pconn.ErrConnectionLost)
+	k := len(nd.Messages)
+	require.Equal(t, sent[len(sent)-k:], nd.Messages, "a tail of what was sent, in order")
+	require.GreaterOrEqual(t, got+k, len(sent), "received %d, reported %d, sent %d", got, k, len(sent))
+	cb2, err := mb2.Accept(ctx)
+	require.NoError(t, err)
+	nctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	_, err = cb2.Next(nctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the new process receives nothing of the old session")
+	t.Logf("sent %d, the old process took %d, reported not delivered %d; the session ended %v after the Connect to the new process", len(sent), got, k, ended)
+}
+
+// TestResumeWithVersion1Peer: a node with resumption on and a node that
+// speaks version 1 connect; a loss ends the connection at once, as it did
+// before resumption existed, and they connect again.
+func TestResumeWithVersion1Peer(t *testing.T) {
+	c := newCluster(t, transports["tcp"])
+	ctx := testkit.Context(t, 30*time.Second)
+	a, b := c.node(resumeConfig()), c.node(resumeConfig())
+	p2pconn.SpeakVersion1(b.m)
+	ca, cb := connected(t, ctx, a, b)
+	require.NoError(t, ca.Send(ctx, []byte("before")))
+	msg, err := cb.Next(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "before", string(msg))
+	require.NoError(t, a.h.Network().ClosePeer(b.h.ID()))
+	<-ca.Done()
+	require.ErrorIs(t, ca.Err(), p2pconn.ErrConnectionLost)
+	require.NotErrorIs(t, ca.Err(), p2pconn.ErrNotDelivered)
+	ca2, err := a.m.Connect(ctx, b.id)
+	require.NoError(t, err)
+	require.NotSame(t, ca, ca2)
+	require.NoError(t, ca2.Send(ctx, []byte("after")))
+	cb2, err := b.m.Accept(ctx)
+	require.NoError(t, err)
+	msg, err = cb2.Next(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "after", string(msg))
 }
