@@ -99,14 +99,18 @@ type Config struct {
 	// connection can go, it refuses as without it. Default false: refuse.
 	EvictAtLimit bool
 
-	// ResumeWindow: a negative value turns acknowledgements off. By default
-	// (0) both sides of a connection acknowledge the messages they receive
+	// ResumeWindow: how long a connection whose stream is lost keeps its
+	// session for the peers to reconnect (see Connection: the same
+	// Connection goes on, nothing committed is lost or duplicated). Both
+	// sides of a connection acknowledge the messages they receive
 	// (cumulatively, about one small control frame per batch or per 2 ms)
-	// when both run this version, so that a connection that ends says
-	// exactly which messages the remote never acknowledged (a
-	// *NotDeliveredError in Err, in later Sends and in the disconnected
-	// event), and Send pushes back once ResendBuffer bytes wait for an
-	// acknowledgement.
+	// when both run this version and ResumeWindow is not negative, so that a
+	// connection that ends says exactly which messages the remote never
+	// acknowledged (a *NotDeliveredError in Err, in later Sends and in the
+	// disconnected event), and Send pushes back once ResendBuffer bytes wait
+	// for an acknowledgement. 0 (the default): acknowledgements, and a lost
+	// stream ends the connection at once; positive: the session resumes
+	// within that window; negative: no acknowledgements.
 	ResumeWindow time.Duration
 
 	// ResendBuffer bounds, in bytes, the messages a connection keeps until

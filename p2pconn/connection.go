@@ -19,6 +19,22 @@ const ProtocolID protocol.ID = "/skipgraph/conn/1.0.0"
 // A Connection is alive from the moment it is handed out until it is closed by
 // either side or lost; once dead it stays dead, and the next
 // ConnectionManager.Connect to the same peer makes a new one.
+//
+// With session resumption (Config.ResumeWindow > 0, both sides of this
+// version), a lost stream is not the end: while the session resumes the
+// Connection stays alive (IsAlive true, Done open, Err nil) and is still
+// the peer's connection (GetConnection returns it, ConnectionCount counts
+// it, it holds its slot of MaxConnections, idle closing and eviction skip
+// it); Send commits to the resend buffer and returns nil, waiting (up to
+// its ctx) once ResendBuffer bytes wait for acknowledgement; Next returns
+// what had arrived, then waits. The manager publishes EventResuming at
+// once, reconnects, and EventResumed when a new stream carries the
+// session: every message whose Send returned nil then arrives exactly
+// once, in order. If the peers do not reconnect within the window, or the
+// peer's process restarted, the Connection dies with a *NotDeliveredError
+// naming the messages the remote never received. A Connect to a peer whose
+// session resumes reconnects at once and returns the same Connection once
+// it resumed.
 type Connection interface {
 	// RemoteAddr returns the multiaddr of the remote end, or "" once the
 	// connection is dead. It does not block.
