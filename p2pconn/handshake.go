@@ -469,7 +469,7 @@ func (m *Manager) openStream(ctx context.Context, id identity.Identifier, s netw
 			err = ctx.Err()
 		} else if err = writeHandshake(s, handshake{typ: msgConfirm}); err == nil {
 			_ = s.SetDeadline(timeZero)
-			return m.outboundSettled(id, out, hello, reply), nil
+			return m.outboundSettled(id, out, hello, reply)
 		}
 	}
 	stop()
@@ -498,11 +498,21 @@ func (m *Manager) helloExchange(s network.Stream, hello handshake) (handshake, e
 	return m.remoteHandshake(reply), err
 }
 
-// outboundSettled makes the connection of an accepted outbound stream.
-func (m *Manager) outboundSettled(id identity.Identifier, out *outStream, hello, reply handshake) *conn {
+// outboundSettled makes the connection of an accepted outbound stream, or
+// carries on the session it resumes.
+func (m *Manager) outboundSettled(id identity.Identifier, out *outStream, hello, reply handshake) (*conn, error) {
 	info := liveInfo{born: time.Now(), ext: hello.ext && reply.ext, inc: reply.inc, staleBelow: reply.seq, expectDup: reply.nonce}
 	m.mu.Lock()
 	st := m.state(id)
+	if hello.session != 0 && reply.session == hello.session && (st.resume == nil || st.resume.session != hello.session || st.resume.dead.Load()) {
+		// The remote resumed a session that ended here meanwhile (closed
+		// while the handshake ran): the stream cannot carry it. The
+		// remote sees the reset, and its next attempt starts anew.
+		m.mu.Unlock()
+		_ = out.s.Reset()
+		m.outboundFailed(id, out)
+		return nil, fmt.Errorf("resume: the session ended during the handshake: %w", ErrConnectionClosed)
+	}
 	if st.out == out {
 		m.pending--
 	}
@@ -553,7 +563,7 @@ func (m *Manager) outboundSettled(id identity.Identifier, out *outStream, hello,
 		if closed {
 			_ = c.Close()
 		}
-		return c
+		return c, nil
 	}
 	m.start(c)
 	if closed {
@@ -561,7 +571,7 @@ func (m *Manager) outboundSettled(id identity.Identifier, out *outStream, hello,
 		// so end it gracefully rather than leave it out of Close's reach.
 		_ = c.Close()
 	}
-	return c
+	return c, nil
 }
 
 // outboundFailed unregisters a failed outbound stream and lets a parked
