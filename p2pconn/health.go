@@ -53,10 +53,15 @@ func (m *Manager) checkHealth(now time.Time) {
 		silence := now.Sub(c.lastSeen)
 		if c.inFrame.Load() && silence >= m.cfg.KeepaliveInterval+m.cfg.KeepaliveTimeout {
 			// The remote started a frame and stopped sending: it may
-			// answer pings, but the stream is stuck.
+			// answer pings, but the stream is stuck. Or the link died
+			// mid-frame: a session that can resume does, on a new stream.
+			stalled := fmt.Errorf("no byte of a started frame for %s", silence.Round(time.Millisecond))
+			if c.suspend("health check", stalled) {
+				continue
+			}
 			log.Warnw("closing connection: frame stalled", "peer", c.id, "addr", c.addr, "for", silence)
 			m.metrics.frameError("frame")
-			c.fail("read", fmt.Errorf("%w: no byte of a started frame for %s", errFraming, silence.Round(time.Millisecond)))
+			c.fail("read", fmt.Errorf("%w: %w", errFraming, stalled))
 			continue
 		}
 		if silence < m.cfg.KeepaliveInterval || !c.pinging.CompareAndSwap(false, true) {
