@@ -71,4 +71,4 @@ fuzz:
 
 ## soak: the long versions of the concurrency and churn tests.
 soak:
-	SKIPWIRE_SOAK=1 $(GO) test -race -count=1 -timeout 60m -run 'Soak|Simultaneous|Churn|LosesNothing|SkipGraph' -v $(PKGS)
+	SKIPWIRE_SOAK=1 $(GO) test -race -count=1 -timeout 60m -run 'Soak|Simultaneous|Churn|LosesNothing|SkipGraph|Resume' -v $(PKGS)
