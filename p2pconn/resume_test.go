@@ -294,3 +294,51 @@ func TestResumeWithVersion1Peer(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "after", string(msg))
 }
+
+// TestConnectResumes: a connection loses its stream while neither side has
+// anything unacknowledged, so neither reconnects by itself. It stays the
+// peer's connection, and a Connect resumes it: the same Connection comes
+// back, and messages flow both ways again.
+func TestConnectResumes(t *testing.T) {
+	c := newCluster(t, transports["tcp"])
+	ctx := testkit.Context(t, 30*time.Second)
+	a, b := c.node(resumeConfig()), c.node(resumeConfig())
+	events := collect(t, a)
+	ca, cb := connected(t, ctx, a, b)
+	require.NoError(t, ca.Send(ctx, []byte("one")))
+	msg, err := cb.Next(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "one", string(msg))
+	require.Eventually(t, func() bool { return hasKind(events(), p2pconn.EventConnected) }, 5*time.Second, time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // the acknowledgement arrives
+	require.NoError(t, a.h.Network().ClosePeer(b.h.ID()))
+	require.Eventually(t, func() bool { return hasKind(events(), p2pconn.EventResuming) }, 5*time.Second, time.Millisecond)
+	got, ok := a.m.GetConnection(b.id)
+	require.True(t, ok)
+	require.Same(t, ca, got, "the resuming connection is the peer's connection")
+	require.Equal(t, 1, a.m.ConnectionCount())
+	require.True(t, ca.IsAlive())
+
+	again, err := a.m.Connect(ctx, b.id)
+	require.NoError(t, err)
+	require.Same(t, ca, again)
+	require.Eventually(t, func() bool { return hasKind(events(), p2pconn.EventResumed) }, 5*time.Second, time.Millisecond)
+	require.NoError(t, ca.Send(ctx, []byte("two")))
+	msg, err = cb.Next(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "two", string(msg))
+	require.NoError(t, cb.Send(ctx, []byte("three")))
+	msg, err = ca.Next(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "three", string(msg))
+	require.False(t, hasKind(events(), p2pconn.EventDisconnected))
+}
+
+func hasKind(kinds []p2pconn.EventKind, k p2pconn.EventKind) bool {
+	for _, x := range kinds {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
