@@ -32,18 +32,22 @@ type ackState struct {
 	waiting  int           // Sends waiting for room
 	timer    *time.Timer   // fires when an ACK becomes due by delay
 	armed    bool          // timer is set
+	stopped  bool          // stop was called: the timer is never set again
+	// wg counts an armed timer as one of the manager's goroutines, so that
+	// Manager.Close never waits while a timer may still start one.
+	wg *sync.WaitGroup
 
 	ended bool // the connection ended: nothing more is committed; guarded by mu
 
 	writing atomic.Bool // a goroutine writes an ACK frame
 }
 
-func newAckState(limit int, remoteLimit uint64) *ackState {
+func newAckState(limit int, remoteLimit uint64, wg *sync.WaitGroup) *ackState {
 	p := session.DefaultAckPolicy()
 	if remoteLimit > 0 && remoteLimit <= uint64(MaxMessageSizeLimit)*4 {
 		p.RemoteLimit = int(remoteLimit)
 	}
-	return &ackState{out: session.NewOut(limit), in: session.NewIn(p), room: make(chan struct{})}
+	return &ackState{out: session.NewOut(limit), in: session.NewIn(p), room: make(chan struct{}), wg: wg}
 }
 
 // reserve waits until a message of n bytes fits in the resend buffer and
@@ -142,8 +146,9 @@ func (a *ackState) received(c *conn, n int) bool {
 	if a.in.Received(n, time.Now()) {
 		return true
 	}
-	if d, ok := a.in.Deadline(); ok && !a.armed {
+	if d, ok := a.in.Deadline(); ok && !a.armed && !a.stopped {
 		a.armed = true
+		a.wg.Add(1) // the caller, the reader, is counted: never from 0
 		wait := time.Until(d)
 		if a.timer == nil {
 			a.timer = time.AfterFunc(wait, func() { c.ackDue() })
@@ -180,21 +185,23 @@ func (a *ackState) take() (uint64, bool) {
 func (a *ackState) stop() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.timer != nil {
-		a.timer.Stop()
+	if a.timer != nil && a.armed && a.timer.Stop() {
+		a.wg.Done() // it will not run
 	}
-	a.armed = true // never again
+	a.stopped = true
 }
 
 // ackDue runs when the delay timer fires: an ACK goes out if one is due.
 func (c *conn) ackDue() {
 	a := c.ack
+	defer a.wg.Done()
 	a.mu.Lock()
 	a.armed = false
 	due := a.in.Due(time.Now())
-	if !due {
+	if !due && !a.stopped {
 		if d, ok := a.in.Deadline(); ok {
 			a.armed = true
+			a.wg.Add(1)
 			a.timer.Reset(time.Until(d))
 		}
 	}

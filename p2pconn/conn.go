@@ -159,7 +159,7 @@ func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool,
 	c.in.init(m.cfg.ReceiveBuffer)
 	c.w.Store(newWire(s))
 	if caps&capAck != 0 {
-		c.ack = newAckState(m.cfg.ResendBuffer, remote.resend)
+		c.ack = newAckState(m.cfg.ResendBuffer, remote.resend, &m.wg)
 		// An ACCEPT names the session; an acceptor sets it from its own.
 		c.session, c.remoteInc = remote.session, remote.inc
 	}
