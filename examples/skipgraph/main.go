@@ -24,9 +24,14 @@ import (
 
 	"github.com/skipwire/skipwire/examples/internal/cli"
 	"github.com/skipwire/skipwire/examples/skipgraph/testbed"
+	"github.com/skipwire/skipwire/internal/testkit"
 )
 
-func main() { cli.Main(run) }
+func main() {
+	// With -procs, the demo runs again as the process of a node.
+	testkit.ChildMain(testbed.ChildRole)
+	cli.Main(run)
+}
 
 const usage = `Usage: skipgraph [flags]
 

@@ -9,9 +9,14 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/skipwire/skipwire/examples/skipgraph/testbed"
+	"github.com/skipwire/skipwire/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
+	// -procs re-executes this binary as the nodes' processes.
+	testkit.ChildMain(testbed.ChildRole)
 	goleak.VerifyTestMain(m)
 }
 
