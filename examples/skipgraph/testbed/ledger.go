@@ -3,6 +3,7 @@ package testbed
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -40,8 +41,9 @@ type sentMsg struct {
 }
 
 type arrival struct {
-	by identity.Identifier
-	at time.Time
+	by   identity.Identifier
+	kind string
+	at   time.Time
 }
 
 type failedRequest struct {
@@ -71,8 +73,8 @@ func (o observer) Sent(to identity.Identifier, id, re uint64, kind string) {
 	o.l.sent(o.self, to, id, re, kind, time.Now())
 }
 
-func (o observer) Received(from identity.Identifier, id uint64, _ string) {
-	o.l.received(o.self, from, id, time.Now())
+func (o observer) Received(from identity.Identifier, id uint64, kind string) {
+	o.l.received(o.self, from, id, kind, time.Now())
 }
 
 func (o observer) RequestFailed(to identity.Identifier, id uint64, _ string, _ error) {
@@ -91,12 +93,12 @@ func (l *Ledger) sent(from, to identity.Identifier, id, re uint64, kind string, 
 	}
 }
 
-// received records that message id of node from arrived at node by, at
-// the time at.
-func (l *Ledger) received(by, from identity.Identifier, id uint64, at time.Time) {
+// received records that message id of node from, of that kind, arrived
+// at node by, at the time at.
+func (l *Ledger) received(by, from identity.Identifier, id uint64, kind string, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.receivedMsgs[msgKey{from, id}] = arrival{by: by, at: at}
+	l.receivedMsgs[msgKey{from, id}] = arrival{by: by, kind: kind, at: at}
 }
 
 // requestFailed records that request id of node from to node to got no
@@ -176,14 +178,16 @@ func (l *Ledger) Totals(alive func(identity.Identifier) bool, before time.Time) 
 	return t
 }
 
-// Traffic counts the skip-graph messages node id took part in after since:
+// Traffic counts the skip-graph messages of the given kinds (every kind if
+// none is given; see sg.Observer) that node id took part in after since:
 // committed to it, received by it, and committed by it. Messages compacted
 // away (more than 200,000 sent) are not counted.
-func (l *Ledger) Traffic(id identity.Identifier, since time.Time) (to, by, from int) {
+func (l *Ledger) Traffic(id identity.Identifier, since time.Time, kinds ...string) (to, by, from int) {
+	counts := func(kind string) bool { return len(kinds) == 0 || slices.Contains(kinds, kind) }
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for k, s := range l.sentMsgs {
-		if s.at.Before(since) {
+		if s.at.Before(since) || !counts(s.kind) {
 			continue
 		}
 		if s.to == id {
@@ -194,7 +198,7 @@ func (l *Ledger) Traffic(id identity.Identifier, since time.Time) (to, by, from 
 		}
 	}
 	for _, a := range l.receivedMsgs {
-		if a.by == id && !a.at.Before(since) {
+		if a.by == id && !a.at.Before(since) && counts(a.kind) {
 			by++
 		}
 	}

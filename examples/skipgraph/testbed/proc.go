@@ -132,7 +132,7 @@ func (p *procNode) onLine(line []byte) {
 	case evSent:
 		p.tb.ledger.sent(o.From, o.To, o.Msg, o.Re, o.Kind, o.At)
 	case evReceived:
-		p.tb.ledger.received(o.To, o.From, o.Msg, o.At)
+		p.tb.ledger.received(o.To, o.From, o.Msg, o.Kind, o.At)
 	case evFailed:
 		p.tb.ledger.requestFailed(o.From, o.To, o.Msg, o.At)
 	case evResolved:
