@@ -22,8 +22,8 @@ type Node interface {
 	// Self returns the node's Identifier, key and membership vector.
 	Self() sg.Peer
 	// Table returns a copy of the node's routing table. For a node in a
-	// child process it is the last table the node reported: it reports
-	// every change within a few milliseconds.
+	// child process it is the last table the node reported: it looks for
+	// changes every 5 ms.
 	Table() sg.Table
 	// Search runs sg.Node.Search on the node. For a node in a child
 	// process, a failed search's error carries the child's message as text.
