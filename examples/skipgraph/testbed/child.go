@@ -59,7 +59,7 @@ func serveChild(ctx context.Context, args []string, stdin io.Reader) error {
 		return err
 	}
 	self := c.ID(0)
-	cfg := spec.Node
+	cfg := spec.Node.config()
 	cfg.Observer = childObserver{out: out, self: self}
 	node, nw, err := startNode(ctx, c, 0, cfg, !spec.DHTRefresh)
 	if err != nil {

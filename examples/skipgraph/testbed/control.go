@@ -48,9 +48,45 @@ import (
 type childSpec struct {
 	Listen     string         `json:"listen"`
 	Conn       p2pconn.Config `json:"conn"` // without Metrics
-	Node       sg.Config      `json:"node"` // without Observer, RoutingConnect, MaintenanceConnect
+	Node       nodeSpec       `json:"node"`
 	Introducer peer.AddrInfo  `json:"introducer"`
 	DHTRefresh bool           `json:"dhtRefresh"`
+}
+
+// nodeSpec is the part of an sg.Config that crosses to a child: the key,
+// the membership vector, the timings and the limits. The Connect options
+// and the Observer do not: they are functions and interfaces (the child
+// sets its own Observer). A field added to sg.Config is added here too.
+type nodeSpec struct {
+	Key               sg.Key              `json:"key"`
+	MembershipVector  sg.MembershipVector `json:"mv"`
+	StabilizeInterval time.Duration       `json:"stabilizeInterval,omitempty"`
+	FullCheckEvery    int                 `json:"fullCheckEvery,omitempty"`
+	RequestTimeout    time.Duration       `json:"requestTimeout,omitempty"`
+	SearchTimeout     time.Duration       `json:"searchTimeout,omitempty"`
+	HopTimeout        time.Duration       `json:"hopTimeout,omitempty"`
+	MaxHops           int                 `json:"maxHops,omitempty"`
+	Backups           int                 `json:"backups,omitempty"`
+	MaxSearchWorkers  int                 `json:"maxSearchWorkers,omitempty"`
+	GoneFor           time.Duration       `json:"goneFor,omitempty"`
+}
+
+func specOf(c sg.Config) nodeSpec {
+	return nodeSpec{
+		Key: c.Key, MembershipVector: c.MembershipVector,
+		StabilizeInterval: c.StabilizeInterval, FullCheckEvery: c.FullCheckEvery,
+		RequestTimeout: c.RequestTimeout, SearchTimeout: c.SearchTimeout, HopTimeout: c.HopTimeout,
+		MaxHops: c.MaxHops, Backups: c.Backups, MaxSearchWorkers: c.MaxSearchWorkers, GoneFor: c.GoneFor,
+	}
+}
+
+func (s nodeSpec) config() sg.Config {
+	return sg.Config{
+		Key: s.Key, MembershipVector: s.MembershipVector,
+		StabilizeInterval: s.StabilizeInterval, FullCheckEvery: s.FullCheckEvery,
+		RequestTimeout: s.RequestTimeout, SearchTimeout: s.SearchTimeout, HopTimeout: s.HopTimeout,
+		MaxHops: s.MaxHops, Backups: s.Backups, MaxSearchWorkers: s.MaxSearchWorkers, GoneFor: s.GoneFor,
+	}
 }
 
 // Operations of the control protocol.

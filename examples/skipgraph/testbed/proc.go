@@ -59,7 +59,7 @@ func (tb *Testbed) startChild(ctx context.Context, cfg sg.Config, o ChildOptions
 	}
 	conn := tb.conn
 	conn.Metrics = nil
-	spec := childSpec{Listen: o.Listen, Conn: conn, Node: cfg, Introducer: tb.c.Node(0).AddrInfo(), DHTRefresh: tb.opts.DHTRefresh}
+	spec := childSpec{Listen: o.Listen, Conn: conn, Node: specOf(cfg), Introducer: tb.c.Node(0).AddrInfo(), DHTRefresh: tb.opts.DHTRefresh}
 	js, err := json.Marshal(spec)
 	if err != nil {
 		return nil, fmt.Errorf("testbed: child spec: %w", err)

@@ -190,7 +190,7 @@ func Start(ctx context.Context, opts Options) (*Testbed, error) {
 	}
 	var here, apart []int
 	for i := range opts.Nodes {
-		if inChild(i, opts.Nodes, opts.Children) {
+		if runsApart(i, opts.Nodes, opts.Children) {
 			apart = append(apart, i)
 		} else {
 			here = append(here, i)
@@ -252,9 +252,9 @@ func Start(ctx context.Context, opts Options) (*Testbed, error) {
 	return tb, nil
 }
 
-// inChild reports whether node i of n runs in a child process when k of
+// runsApart reports whether node i of n runs in a child process when k of
 // them do: k nodes spread evenly, never node 0.
-func inChild(i, n, k int) bool { return (i+1)*k/n > i*k/n }
+func runsApart(i, n, k int) bool { return (i+1)*k/n > i*k/n }
 
 // dhtOptions are the options of every node's Kademlia DHT: refresh off
 // unless asked for, then extra.
