@@ -113,10 +113,10 @@ func TestSkipGraphIsolatedNode(t *testing.T) {
 	tot := tb.Ledger().Totals(tb.Alive, cut)
 	require.Zero(t, tot.Lost, "messages lost between reachable nodes: %s: %v", tot, tot.Examples)
 	t.Logf("isolated node %d (%s, %d neighbours) dropped by its last neighbour %s after its interface went down; every table repaired after %s; "+
-		"searches meanwhile %d correct, %d wrong, %d failed; after the repair no search touched it (maintenance messages committed to it %d, from it %d); "+
+		"searches meanwhile %d correct, %d wrong, %d failed %v; after the repair no search touched it (maintenance messages committed to it %d, from it %d); "+
 		"messages %s; libp2p connections per pair max %d over %d pairs",
 		victim, id.Short(), neighbours, slices.Max(seen).Round(time.Millisecond), repaired.Round(time.Millisecond),
-		during.Correct, during.Wrong, during.Failed, anyTo, anyFrom, tot, conns.MaxPerPair, conns.Pairs)
+		during.Correct, during.Wrong, during.Failed, during.Examples, anyTo, anyFrom, tot, conns.MaxPerPair, conns.Pairs)
 }
 
 // requireSearchesFrom runs n searches from each of the nodes idx for random
