@@ -48,8 +48,9 @@ type procNode struct {
 	killed bool                   // by kill: its exit status is SIGKILL's
 }
 
-// startChild starts a node with key and vector in a child process, its DHT
-// joined through the introducer, and returns once it listens.
+// startChild starts the node cfg describes (its key, vector and timings)
+// in a child process placed as o says, its DHT joined through the
+// introducer, and returns once it listens.
 func (tb *Testbed) startChild(ctx context.Context, cfg sg.Config, o ChildOptions) (*procNode, error) {
 	if cfg.RoutingConnect != nil || cfg.MaintenanceConnect != nil {
 		return nil, errors.New("testbed: a node in a child process cannot take Node.RoutingConnect or Node.MaintenanceConnect")
