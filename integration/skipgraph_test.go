@@ -49,6 +49,20 @@ func TestSoakSkipGraph(t *testing.T) {
 		listen: "/ip4/127.0.0.1/udp/0/quic-v1", trimAfter: 30 * time.Second, searchTimeout: 30 * time.Second})
 }
 
+// TestSoakSkipGraphProcesses is TestSoakSkipGraph with a quarter of the
+// nodes in child processes, one node each (this test binary run again): the
+// crashes of those are SIGKILLs, and a quarter of the nodes that join
+// during the churn run in child processes too. Run by make soak.
+func TestSoakSkipGraphProcesses(t *testing.T) {
+	if !soak() {
+		t.Skip("soak test: set SKIPWIRE_SOAK=1 (make soak)")
+	}
+	d := soakDuration(t)
+	n := soakSkipGraphNodes(t)
+	runSkipGraph(t, skipGraphOptions{size: n, children: n / 4, joinParallel: 8, duration: d, searches: 500, timeout: d + 30*time.Minute,
+		listen: "/ip4/127.0.0.1/udp/0/quic-v1", trimAfter: 30 * time.Second, searchTimeout: 30 * time.Second})
+}
+
 // soakSkipGraphNodes is the size of the soak skip graph:
 // SKIPWIRE_SOAK_SKIPGRAPH_NODES, default 256.
 func soakSkipGraphNodes(t testing.TB) int {
@@ -65,6 +79,7 @@ func soakSkipGraphNodes(t testing.TB) int {
 
 type skipGraphOptions struct {
 	size          int
+	children      int // nodes in child processes (testbed.Options.Children)
 	joinParallel  int
 	rounds        int           // churn rounds, or
 	duration      time.Duration // rounds for this long
@@ -83,14 +98,14 @@ func runSkipGraph(t *testing.T, o skipGraphOptions) {
 	if o.searchTimeout == 0 {
 		o.searchTimeout = 10 * time.Second
 	}
-	tb, err := testbed.Start(ctx, testbed.Options{Nodes: o.size, Listen: o.listen, TrimAfter: o.trimAfter, Node: sg.Config{
+	tb, err := testbed.Start(ctx, testbed.Options{Nodes: o.size, Children: o.children, Listen: o.listen, TrimAfter: o.trimAfter, Node: sg.Config{
 		SearchTimeout:  o.searchTimeout,
 		RequestTimeout: 10 * time.Second,
 		HopTimeout:     5 * time.Second,
 	}})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, tb.Close()) })
-	t.Logf("started %d nodes in %s", o.size, time.Since(t0).Round(time.Millisecond))
+	t.Logf("started %d nodes, %d of them in child processes, in %s", o.size, o.children, time.Since(t0).Round(time.Millisecond))
 
 	t0 = time.Now()
 	idx := make([]int, o.size)
@@ -107,6 +122,7 @@ func runSkipGraph(t *testing.T, o skipGraphOptions) {
 	requireSearches(t, ctx, tb, o.searches, "after the joins")
 
 	k := max(1, o.size/10)
+	apart := (k*o.children + o.size/2) / o.size // new nodes in child processes, per round
 	var crashSeen, leaveSeen, repairs []time.Duration
 	var during testbed.Searches
 	start := time.Now()
@@ -114,7 +130,7 @@ func runSkipGraph(t *testing.T, o skipGraphOptions) {
 		if o.rounds > 0 && round >= o.rounds || o.duration > 0 && time.Since(start) >= o.duration {
 			break
 		}
-		r := churnRound(t, ctx, tb, k)
+		r := churnRound(t, ctx, tb, k, apart)
 		crashSeen = append(crashSeen, r.crashSeen...)
 		leaveSeen = append(leaveSeen, r.leaveSeen...)
 		repairs = append(repairs, r.repair)
@@ -141,8 +157,14 @@ func runSkipGraph(t *testing.T, o skipGraphOptions) {
 	require.Equal(t, 1, conns.MaxPerPair)
 	require.Equal(t, 1, conns.MaxStreams)
 	peerstore, lookups, failed := tb.Resolutions().Counts()
-	t.Logf("SUMMARY skip graph: %d nodes at the end; churn %s: crashes noticed p50 %s max %s, leaves noticed p50 %s max %s, repair p50 %s max %s; searches during churn %d correct, %d wrong, %d failed; messages %s; libp2p connections per pair max %d over %d pairs; skipwire connections per node mean %.1f; resolutions: %d peerstore, %d DHT lookups (p50 %s), %d found nothing",
-		len(tb.Running()), time.Since(start).Round(time.Second),
+	inChild := 0
+	for _, i := range tb.Running() {
+		if tb.InChild(i) {
+			inChild++
+		}
+	}
+	t.Logf("SUMMARY skip graph: %d nodes at the end (%d in child processes); churn %s: crashes noticed p50 %s max %s, leaves noticed p50 %s max %s, repair p50 %s max %s; searches during churn %d correct, %d wrong, %d failed; messages %s; libp2p connections per pair max %d over %d pairs; skipwire connections per node mean %.1f; resolutions: %d peerstore, %d DHT lookups (p50 %s), %d found nothing",
+		len(tb.Running()), inChild, time.Since(start).Round(time.Second),
 		testkit.Percentile(crashSeen, 50).Round(time.Millisecond), testkit.Percentile(crashSeen, 100).Round(time.Millisecond),
 		testkit.Percentile(leaveSeen, 50).Round(time.Millisecond), testkit.Percentile(leaveSeen, 100).Round(time.Millisecond),
 		testkit.Percentile(repairs, 50).Round(time.Millisecond), testkit.Percentile(repairs, 100).Round(time.Millisecond),
@@ -156,9 +178,10 @@ type roundResult struct {
 	during               *testbed.Searches
 }
 
-// churnRound crashes k nodes, has k others leave and k new ones join, all
-// at once while searches go on, and waits until every table is repaired.
-func churnRound(t *testing.T, ctx context.Context, tb *testbed.Testbed, k int) roundResult {
+// churnRound crashes k nodes, has k others leave and k new ones join (apart
+// of them in child processes), all at once while searches go on, and waits
+// until every table is repaired.
+func churnRound(t *testing.T, ctx context.Context, tb *testbed.Testbed, k, apart int) roundResult {
 	t.Helper()
 	run := slices.DeleteFunc(tb.Running(), func(i int) bool { return i == 0 }) // the introducer stays
 	rand.Shuffle(len(run), func(a, b int) { run[a], run[b] = run[b], run[a] })
@@ -186,9 +209,13 @@ func churnRound(t *testing.T, ctx context.Context, tb *testbed.Testbed, k int) r
 			}
 		})
 	}
-	for range k {
+	for j := range k {
 		wg.Go(func() {
-			i, err := tb.Add(ctx)
+			add := tb.Add
+			if j < apart {
+				add = func(ctx context.Context) (int, error) { return tb.AddChild(ctx, testbed.ChildOptions{}) }
+			}
+			i, err := add(ctx)
 			require.NoError(t, err)
 			_, err = tb.Join(ctx, i)
 			require.NoError(t, err)

@@ -9,6 +9,7 @@
 //
 //	go run ./examples/skipgraph                 # 64 nodes (make demo)
 //	go run ./examples/skipgraph -n 200 -searches 2000
+//	go run ./examples/skipgraph -procs 16       # 16 of the nodes in processes of their own
 package main
 
 import (
@@ -24,14 +25,20 @@ import (
 
 	"github.com/skipwire/skipwire/examples/internal/cli"
 	"github.com/skipwire/skipwire/examples/skipgraph/testbed"
+	"github.com/skipwire/skipwire/internal/testkit"
 )
 
-func main() { cli.Main(run) }
+func main() {
+	// With -procs, the demo runs again as the process of a node.
+	testkit.ChildMain(testbed.ChildRole)
+	cli.Main(run)
+}
 
 const usage = `Usage: skipgraph [flags]
 
-Runs a skip graph of skipwire nodes on 127.0.0.1: the nodes join one at a
-time through an introducer, answer searches for random keys (each answer is
+Runs a skip graph of skipwire nodes on 127.0.0.1 (with -procs, some of them
+in processes of their own): the nodes join one at a time through an
+introducer, answer searches for random keys (each answer is
 checked against the sorted key list), then a tenth of them crash, a tenth
 leave gracefully and new ones join while searches go on; once every table is
 repaired, searches again and prints a report. Exits 0 if every search after
@@ -42,12 +49,14 @@ at most one connection; 1 otherwise.
 // options are the demo's flags.
 type options struct {
 	nodes     int
+	procs     int
 	searches  int
 	churn     float64
 	searchers int
 	parallel  int
 	quic      bool
 	timeout   time.Duration
+	logLevel  string // -log, passed on to the child processes
 }
 
 // run is the program; main passes it the process's arguments and streams.
@@ -55,6 +64,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	fs := cli.NewFlagSet("skipgraph", stderr, usage)
 	var o options
 	fs.IntVar(&o.nodes, "n", 64, "number of nodes (at least 4)")
+	fs.IntVar(&o.procs, "procs", 0, "how many of the nodes run in child processes, one node each (this program run again); node 0, the introducer, runs in this process")
 	fs.IntVar(&o.searches, "searches", 500, "searches before the churn, and again after the repair")
 	fs.Float64Var(&o.churn, "churn", 0.1, "fraction of the nodes that crash, and again that leave, and of new nodes that join")
 	fs.IntVar(&o.searchers, "searchers", 4, "searches running at once during the churn")
@@ -71,6 +81,10 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		bad = fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	case o.nodes < 4:
 		bad = fmt.Errorf("-n %d: need at least 4 nodes", o.nodes)
+	case o.procs < 0:
+		bad = fmt.Errorf("-procs %d: must not be negative", o.procs)
+	case o.procs >= o.nodes:
+		bad = fmt.Errorf("-procs %d: must be less than -n %d (node 0, the introducer, runs in this process)", o.procs, o.nodes)
 	case o.searches < 1:
 		bad = fmt.Errorf("-searches %d: need at least 1", o.searches)
 	case o.churn < 0 || o.churn > 0.3:
@@ -84,6 +98,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	default:
 		bad = cli.SetLogLevel(*logLevel)
 	}
+	o.logLevel = *logLevel
 	if bad != nil {
 		fmt.Fprintf(stderr, "skipgraph: %v\n", bad)
 		return cli.ExitUsage
@@ -113,6 +128,7 @@ type demo struct {
 	began                  time.Time
 	joins, churnJoins      []time.Duration
 	killed, left, joined   int
+	killedApart            int // killed nodes that ran in child processes
 	before, during, after  *testbed.Searches
 	crashSeen, leaveSeen   []time.Duration
 	crashFixed, leaveFixed time.Duration
@@ -175,8 +191,15 @@ func (d *demo) close() {
 
 func (d *demo) start(ctx context.Context) error {
 	t0 := time.Now()
-	d.printf("[1/7] starting %d nodes: a libp2p host each, its DHT joined through node 0, a connection manager, a network ... ", d.o.nodes)
-	opts := testbed.Options{Nodes: d.o.nodes}
+	apart := ""
+	if d.o.procs > 0 {
+		apart = fmt.Sprintf(", %d of them in child processes (one node each)", d.o.procs)
+	}
+	d.printf("[1/7] starting %d nodes%s: a libp2p host each, its DHT joined through node 0, a connection manager, a network ... ", d.o.nodes, apart)
+	opts := testbed.Options{Nodes: d.o.nodes, Children: d.o.procs}
+	if d.o.logLevel != "" {
+		opts.ChildEnv = []string{"GOLOG_LOG_LEVEL=" + d.o.logLevel}
+	}
 	if d.o.quic {
 		opts.Listen = "/ip4/127.0.0.1/udp/0/quic-v1"
 	}
@@ -247,8 +270,18 @@ func (d *demo) churn(ctx context.Context) error {
 
 	// Crashes, all at once: no goodbye; the neighbours see their
 	// connections lost.
-	d.printf("      killing %d nodes at once: their hosts close, with no goodbye ... ", k)
-	seen, fixed, err := d.depart(ctx, k, func(i int) (testbed.Departure, error) { return d.tb.Kill(i) })
+	victims := d.victims(k)
+	apart := ""
+	if d.o.procs > 0 {
+		for _, i := range victims {
+			if d.tb.InChild(i) {
+				d.killedApart++
+			}
+		}
+		apart = fmt.Sprintf(" (%d of them in child processes, by SIGKILL)", d.killedApart)
+	}
+	d.printf("      killing %d nodes at once%s: their hosts close, with no goodbye ... ", k, apart)
+	seen, fixed, err := d.depart(ctx, victims, func(i int) (testbed.Departure, error) { return d.tb.Kill(i) })
 	if err != nil {
 		return err
 	}
@@ -258,7 +291,7 @@ func (d *demo) churn(ctx context.Context) error {
 	// Graceful leaves, all at once: each tells its neighbours, then its
 	// manager tells every peer that it left.
 	d.printf("      %d nodes leave gracefully, at once ... ", k)
-	seen, fixed, err = d.depart(ctx, k, func(i int) (testbed.Departure, error) { return d.tb.Leave(ctx, i) })
+	seen, fixed, err = d.depart(ctx, d.victims(k), func(i int) (testbed.Departure, error) { return d.tb.Leave(ctx, i) })
 	if err != nil {
 		return err
 	}
@@ -266,11 +299,19 @@ func (d *demo) churn(ctx context.Context) error {
 	d.printf("no table names them after %s; every table repaired after %s\n", ms(slices.Max(seen)), ms(fixed))
 
 	// New nodes: a host each, whose DHT joins through the introducer, then
-	// the skip graph.
+	// the skip graph; as many of them in child processes, in proportion,
+	// as at the start.
 	d.printf("      %d new nodes join, one at a time ... ", k)
 	t0 := time.Now()
-	for range k {
-		i, err := d.tb.Add(ctx)
+	newApart := (k*d.o.procs + d.o.nodes/2) / d.o.nodes
+	for j := range k {
+		var i int
+		var err error
+		if (j+1)*newApart/k > j*newApart/k {
+			i, err = d.tb.AddChild(ctx, testbed.ChildOptions{})
+		} else {
+			i, err = d.tb.Add(ctx)
+		}
 		if err != nil {
 			return err
 		}
@@ -288,16 +329,16 @@ func (d *demo) churn(ctx context.Context) error {
 	return nil
 }
 
-// depart takes k random nodes (not the introducer) out at once with leave,
-// and returns how long after each departure no table named the node, and
-// how long until every table was repaired.
-func (d *demo) depart(ctx context.Context, k int, leave func(i int) (testbed.Departure, error)) ([]time.Duration, time.Duration, error) {
+// depart takes the nodes victims out at once with leave, and returns how
+// long after each departure no table named the node, and how long until
+// every table was repaired.
+func (d *demo) depart(ctx context.Context, victims []int, leave func(i int) (testbed.Departure, error)) ([]time.Duration, time.Duration, error) {
 	w := d.tb.WatchDepartures()
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
-	for _, i := range d.victims(k) {
+	for _, i := range victims {
 		wg.Go(func() {
 			g, err := leave(i)
 			w.Add(g)

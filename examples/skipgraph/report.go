@@ -19,6 +19,10 @@ func (d *demo) report(total time.Duration) {
 	d.printf("\nReport\n")
 	line("nodes", "%d at the end: %d joined one by one, then %d crashed, %d left, %d joined during the churn",
 		n, d.o.nodes, d.killed, d.left, d.joined)
+	if d.o.procs > 0 {
+		line("processes", "%d child processes, one node each, besides this one: %d at the start, %d joined during the churn; %d of the %d crashes by SIGKILL",
+			d.o.procs+d.joinedApart(), d.o.procs, d.joinedApart(), d.killedApart, d.killed)
+	}
 	line("levels", "0 to %d hold lists of two or more nodes; a node has neighbours at %.1f levels on average", levels-1, mean)
 	line("searches before the churn", "%d/%d correct", d.before.Correct, d.before.Total())
 	line("searches during the churn", "%d: %d correct, %d wrong, %d failed (no answer within the search timeout)",
@@ -51,6 +55,18 @@ func (d *demo) report(total time.Duration) {
 	line("address resolution", "%d from the host's peerstore, %d DHT lookups (p50 %s, max %s), %d that found nothing (nodes that had gone)",
 		peerstore, len(lookups), ms(testkit.Percentile(lookups, 50)), ms(testkit.Percentile(lookups, 100)), failed)
 	line("total time", "%s", ms(total))
+}
+
+// joinedApart returns how many of the nodes that joined during the churn
+// ran in child processes.
+func (d *demo) joinedApart() int {
+	n := 0
+	for i := d.o.nodes; i < d.tb.Size(); i++ {
+		if d.tb.InChild(i) {
+			n++
+		}
+	}
+	return n
 }
 
 func meanInt(xs []int) float64 {

@@ -63,6 +63,12 @@ type Options struct {
 	// NewResolver returns the resolver of a node's manager, given its host
 	// and DHT. Default DefaultResolver.
 	NewResolver func(h host.Host, kad *dht.IpfsDHT) resolver.AddressResolver
+
+	// Bootstrap, if set, are DHT nodes outside the cluster that node 0's DHT
+	// joins through (the other nodes still join through node 0): for a
+	// cluster that is part of a bigger overlay, such as one node in a child
+	// process. Default none: node 0 starts the DHT.
+	Bootstrap []peer.AddrInfo
 }
 
 // Cluster is a set of local skipwire nodes, numbered from 0. Node 0 is the
@@ -106,7 +112,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		nodes: make([]*Node, opts.Size),
 		state: make([]state, opts.Size),
 	}
-	first, err := startNode(ctx, 0, nil, []string{opts.Listen}, nil, opts)
+	first, err := startNode(ctx, 0, nil, []string{opts.Listen}, opts.Bootstrap, opts)
 	if err != nil {
 		return nil, err
 	}

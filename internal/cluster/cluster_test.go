@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -208,4 +209,27 @@ func TestAdd(t *testing.T) {
 	require.Equal(t, 4, j)
 	require.Equal(t, []int{1, 2, 3, 4}, c.RunningNodes())
 	send(t, ctx, c, 2, j, "to the second newcomer")
+}
+
+// TestBootstrap starts a one-node cluster whose DHT joins through a node of
+// another cluster: each finds the other by Identifier, and they exchange
+// messages.
+func TestBootstrap(t *testing.T) {
+	ctx := testkit.Context(t, 30*time.Second)
+	a := start(t, ctx, testOptions(2))
+	opts := testOptions(1)
+	opts.Bootstrap = []peer.AddrInfo{a.Node(0).AddrInfo()}
+	b := start(t, ctx, opts)
+	info, err := resolver.NewDHT(b.DHT(0)).Resolve(ctx, a.ID(1))
+	require.NoError(t, err, "the outsider resolves node 1 of the other cluster")
+	require.Equal(t, a.Node(1).PeerID(), info.ID)
+
+	conn, err := a.Manager(1).Connect(ctx, b.ID(0))
+	require.NoError(t, err, "node 1 finds the outsider through node 0's DHT")
+	require.NoError(t, conn.Send(ctx, []byte("hello")))
+	in, err := b.Manager(0).Accept(ctx)
+	require.NoError(t, err)
+	got, err := in.Next(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "hello", string(got))
 }

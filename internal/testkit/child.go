@@ -22,9 +22,17 @@ import (
 // readiness with Ready, then runs until ctx ends (the parent stopped the
 // child or went away) and returns; a non-nil error is printed and makes the
 // child exit 1.
+//
+// A role the parent drives after it is ready sets Serve instead of Run:
+// Serve also gets the child's standard input, which carries what the parent
+// writes to Child.Stdin, and answers on standard output (after Ready), which
+// the parent reads with ChildOptions.Lines. Serve must keep reading stdin:
+// its ctx ends, as Run's does, when the parent closes stdin or dies, once a
+// read of stdin returns that end (io.EOF).
 type Role struct {
-	Name string
-	Run  func(ctx context.Context, args []string) error
+	Name  string
+	Run   func(ctx context.Context, args []string) error
+	Serve func(ctx context.Context, args []string, stdin io.Reader) error
 }
 
 // roleEnv names the role a re-executed test binary runs.
@@ -53,11 +61,17 @@ func runChild(name string, roles []Role) int {
 		// The parent closes our stdin to stop us; so does its death.
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		go func() {
-			_, _ = io.Copy(io.Discard, os.Stdin)
-			cancel()
-		}()
-		if err := r.Run(ctx, childArgs()); err != nil {
+		var err error
+		if r.Serve != nil {
+			err = r.Serve(ctx, childArgs(), endReader{r: os.Stdin, end: cancel})
+		} else {
+			go func() {
+				_, _ = io.Copy(io.Discard, os.Stdin)
+				cancel()
+			}()
+			err = r.Run(ctx, childArgs())
+		}
+		if err != nil {
 			fmt.Fprintf(os.Stderr, "child %s: %v\n", name, err)
 			return 1
 		}
@@ -65,6 +79,21 @@ func runChild(name string, roles []Role) int {
 	}
 	fmt.Fprintf(os.Stderr, "child: role %q not passed to testkit.ChildMain\n", name)
 	return 2
+}
+
+// endReader calls end once a read of r fails: the end of a Serve role's
+// stdin ends its ctx.
+type endReader struct {
+	r   io.Reader
+	end context.CancelFunc
+}
+
+func (e endReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil {
+		e.end()
+	}
+	return n, err
 }
 
 // childArgs returns the arguments after "--" on the command line.
@@ -96,7 +125,17 @@ type ChildOptions struct {
 	Wrap []string
 	// StartTimeout bounds the wait for Ready. Default 60 s.
 	StartTimeout time.Duration
+	// Lines, if set, is called with every line the child writes to its
+	// standard output after the READY line, in order, from one goroutine,
+	// and before Exited is closed. The slice is valid only during the call.
+	// Lines of up to MaxLineSize bytes are read whole; a longer line ends
+	// the reading (what follows is discarded).
+	Lines func(line []byte)
 }
+
+// MaxLineSize is the longest line of a child's standard output that Launch
+// reads.
+const MaxLineSize = 4 << 20
 
 // Child is a child process that called Ready.
 type Child struct {
@@ -105,7 +144,7 @@ type Child struct {
 	// Ready holds the fields the child passed to Ready.
 	Ready []string
 
-	stdin  io.Closer
+	stdin  io.WriteCloser
 	exited chan struct{} // closed once Cmd.Wait returned
 	err    error         // Cmd.Wait's result, set before exited is closed
 }
@@ -165,10 +204,16 @@ func Launch(role Role, opts ChildOptions) (*Child, error) {
 	ready := make(chan []string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
+		sc.Buffer(nil, MaxLineSize)
 		sent := false
 		for sc.Scan() {
-			f := strings.Fields(sc.Text())
-			if !sent && len(f) > 0 && f[0] == readyPrefix {
+			if sent {
+				if opts.Lines != nil {
+					opts.Lines(sc.Bytes())
+				}
+				continue
+			}
+			if f := strings.Fields(sc.Text()); len(f) > 0 && f[0] == readyPrefix {
 				ready <- f[1:]
 				sent = true
 			}
@@ -190,6 +235,11 @@ func Launch(role Role, opts ChildOptions) (*Child, error) {
 
 // Pid returns the child's process ID.
 func (c *Child) Pid() int { return c.Cmd.Process.Pid }
+
+// Stdin returns the write end of the child's standard input: what a Serve
+// role reads. Writes fail once the child has exited or Stop has closed it;
+// a write blocks while the pipe is full (the child does not read).
+func (c *Child) Stdin() io.Writer { return c.stdin }
 
 // Freeze stops the child's process (SIGSTOP): it neither runs nor reads its
 // sockets until Thaw, while the kernel keeps its connections open. It

@@ -7,7 +7,10 @@
 //   - [Role], [ChildMain] and [StartChild]: the test binary re-executed as a
 //     child process (a node in a process of its own, which a test can
 //     freeze, thaw, kill or stop); [Launch] does the same for a program
-//     that is not a test (a demo whose main calls ChildMain first).
+//     that is not a test (a demo whose main calls ChildMain first); a role
+//     with Serve instead of Run is driven after it is ready through its
+//     standard input ([Child.Stdin]) and answers on its standard output
+//     ([ChildOptions] Lines).
 //
 // A package whose tests start children calls ChildMain first in its TestMain:
 //

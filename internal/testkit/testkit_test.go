@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,12 +39,15 @@ var (
 		testkit.Ready()
 		select {}
 	}}
+	// serveRole answers each line its parent writes with the line in upper
+	// case, and says "bye" once its ctx ends.
+	serveRole = testkit.Role{Name: "serve", Serve: runServe}
 	// unregisteredRole is not passed to ChildMain.
 	unregisteredRole = testkit.Role{Name: "unregistered", Run: func(context.Context, []string) error { return nil }}
 )
 
 func TestMain(m *testing.M) {
-	testkit.ChildMain(argsRole, echoRole, failRole, stubbornRole)
+	testkit.ChildMain(argsRole, echoRole, failRole, stubbornRole, serveRole)
 	goleak.VerifyTestMain(m)
 }
 
@@ -71,6 +76,38 @@ func runEcho(ctx context.Context, _ []string) error {
 			}
 		}()
 	}
+}
+
+func runServe(ctx context.Context, _ []string, stdin io.Reader) error {
+	testkit.Ready()
+	sc := bufio.NewScanner(stdin)
+	for sc.Scan() {
+		fmt.Println(strings.ToUpper(sc.Text()))
+	}
+	<-ctx.Done() // ended by the end of stdin
+	fmt.Println("bye")
+	return nil
+}
+
+// TestChildServe drives a Serve role through its stdin and reads its
+// answers with Lines; closing stdin (Stop) ends its ctx.
+func TestChildServe(t *testing.T) {
+	lines := make(chan string, 10)
+	c := testkit.StartChild(t, serveRole, testkit.ChildOptions{Lines: func(line []byte) { lines <- string(line) }})
+	for _, s := range []string{"one", "two"} {
+		_, err := fmt.Fprintln(c.Stdin(), s)
+		require.NoError(t, err)
+		select {
+		case got := <-lines:
+			require.Equal(t, strings.ToUpper(s), got)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no answer to %q", s)
+		}
+	}
+	require.NoError(t, c.Stop(10*time.Second))
+	require.Equal(t, "bye", <-lines, "every line is passed on before the child is seen to exit")
+	_, err := fmt.Fprintln(c.Stdin(), "three")
+	require.Error(t, err, "stdin is closed")
 }
 
 func TestChildReadyArgsEnv(t *testing.T) {

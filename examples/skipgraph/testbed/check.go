@@ -46,13 +46,43 @@ func (tb *Testbed) Converged() bool {
 	return bad == 0
 }
 
-// WaitConverged waits until every member's table is the ideal one.
+// WaitConverged waits until every member's table is the ideal one. The
+// tables of nodes in child processes are those they reported; once those
+// match, WaitConverged asks each such node for its table of the moment,
+// and waits on if one has changed meanwhile.
 func (tb *Testbed) WaitConverged(ctx context.Context) error {
-	if err := cluster.WaitFor(ctx, tb.Converged); err != nil {
-		bad, first := tb.Mismatches()
-		return fmt.Errorf("testbed: %d tables not repaired: %w; %s", bad, err, first)
+	for {
+		if err := cluster.WaitFor(ctx, tb.Converged); err != nil {
+			bad, first := tb.Mismatches()
+			return fmt.Errorf("testbed: %d tables not repaired: %w; %s", bad, err, first)
+		}
+		ok, err := tb.convergedNow(ctx)
+		if err != nil || ok {
+			return err
+		}
 	}
-	return nil
+}
+
+// convergedNow reports whether the tables the running nodes have at the
+// moment, asked for, are the ideal ones.
+func (tb *Testbed) convergedNow(ctx context.Context) (bool, error) {
+	idx := tb.Running()
+	members := make([]sg.Peer, len(idx))
+	for k, i := range idx {
+		members[k] = tb.Node(i).Self()
+	}
+	ideal := sg.Ideal(members)
+	for _, i := range idx {
+		m := tb.member(i)
+		got, err := m.n.table(ctx)
+		if err != nil {
+			return false, fmt.Errorf("testbed: table of node %d: %w", i, err)
+		}
+		if !got.Equal(ideal[m.n.Self().ID]) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // Named reports whether some running node's table names id.
@@ -161,29 +191,57 @@ type Connections struct {
 }
 
 // Connections counts the connections of the running nodes.
-func (tb *Testbed) Connections() Connections {
-	var cs Connections
-	idx := tb.Running()
-	for _, i := range idx {
-		cs.PerNode = append(cs.PerNode, tb.c.Manager(i).ConnectionCount())
-		cs.Neighbours = append(cs.Neighbours, len(tb.Node(i).Table().Neighbours()))
+func (tb *Testbed) Connections(ctx context.Context) (Connections, error) {
+	v, err := tb.connViews(ctx)
+	if err != nil {
+		return Connections{}, err
 	}
-	for a, i := range idx {
-		for _, j := range idx[a+1:] {
-			if n := tb.c.ConnsBetween(i, j); n > 0 {
+	var cs Connections
+	for a := range v.idx {
+		cs.PerNode = append(cs.PerNode, v.views[a].Count)
+		cs.Neighbours = append(cs.Neighbours, len(tb.Node(v.idx[a]).Table().Neighbours()))
+		for b := a + 1; b < len(v.idx); b++ {
+			ab, ba := v.between(a, b), v.between(b, a)
+			if n := ab.Conns; n > 0 {
 				cs.Pairs++
 				cs.MaxPerPair = max(cs.MaxPerPair, n)
 				if n > 1 {
 					cs.Multiple++
 				}
 			}
-			if _, ok := tb.c.Manager(i).GetConnection(tb.c.ID(j)); ok {
+			if ab.Skipwire {
 				cs.Streams++
-				cs.MaxStreams = max(cs.MaxStreams, tb.c.StreamsBetween(i, j), tb.c.StreamsBetween(j, i))
+				cs.MaxStreams = max(cs.MaxStreams, ab.Streams, ba.Streams)
 			}
 		}
 	}
-	return cs
+	return cs, nil
+}
+
+// views are the connections of the running nodes idx, as each sees them.
+type views struct {
+	idx   []int
+	ids   []identity.Identifier
+	views []connView
+}
+
+// between returns what the a-th running node sees of its connections to
+// the b-th.
+func (v views) between(a, b int) peerConns { return v.views[a].Peers[v.ids[b]] }
+
+// connViews asks every running node for its connections.
+func (tb *Testbed) connViews(ctx context.Context) (views, error) {
+	v := views{idx: tb.Running()}
+	for _, i := range v.idx {
+		m := tb.member(i)
+		cv, err := m.n.conns(ctx)
+		if err != nil {
+			return views{}, fmt.Errorf("testbed: connections of node %d: %w", i, err)
+		}
+		v.ids = append(v.ids, m.n.Self().ID)
+		v.views = append(v.views, cv)
+	}
+	return v, nil
 }
 
 // WaitOnePerPair waits until no running pair has more than one libp2p
@@ -195,7 +253,10 @@ func (tb *Testbed) WaitOnePerPair(ctx context.Context) (Connections, error) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
-		cs := tb.Connections()
+		cs, err := tb.Connections(ctx)
+		if err != nil {
+			return cs, err
+		}
 		if cs.MaxPerPair <= 1 && cs.MaxStreams <= 1 {
 			return cs, nil
 		}
@@ -211,13 +272,18 @@ func (tb *Testbed) WaitOnePerPair(ctx context.Context) (Connections, error) {
 // describePairs names up to 5 running pairs with more than one libp2p
 // connection or skipwire stream.
 func (tb *Testbed) describePairs() string {
-	idx := tb.Running()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, err := tb.connViews(ctx)
+	if err != nil {
+		return err.Error()
+	}
 	var out []string
-	for a, i := range idx {
-		for _, j := range idx[a+1:] {
-			c, si, sj := tb.c.ConnsBetween(i, j), tb.c.StreamsBetween(i, j), tb.c.StreamsBetween(j, i)
-			if c > 1 || si > 1 || sj > 1 {
-				out = append(out, fmt.Sprintf("nodes %d-%d: %d connections, %d and %d streams", i, j, c, si, sj))
+	for a := range v.idx {
+		for b := a + 1; b < len(v.idx); b++ {
+			ab, ba := v.between(a, b), v.between(b, a)
+			if ab.Conns > 1 || ab.Streams > 1 || ba.Streams > 1 {
+				out = append(out, fmt.Sprintf("nodes %d-%d: %d connections, %d and %d streams", v.idx[a], v.idx[b], ab.Conns, ab.Streams, ba.Streams))
 				if len(out) == 5 {
 					return strings.Join(out, "; ")
 				}

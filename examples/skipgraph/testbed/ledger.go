@@ -3,6 +3,7 @@ package testbed
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,13 +19,13 @@ import (
 // on (the network drops those, and counts them): that one is late, not
 // lost. It is safe for concurrent use.
 type Ledger struct {
-	mu        sync.Mutex
-	sent      map[msgKey]sentMsg
-	received  map[msgKey]bool
-	delivered int // messages compacted away: sent and received
-	byKind    map[string]int
-	failed    []failedRequest
-	gaveUp    map[msgKey]bool // requests and searches without an answer, by requester and ID
+	mu           sync.Mutex
+	sentMsgs     map[msgKey]sentMsg
+	receivedMsgs map[msgKey]arrival
+	delivered    int // messages compacted away: sent and received
+	byKind       map[string]int
+	failed       []failedRequest
+	gaveUp       map[msgKey]bool // requests and searches without an answer, by requester and ID
 }
 
 type msgKey struct {
@@ -35,6 +36,12 @@ type msgKey struct {
 type sentMsg struct {
 	to   identity.Identifier
 	re   uint64
+	kind string
+	at   time.Time
+}
+
+type arrival struct {
+	by   identity.Identifier
 	kind string
 	at   time.Time
 }
@@ -51,7 +58,7 @@ const compactAt = 200_000
 
 // NewLedger returns an empty ledger.
 func NewLedger() *Ledger {
-	return &Ledger{sent: make(map[msgKey]sentMsg), received: make(map[msgKey]bool), byKind: make(map[string]int), gaveUp: make(map[msgKey]bool)}
+	return &Ledger{sentMsgs: make(map[msgKey]sentMsg), receivedMsgs: make(map[msgKey]arrival), byKind: make(map[string]int), gaveUp: make(map[msgKey]bool)}
 }
 
 // Observer returns the sg.Observer of node self.
@@ -63,36 +70,54 @@ type observer struct {
 }
 
 func (o observer) Sent(to identity.Identifier, id, re uint64, kind string) {
-	o.l.mu.Lock()
-	defer o.l.mu.Unlock()
-	o.l.sent[msgKey{o.self, id}] = sentMsg{to: to, re: re, kind: kind, at: time.Now()}
-	o.l.byKind[kind]++
-	if len(o.l.sent) >= compactAt {
-		o.l.compactLocked()
-	}
+	o.l.sent(o.self, to, id, re, kind, time.Now())
 }
 
-func (o observer) Received(from identity.Identifier, id uint64, _ string) {
-	o.l.mu.Lock()
-	defer o.l.mu.Unlock()
-	o.l.received[msgKey{from, id}] = true
+func (o observer) Received(from identity.Identifier, id uint64, kind string) {
+	o.l.received(o.self, from, id, kind, time.Now())
 }
 
 func (o observer) RequestFailed(to identity.Identifier, id uint64, _ string, _ error) {
-	o.l.mu.Lock()
-	defer o.l.mu.Unlock()
-	o.l.gaveUp[msgKey{o.self, id}] = true
-	if to != o.self {
-		o.l.failed = append(o.l.failed, failedRequest{key: msgKey{o.self, id}, to: to, at: time.Now()})
+	o.l.requestFailed(o.self, to, id, time.Now())
+}
+
+// sent records message id of node from to node to, committed at the time
+// at; re is the request it answers, if any.
+func (l *Ledger) sent(from, to identity.Identifier, id, re uint64, kind string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sentMsgs[msgKey{from, id}] = sentMsg{to: to, re: re, kind: kind, at: at}
+	l.byKind[kind]++
+	if len(l.sentMsgs) >= compactAt {
+		l.compactLocked()
+	}
+}
+
+// received records that message id of node from, of that kind, arrived
+// at node by, at the time at.
+func (l *Ledger) received(by, from identity.Identifier, id uint64, kind string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.receivedMsgs[msgKey{from, id}] = arrival{by: by, kind: kind, at: at}
+}
+
+// requestFailed records that request id of node from to node to got no
+// answer (to == from: a search from that node).
+func (l *Ledger) requestFailed(from, to identity.Identifier, id uint64, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.gaveUp[msgKey{from, id}] = true
+	if to != from {
+		l.failed = append(l.failed, failedRequest{key: msgKey{from, id}, to: to, at: at})
 	}
 }
 
 // compactLocked folds the messages that arrived into a count.
 func (l *Ledger) compactLocked() {
-	for k := range l.sent {
-		if l.received[k] {
-			delete(l.sent, k)
-			delete(l.received, k)
+	for k := range l.sentMsgs {
+		if _, ok := l.receivedMsgs[k]; ok {
+			delete(l.sentMsgs, k)
+			delete(l.receivedMsgs, k)
 			l.delivered++
 		}
 	}
@@ -127,9 +152,9 @@ func (t Totals) String() string {
 func (l *Ledger) Totals(alive func(identity.Identifier) bool, before time.Time) Totals {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	t := Totals{Sent: len(l.sent) + l.delivered, ByKind: maps.Clone(l.byKind)}
-	for k, s := range l.sent {
-		if l.received[k] || s.at.After(before) || !alive(k.from) || !alive(s.to) {
+	t := Totals{Sent: len(l.sentMsgs) + l.delivered, ByKind: maps.Clone(l.byKind)}
+	for k, s := range l.sentMsgs {
+		if _, ok := l.receivedMsgs[k]; ok || s.at.After(before) || !alive(k.from) || !alive(s.to) {
 			continue
 		}
 		if s.re != 0 && l.gaveUp[msgKey{s.to, s.re}] {
@@ -146,9 +171,36 @@ func (l *Ledger) Totals(alive func(identity.Identifier) bool, before time.Time) 
 			continue
 		}
 		t.Unanswered++
-		if !l.received[f.key] {
+		if _, ok := l.receivedMsgs[f.key]; !ok {
 			t.NeverArrived++
 		}
 	}
 	return t
+}
+
+// Traffic counts the skip-graph messages of the given kinds (every kind if
+// none is given; see sg.Observer) that node id took part in after since:
+// committed to it, received by it, and committed by it. Messages compacted
+// away (more than 200,000 sent) are not counted.
+func (l *Ledger) Traffic(id identity.Identifier, since time.Time, kinds ...string) (to, by, from int) {
+	counts := func(kind string) bool { return len(kinds) == 0 || slices.Contains(kinds, kind) }
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k, s := range l.sentMsgs {
+		if s.at.Before(since) || !counts(s.kind) {
+			continue
+		}
+		if s.to == id {
+			to++
+		}
+		if k.from == id {
+			from++
+		}
+	}
+	for _, a := range l.receivedMsgs {
+		if a.by == id && !a.at.Before(since) && counts(a.kind) {
+			by++
+		}
+	}
+	return to, by, from
 }

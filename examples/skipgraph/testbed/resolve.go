@@ -26,8 +26,15 @@ type Resolutions struct {
 	failed    int
 }
 
-// wrap returns the resolver of one node: its peerstore, then its DHT,
-// both counted.
+// Where a resolution was answered, in Resolutions.add.
+const (
+	viaPeerstore = "peerstore"
+	viaDHT       = "dht"
+)
+
+// resolverFor returns the resolver of one node: its peerstore, then its
+// DHT; each resolution is reported to report (where, how long it took,
+// whether it found the peer).
 //
 // It is not a resolver.NewChain: when the addresses a chain's first member
 // gave do not answer, the manager asks the chain for other addresses
@@ -37,10 +44,10 @@ type Resolutions struct {
 // Identifiers the peerstore has no address for, so a node whose known
 // address refuses is gone. (A network whose nodes move to new addresses
 // wants the chain.)
-func (r *Resolutions) wrap(h host.Host, kad *dht.IpfsDHT) resolver.AddressResolver {
+func resolverFor(h host.Host, kad *dht.IpfsDHT, report func(how string, took time.Duration, ok bool)) resolver.AddressResolver {
 	return knownFirst{
-		known: counted{r: resolver.NewPeerstore(h.Peerstore()), done: r.fromPeerstore},
-		dht:   counted{r: resolver.NewDHT(kad), done: r.fromDHT},
+		known: counted{r: resolver.NewPeerstore(h.Peerstore()), done: func(d time.Duration, err error) { report(viaPeerstore, d, err == nil) }},
+		dht:   counted{r: resolver.NewDHT(kad), done: func(d time.Duration, err error) { report(viaDHT, d, err == nil) }},
 	}
 }
 
@@ -58,22 +65,22 @@ func (k knownFirst) Resolve(ctx context.Context, id identity.Identifier) (peer.A
 	return k.dht.Resolve(ctx, id)
 }
 
-func (r *Resolutions) fromPeerstore(_ time.Duration, err error) {
-	if err == nil {
-		r.mu.Lock()
-		r.peerstore++
-		r.mu.Unlock()
-	}
-}
-
-func (r *Resolutions) fromDHT(d time.Duration, err error) {
+// add counts one resolution: how (viaPeerstore or viaDHT), how long it
+// took and whether it found the peer. A peerstore without the address is
+// not counted: the DHT is asked next.
+func (r *Resolutions) add(how string, took time.Duration, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err != nil {
+	switch {
+	case how == viaPeerstore:
+		if ok {
+			r.peerstore++
+		}
+	case ok:
+		r.lookups = append(r.lookups, took)
+	default:
 		r.failed++
-		return
 	}
-	r.lookups = append(r.lookups, d)
 }
 
 // Counts returns the resolutions answered by peerstores, the DHT lookups

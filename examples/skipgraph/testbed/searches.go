@@ -46,17 +46,21 @@ func (s *Searches) example(format string, args ...any) {
 }
 
 // Search runs one search for a random target from a random running node
-// and counts it in s. The answer is correct if it is the expected one
-// (sg.Expected) among the members when the search started or when it
-// ended, with or without the nodes joining at that moment: these differ
-// only while nodes join, leave or fail. A search whose origin stopped
-// meanwhile is not counted.
+// and counts it in s (see SearchFrom).
 func (tb *Testbed) Search(ctx context.Context, s *Searches) {
 	run := tb.Running()
 	if len(run) == 0 {
 		return
 	}
-	i := run[rand.N(len(run))]
+	tb.SearchFrom(ctx, run[rand.N(len(run))], s)
+}
+
+// SearchFrom runs one search for a random target from node i and counts it
+// in s. The answer is correct if it is the expected one (sg.Expected) among
+// the members when the search started or when it ended, with or without
+// the nodes joining at that moment: these differ only while nodes join,
+// leave or fail. A search whose origin stopped meanwhile is not counted.
+func (tb *Testbed) SearchFrom(ctx context.Context, i int, s *Searches) {
 	// Targets a little beyond the key space too, and below every key now
 	// and then: the smallest key answers those.
 	target := sg.Key(rand.Uint64N(tb.opts.KeySpace + tb.opts.KeySpace/50))

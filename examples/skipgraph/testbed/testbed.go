@@ -1,18 +1,27 @@
-// Package testbed runs a skip graph of real skipwire nodes on 127.0.0.1, in
-// one process, for the skip-graph demo and the integration tests. Each node
-// is a libp2p host built with p2pconn.HostOptions, a Kademlia DHT joined
-// through one introducer (node 0), a p2pconn.Manager that resolves
-// Identifiers through the host's peerstore and then the DHT, a
-// network.Network, and an sg.Node on it.
+// Package testbed runs a skip graph of real skipwire nodes on 127.0.0.1 (or
+// in network namespaces a test creates), for the skip-graph demo and the
+// integration tests. Each node is a libp2p host built with
+// p2pconn.HostOptions, a Kademlia DHT joined through one introducer (node
+// 0), a p2pconn.Manager that resolves Identifiers through the host's
+// peerstore and then the DHT, a network.Network, and an sg.Node on it.
 //
-//	tb, err := testbed.Start(ctx, testbed.Options{Nodes: 64})
+// Most nodes run in the testbed's process. Some may run in child processes,
+// one node each (Options.Children, AddChild): the program is run again as
+// ChildRole, which its main or TestMain passes to testkit.ChildMain first.
+// The testbed drives such a node through the child's stdin and stdout (see
+// control.go): join, search, leave, table and connection snapshots; the
+// child reports its table changes and its messages, so that tables,
+// searches and the Ledger cover every node alike, and Node hides where a
+// node runs. A crash of a node in a child process is a SIGKILL.
+//
+//	tb, err := testbed.Start(ctx, testbed.Options{Nodes: 64, Children: 16})
 //	if err != nil { ... }
 //	defer tb.Close()
 //	for i := range 64 {
 //		if _, err := tb.Join(ctx, i); err != nil { ... } // one at a time, through node 0
 //	}
 //	r, err := tb.Node(5).Search(ctx, 123456)
-//	_, err = tb.Kill(7)         // no goodbye: its host closes first
+//	_, err = tb.Kill(7)         // no goodbye: its host closes first, or SIGKILL
 //	_, err = tb.Leave(ctx, 8)   // sg.Node.Leave, then the node closes
 //	err = tb.WaitConverged(ctx) // every table is the one the sorted keys give
 //
@@ -38,7 +47,6 @@ import (
 	"github.com/skipwire/skipwire/examples/skipgraph/sg"
 	"github.com/skipwire/skipwire/identity"
 	"github.com/skipwire/skipwire/internal/cluster"
-	"github.com/skipwire/skipwire/network"
 	"github.com/skipwire/skipwire/p2pconn"
 	"github.com/skipwire/skipwire/resolver"
 )
@@ -47,10 +55,19 @@ import (
 type Options struct {
 	// Nodes is how many nodes Start starts (not yet joined); at least 1.
 	Nodes int
+	// Children is how many of them run in child processes, one node each:
+	// nodes spread evenly over the indexes, never node 0 (the introducer).
+	// Less than Nodes. Default 0: every node in this process.
+	Children int
+	// ChildEnv is added to the environment of every child process
+	// (KEY=value entries), e.g. GOLOG_LOG_LEVEL.
+	ChildEnv []string
 	// Conn configures every node's host and manager. Zero: ConnConfig().
 	Conn *p2pconn.Config
-	// Node is the template of every node's sg.Config; Key is drawn at
-	// random, and Observer is the testbed's Ledger.
+	// Node is the template of every node's sg.Config; Key and
+	// MembershipVector are drawn at random, and Observer is the testbed's
+	// Ledger. Nodes in child processes take neither RoutingConnect nor
+	// MaintenanceConnect (options do not cross processes).
 	Node sg.Config
 	// Listen is every node's listen multiaddr, with port 0. Default
 	// cluster.DefaultListen, TCP on 127.0.0.1. With QUIC
@@ -68,11 +85,13 @@ type Options struct {
 	// holds its bootstrap node and the peers it meets, and lookups go
 	// through them.
 	DHTRefresh bool
-	// DHT are options for every node's Kademlia DHT, after the testbed's.
+	// DHT are options for the Kademlia DHT of every node in this process,
+	// after the testbed's (they do not cross to child processes).
 	DHT []dht.Option
-	// TrimAfter, if set, closes libp2p connections older than that which
-	// carry no stream and no skipwire connection (see trim): for hundreds
-	// of nodes in one process. 0: libp2p's connection manager alone.
+	// TrimAfter, if set, closes the libp2p connections of the hosts in this
+	// process older than that which carry no stream and no skipwire
+	// connection (see trim): for hundreds of nodes in one process. 0:
+	// libp2p's connection manager alone.
 	TrimAfter time.Duration
 }
 
@@ -81,11 +100,16 @@ var log = logging.Logger("skipwire/testbed")
 // DefaultKeySpace is the default Options.KeySpace.
 const DefaultKeySpace = 1_000_000
 
-// startBurst is how many nodes Start starts at once; it adds the others one
-// at a time. A host built with p2pconn.HostOptions refuses inbound
-// connections beyond libp2p's transient limit (about 80 secure handshakes
-// in progress): with 255 nodes dialing the introducer at once, most failed.
+// startBurst is how many nodes Start starts at once in this process; it
+// adds the others one at a time. A host built with p2pconn.HostOptions
+// refuses inbound connections beyond libp2p's transient limit (about 80
+// secure handshakes in progress): with 255 nodes dialing the introducer at
+// once, most failed.
 const startBurst = 64
+
+// childBurst is how many child processes Start starts at once: each dials
+// the introducer, and starting a process costs CPU.
+const childBurst = 8
 
 // ConnConfig returns the manager configuration of the testbed's nodes:
 // quick retries (a killed node refuses dials at once), and connections
@@ -101,11 +125,10 @@ func ConnConfig() p2pconn.Config {
 	}
 }
 
-// Member is one node of the testbed.
-type Member struct {
-	Index int
-	Node  *sg.Node
-	Net   *network.Network
+// member is one node of the testbed and what became of it.
+type member struct {
+	n     node
+	child bool
 	state memberState
 }
 
@@ -118,19 +141,21 @@ const (
 	leaving // Leave running
 	killed
 	left
+	cut // cut off from the others (Cut): no longer a member, still running
 )
 
 // Testbed is a set of skip-graph nodes, numbered from 0 in the order they
 // were started. Its methods are safe for concurrent use, but one node's
-// Join, Kill and Leave must not overlap.
+// Join, Kill, Leave and Cut must not overlap.
 type Testbed struct {
 	opts    Options
-	c       *cluster.Cluster
+	conn    p2pconn.Config
+	c       *cluster.Cluster // the nodes in this process
 	ledger  *Ledger
 	resolve *Resolutions
 
 	mu      sync.Mutex
-	members []*Member
+	members []*member // nil while being started
 	keys    map[sg.Key]bool
 
 	stopTrim chan struct{} // closed by Close
@@ -138,10 +163,14 @@ type Testbed struct {
 }
 
 // Start starts opts.Nodes nodes, each a host whose DHT joined through node
-// 0, a manager, a Network and an sg.Node that has not joined yet.
+// 0, a manager, a Network and an sg.Node that has not joined yet;
+// opts.Children of them in child processes.
 func Start(ctx context.Context, opts Options) (*Testbed, error) {
 	if opts.Nodes < 1 {
 		return nil, fmt.Errorf("testbed: %d nodes: need at least one", opts.Nodes)
+	}
+	if opts.Children < 0 || opts.Children >= opts.Nodes {
+		return nil, fmt.Errorf("testbed: %d of %d nodes in child processes: need 0 to %d (node 0 runs here)", opts.Children, opts.Nodes, opts.Nodes-1)
 	}
 	if opts.KeySpace == 0 {
 		opts.KeySpace = DefaultKeySpace
@@ -152,28 +181,35 @@ func Start(ctx context.Context, opts Options) (*Testbed, error) {
 	if err := opts.Node.Validate(); err != nil {
 		return nil, fmt.Errorf("testbed: %w", err)
 	}
-	conn := ConnConfig()
-	if opts.Conn != nil {
-		conn = *opts.Conn
+	if opts.Listen == "" {
+		opts.Listen = cluster.DefaultListen
 	}
-	tb := &Testbed{opts: opts, ledger: NewLedger(), resolve: new(Resolutions), keys: make(map[sg.Key]bool)}
-	var dhtOpts []dht.Option
-	if !opts.DHTRefresh {
-		dhtOpts = append(dhtOpts, dht.DisableAutoRefresh())
+	tb := &Testbed{opts: opts, conn: ConnConfig(), ledger: NewLedger(), resolve: new(Resolutions), keys: make(map[sg.Key]bool)}
+	if opts.Conn != nil {
+		tb.conn = *opts.Conn
+	}
+	var here, apart []int
+	for i := range opts.Nodes {
+		if runsApart(i, opts.Nodes, opts.Children) {
+			apart = append(apart, i)
+		} else {
+			here = append(here, i)
+		}
 	}
 	c, err := cluster.Start(ctx, cluster.Options{
-		Size:       min(opts.Nodes, startBurst),
+		Size:       min(len(here), startBurst),
 		Listen:     opts.Listen,
-		Config:     conn,
-		DHTOptions: append(dhtOpts, opts.DHT...),
+		Config:     tb.conn,
+		DHTOptions: dhtOptions(opts.DHTRefresh, opts.DHT),
 		NewResolver: func(h host.Host, kad *dht.IpfsDHT) resolver.AddressResolver {
-			return tb.resolve.wrap(h, kad)
+			return resolverFor(h, kad, tb.resolve.add)
 		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("testbed: %w", err)
 	}
 	tb.c = c
+	tb.members = make([]*member, opts.Nodes)
 	if opts.TrimAfter > 0 {
 		tb.stopTrim, tb.trimDone = make(chan struct{}), make(chan struct{})
 		go func() {
@@ -181,41 +217,63 @@ func Start(ctx context.Context, opts Options) (*Testbed, error) {
 			tb.trim(opts.TrimAfter, tb.stopTrim)
 		}()
 	}
-	for i := range c.Size() {
-		if err := tb.attach(ctx, i); err != nil {
-			return nil, errors.Join(err, tb.Close())
+	fail := func(err error) (*Testbed, error) { return nil, errors.Join(err, tb.Close()) }
+	burst := c.Size()
+	for k, i := range here {
+		ci := k
+		if k >= burst {
+			if ci, err = c.Add(ctx); err != nil {
+				return fail(fmt.Errorf("testbed: %w", err))
+			}
 		}
+		m, err := tb.attach(ctx, ci)
+		if err != nil {
+			return fail(err)
+		}
+		tb.place(i, m)
 	}
-	for c.Size() < opts.Nodes {
-		if _, err := tb.Add(ctx); err != nil {
-			return nil, errors.Join(err, tb.Close())
-		}
+	errs := make([]error, len(apart))
+	sem := make(chan struct{}, childBurst)
+	var wg sync.WaitGroup
+	for k, i := range apart {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			var m *member
+			if m, errs[k] = tb.startChildMember(ctx, ChildOptions{}); m != nil {
+				tb.place(i, m)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fail(err)
 	}
 	return tb, nil
 }
 
-// attach announces cluster node i in the DHT, then starts its Network and
-// its sg.Node.
-//
-// The announcement is a lookup of the node's own peer ID, Kademlia's join:
-// it reaches the nodes whose IDs are closest to its own, which put it in
-// their routing tables, and those are the nodes a lookup for it ends at.
-// kad-dht's refresh does that walk, among others; with the refresh off
-// (Options.DHTRefresh) a node known to its bootstrap node alone was often
-// not found, from about 150 nodes on.
-func (tb *Testbed) attach(ctx context.Context, i int) error {
-	if !tb.opts.DHTRefresh {
-		n := tb.c.Node(i)
-		if _, err := n.DHT.GetClosestPeers(ctx, string(n.PeerID())); err != nil {
-			log.Debugw("self lookup failed", "node", i, "err", err)
-		}
+// runsApart reports whether node i of n runs in a child process when k of
+// them do: k nodes spread evenly, never node 0.
+func runsApart(i, n, k int) bool { return (i+1)*k/n > i*k/n }
+
+// dhtOptions are the options of every node's Kademlia DHT: refresh off
+// unless asked for, then extra.
+func dhtOptions(refresh bool, extra []dht.Option) []dht.Option {
+	var opts []dht.Option
+	if !refresh {
+		opts = append(opts, dht.DisableAutoRefresh())
 	}
-	nw, err := network.New(tb.c.Manager(i), network.Config{})
-	if err != nil {
-		return fmt.Errorf("testbed: node %d: %w", i, err)
-	}
+	return append(opts, extra...)
+}
+
+// nodeConfig returns a new node's sg.Config: the template with a key no
+// other node has and, unless the template has one, a random membership
+// vector (drawn here, so that the testbed knows it for a node in a child
+// process).
+func (tb *Testbed) nodeConfig() sg.Config {
 	cfg := tb.opts.Node
 	tb.mu.Lock()
+	defer tb.mu.Unlock()
 	for {
 		cfg.Key = sg.Key(rand.Uint64N(tb.opts.KeySpace))
 		if !tb.keys[cfg.Key] {
@@ -223,19 +281,43 @@ func (tb *Testbed) attach(ctx context.Context, i int) error {
 		}
 	}
 	tb.keys[cfg.Key] = true
-	tb.mu.Unlock()
-	cfg.Observer = tb.ledger.Observer(tb.c.ID(i))
-	node, err := sg.New(nw, cfg)
+	for cfg.MembershipVector == 0 {
+		cfg.MembershipVector = sg.RandomMembershipVector()
+	}
+	return cfg
+}
+
+// attach starts the skip-graph node of cluster node ci.
+func (tb *Testbed) attach(ctx context.Context, ci int) (*member, error) {
+	cfg := tb.nodeConfig()
+	cfg.Observer = tb.ledger.Observer(tb.c.ID(ci))
+	node, nw, err := startNode(ctx, tb.c, ci, cfg, !tb.opts.DHTRefresh)
 	if err != nil {
-		return errors.Join(fmt.Errorf("testbed: node %d: %w", i, err), nw.Close())
+		return nil, errors.Join(fmt.Errorf("testbed: node on host %d: %w", ci, err), tb.c.Kill(ci))
 	}
+	return &member{n: &localNode{Node: node, net: nw, c: tb.c, ci: ci}}, nil
+}
+
+// startChildMember starts a node in a child process.
+func (tb *Testbed) startChildMember(ctx context.Context, o ChildOptions) (*member, error) {
+	p, err := tb.startChild(ctx, tb.nodeConfig(), o)
+	if err != nil {
+		return nil, err
+	}
+	return &member{n: p, child: true}, nil
+}
+
+// place puts m at index i, or at the end if i is negative, and returns its
+// index.
+func (tb *Testbed) place(i int, m *member) int {
 	tb.mu.Lock()
-	for len(tb.members) <= i {
-		tb.members = append(tb.members, nil)
+	defer tb.mu.Unlock()
+	if i < 0 {
+		tb.members = append(tb.members, m)
+		return len(tb.members) - 1
 	}
-	tb.members[i] = &Member{Index: i, Node: node, Net: nw}
-	tb.mu.Unlock()
-	return nil
+	tb.members[i] = m
+	return i
 }
 
 // Size returns how many nodes were started, whatever became of them.
@@ -245,11 +327,11 @@ func (tb *Testbed) Size() int {
 	return len(tb.members)
 }
 
-// Node returns node i's sg.Node.
-func (tb *Testbed) Node(i int) *sg.Node { return tb.member(i).Node }
+// Node returns node i.
+func (tb *Testbed) Node(i int) Node { return tb.member(i).n }
 
-// Cluster returns the hosts, DHTs and managers under the nodes.
-func (tb *Testbed) Cluster() *cluster.Cluster { return tb.c }
+// InChild reports whether node i runs in a child process.
+func (tb *Testbed) InChild(i int) bool { return tb.member(i).child }
 
 // Ledger returns the record of every skip-graph message.
 func (tb *Testbed) Ledger() *Ledger { return tb.ledger }
@@ -257,7 +339,7 @@ func (tb *Testbed) Ledger() *Ledger { return tb.ledger }
 // Resolutions returns how the nodes' managers resolved Identifiers.
 func (tb *Testbed) Resolutions() *Resolutions { return tb.resolve }
 
-func (tb *Testbed) member(i int) *Member {
+func (tb *Testbed) member(i int) *member {
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
 	return tb.members[i]
@@ -275,11 +357,11 @@ func (tb *Testbed) Join(ctx context.Context, i int) (time.Duration, error) {
 	m := tb.member(i)
 	var introducer identity.Identifier
 	if i != 0 {
-		introducer = tb.c.ID(0)
+		introducer = tb.member(0).n.Self().ID
 	}
 	tb.setState(i, joining)
 	t0 := time.Now()
-	if err := m.Node.Join(ctx, introducer); err != nil {
+	if err := m.n.join(ctx, introducer); err != nil {
 		tb.setState(i, idle)
 		return 0, fmt.Errorf("testbed: node %d: %w", i, err)
 	}
@@ -316,31 +398,41 @@ func (tb *Testbed) JoinAll(ctx context.Context, idx []int, parallel int) ([]time
 	return out, errors.Join(errs...)
 }
 
-// Add starts a new node (a new key, a host whose DHT joins through the
-// introducer), not yet joined, and returns its index.
+// Add starts a new node in this process (a new key, a host whose DHT joins
+// through the introducer), not yet joined, and returns its index.
 func (tb *Testbed) Add(ctx context.Context) (int, error) {
-	i, err := tb.c.Add(ctx)
+	ci, err := tb.c.Add(ctx)
 	if err != nil {
 		return -1, fmt.Errorf("testbed: %w", err)
 	}
-	if err := tb.attach(ctx, i); err != nil {
-		return -1, errors.Join(err, tb.c.Kill(i))
+	m, err := tb.attach(ctx, ci)
+	if err != nil {
+		return -1, err
 	}
-	return i, nil
+	return tb.place(-1, m), nil
 }
 
-// Kill crashes node i: its skip-graph node stops without a word, then its
-// host closes, so that its peers see their connections lost
-// (p2pconn.ErrConnectionLost) with no goodbye; its manager, DHT and Network
-// are closed afterwards only to release their goroutines. It returns the
-// node and the moment its host began to close.
+// AddChild starts a new node in a child process of its own, placed as o
+// says, not yet joined, and returns its index.
+func (tb *Testbed) AddChild(ctx context.Context, o ChildOptions) (int, error) {
+	m, err := tb.startChildMember(ctx, o)
+	if err != nil {
+		return -1, err
+	}
+	return tb.place(-1, m), nil
+}
+
+// Kill crashes node i with no goodbye, so that its peers see their
+// connections lost (p2pconn.ErrConnectionLost). A node in this process
+// stops its skip-graph node without a word, then its host closes (its
+// manager, DHT and Network close afterwards only to release their
+// goroutines); a node in a child process gets SIGKILL. It returns the
+// node and the moment of the crash.
 func (tb *Testbed) Kill(i int) (Departure, error) {
 	m := tb.member(i)
 	tb.setState(i, killed)
-	err := m.Node.Close()
-	d := Departure{ID: m.Node.Self().ID, At: time.Now()}
-	err = errors.Join(err, tb.c.Kill(i))
-	return d, errors.Join(err, m.Net.Close())
+	at, err := m.n.kill()
+	return Departure{ID: m.n.Self().ID, At: at}, err
 }
 
 // Leave takes node i out gracefully: sg.Node.Leave tells its neighbours,
@@ -350,11 +442,26 @@ func (tb *Testbed) Kill(i int) (Departure, error) {
 func (tb *Testbed) Leave(ctx context.Context, i int) (Departure, error) {
 	m := tb.member(i)
 	tb.setState(i, leaving)
-	d := Departure{ID: m.Node.Self().ID, At: time.Now()}
-	err := m.Node.Leave(ctx)
+	d := Departure{ID: m.n.Self().ID, At: time.Now()}
+	err := m.n.leave(ctx)
 	tb.setState(i, left)
-	err = errors.Join(err, m.Node.Close(), m.Net.Close())
-	return d, errors.Join(err, tb.c.Stop(i))
+	return d, err
+}
+
+// Cut takes node i out of the skip graph the testbed checks, as a crash
+// does, and calls cutOff, which cuts it off the network without stopping
+// it (e.g. takes its network interface down, so that its packets vanish:
+// no reset, no FIN). From then on searches must not find it, and messages
+// to and from it are not judged. It returns the node and the moment cutOff
+// was called. The node stops with the testbed.
+func (tb *Testbed) Cut(i int, cutOff func() error) (Departure, error) {
+	m := tb.member(i)
+	tb.setState(i, cut)
+	d := Departure{ID: m.n.Self().ID, At: time.Now()}
+	if err := cutOff(); err != nil {
+		return d, fmt.Errorf("testbed: cut node %d off: %w", i, err)
+	}
+	return d, nil
 }
 
 // Running returns the indexes of the nodes that are joined and neither
@@ -374,15 +481,8 @@ func (tb *Testbed) Running() []int {
 // Members returns the nodes that are joined and neither leaving nor
 // stopped: the skip graph a search must find its answer in.
 func (tb *Testbed) Members() []sg.Peer {
-	tb.mu.Lock()
-	defer tb.mu.Unlock()
-	var out []sg.Peer
-	for _, m := range tb.members {
-		if m != nil && m.state == joined {
-			out = append(out, m.Node.Self())
-		}
-	}
-	return out
+	members, _ := tb.membersAndJoining()
+	return members
 }
 
 // membersAndJoining returns the Members and the nodes joining.
@@ -390,34 +490,36 @@ func (tb *Testbed) membersAndJoining() (members, joiningNodes []sg.Peer) {
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
 	for _, m := range tb.members {
-		if m == nil { // being added
+		if m == nil { // being started
 			continue
 		}
 		switch m.state {
 		case joined:
-			members = append(members, m.Node.Self())
+			members = append(members, m.n.Self())
 		case joining:
-			joiningNodes = append(joiningNodes, m.Node.Self())
+			joiningNodes = append(joiningNodes, m.n.Self())
 		}
 	}
 	return members, joiningNodes
 }
 
-// Alive reports whether node id still runs (joined, joining or leaving):
-// messages to and from it count in the ledger's losses.
+// Alive reports whether node id is a member (joined, neither leaving nor
+// stopped nor cut off): messages to and from it count in the ledger's
+// losses.
 func (tb *Testbed) Alive(id identity.Identifier) bool {
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
 	for _, m := range tb.members {
-		if m != nil && m.Node.Self().ID == id {
+		if m != nil && m.n.Self().ID == id {
 			return m.state == joined
 		}
 	}
 	return false
 }
 
-// Close stops every node still running: the skip-graph nodes and Networks
-// first, then the cluster (managers, DHTs, hosts).
+// Close stops every node still running: the skip-graph nodes, Networks and
+// child processes first, then the cluster of this process's nodes
+// (managers, DHTs, hosts).
 func (tb *Testbed) Close() error {
 	if tb.stopTrim != nil {
 		close(tb.stopTrim)
@@ -425,7 +527,7 @@ func (tb *Testbed) Close() error {
 		tb.stopTrim = nil
 	}
 	tb.mu.Lock()
-	members := append([]*Member(nil), tb.members...)
+	members := append([]*member(nil), tb.members...)
 	tb.mu.Unlock()
 	var errs []error
 	var mu sync.Mutex
@@ -435,7 +537,7 @@ func (tb *Testbed) Close() error {
 			continue
 		}
 		wg.Go(func() {
-			err := errors.Join(m.Node.Close(), m.Net.Close())
+			err := m.n.stop()
 			mu.Lock()
 			errs = append(errs, err)
 			mu.Unlock()
