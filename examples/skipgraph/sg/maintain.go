@@ -79,9 +79,13 @@ func (n *Node) jitter() time.Duration {
 // a cut): the loss, not a later failure to reach it, is what the table
 // acts on, and a check in the background takes the neighbour back if it
 // can be reached after all. A neighbour whose connection was closed
-// cleanly (idle closing on its side, a Disconnect) is connected again.
+// cleanly (idle closing on its side, a Disconnect) is connected again. With
+// session resumption (p2pconn.Config.ResumeWindow), the loss is announced
+// by EventResuming while the connection lives on: the table acts on that,
+// not on the end of the window.
 func (n *Node) onEvent(ev p2pconn.Event) {
-	if ev.Kind != p2pconn.EventDisconnected || n.connected(ev.Peer) {
+	resuming := ev.Kind == p2pconn.EventResuming
+	if !resuming && (ev.Kind != p2pconn.EventDisconnected || n.connected(ev.Peer)) {
 		return
 	}
 	n.mu.Lock()
@@ -90,6 +94,8 @@ func (n *Node) onEvent(ev p2pconn.Event) {
 	n.mu.Unlock()
 	switch {
 	case !known:
+	case resuming:
+		n.drop(ev.Peer, ev.Err)
 	case errors.Is(ev.Err, p2pconn.ErrPeerLeft):
 		log.Debugw("neighbour left", "self", n.self, "peer", ev.Peer.Short())
 		n.mu.Lock()
