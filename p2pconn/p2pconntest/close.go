@@ -125,18 +125,24 @@ func testCloseReleasesBlockedSendAndNext(t *testing.T, net Network) {
 	requireDead(t, ca)
 }
 
-// fillUntilBlocked sends messages of size bytes on c until a Send blocks
+// fillUntilBlocked sends messages of size bytes on c until three Sends in a row block
 // (the remote reads nothing), and fails the test if none does.
 func fillUntilBlocked(t testing.TB, c p2pconn.Connection, size int) {
 	t.Helper()
 	const maxFill = 4096
+	timeouts := 0
 	for i := range maxFill {
 		ctx, cancel := context.WithTimeout(context.Background(), quiet)
 		var err error
 		within(t, quiet+stuck, "Send", func() { err = c.Send(ctx, seqMessage(uint64(i), size)) })
 		cancel()
-		if err != nil {
-			require.ErrorIs(t, err, context.DeadlineExceeded)
+		if err == nil {
+			timeouts = 0
+			continue
+		}
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		// Three in a row: the windows are full, not a busy scheduler.
+		if timeouts++; timeouts == 3 {
 			return
 		}
 	}
