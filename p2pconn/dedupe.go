@@ -100,6 +100,9 @@ func (m *Manager) closeDuplicates(p peer.ID) {
 	if len(conns) < 2 {
 		return
 	}
+	if m.migrate(p, conns) {
+		return // the resumed stream's settling looks again
+	}
 	keep, settled, wait := m.skipwireConns(p)
 	unregistered := false
 	for _, c := range conns {

@@ -278,6 +278,9 @@ func (m *Manager) handshakeLocked(typ byte, nonce uint64) handshake {
 	h.ext, h.inc, h.seq, h.caps = true, m.incarnation, m.openings, capClose
 	if m.cfg.ResumeWindow >= 0 {
 		h.caps |= capAck
+		if m.cfg.ResumeWindow > 0 {
+			h.caps |= capResume
+		}
 		h.resend = uint64(m.cfg.ResendBuffer)
 		// A new session (PROTOCOL.md, "Resumption"): a HELLO asks for
 		// one with id 0, an ACCEPT names it.

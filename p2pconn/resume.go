@@ -40,8 +40,42 @@ type suspension struct {
 // resumable reports whether a loss of the stream suspends the connection
 // rather than ending it.
 func (c *conn) resumable() bool {
-	return c.ack != nil && c.session != 0 && c.m.cfg.ResumeWindow > 0 &&
+	return c.ack != nil && c.caps&capResume != 0 && c.session != 0 && c.m.cfg.ResumeWindow > 0 &&
 		!c.replaced && !c.ended.Load() && c.m.ctx.Err() == nil
+}
+
+// migrate moves p's skipwire connection off a relayed (limited) libp2p
+// connection when a direct one exists among conns: the session leaves the
+// relayed stream and resumes on a new one, which libp2p opens on the direct
+// connection; nothing is lost. It reports whether it did.
+func (m *Manager) migrate(p peer.ID, conns []network.Conn) bool {
+	id, err := identity.FromPeerID(p)
+	if err != nil {
+		return false
+	}
+	m.mu.RLock()
+	var c *conn
+	if st := m.peers[id]; st != nil {
+		c = st.conn
+	}
+	m.mu.RUnlock()
+	if c == nil || c.dead.Load() || !c.resumable() {
+		return false
+	}
+	w := c.wire()
+	if w == nil || !w.s.Conn().Stat().Limited {
+		return false
+	}
+	direct := false
+	for _, lc := range conns {
+		direct = direct || !lc.Stat().Limited && !lc.IsClosed()
+	}
+	if !direct || !c.suspend("moving to a direct connection", nil) {
+		return false
+	}
+	log.Infow("moving the connection to a direct libp2p connection", "peer", c.id, "from", w.addr)
+	c.kickResume()
+	return true
 }
 
 // resuming reports whether the connection is between two streams.
@@ -169,6 +203,7 @@ func (c *conn) attach(s network.Stream, count uint64) {
 	c.w.Store(w)
 	c.mu.Unlock()
 	c.m.goroutine(func() { c.readLoop(w) })
+	c.m.dedupeSoon(s.Conn().RemotePeer())
 	c.debt = c.debt[:0]
 	c.notify(c.debtReqs, nil)
 	c.debtReqs = nil

@@ -39,11 +39,12 @@ const (
 
 // Capability bits of the caps field.
 const (
-	capClose uint64 = 1 << 0 // control frames and CLOSE
-	capAck   uint64 = 1 << 1 // ACK control frames (acknowledgements)
+	capClose  uint64 = 1 << 0 // control frames and CLOSE
+	capAck    uint64 = 1 << 1 // ACK control frames (acknowledgements)
+	capResume uint64 = 1 << 2 // the side keeps a lost session for resumption
 
 	// capsSupported is what this version can announce.
-	capsSupported = capClose | capAck
+	capsSupported = capClose | capAck | capResume
 )
 
 // Control frames (PROTOCOL.md, "Control frames"): on a connection where both

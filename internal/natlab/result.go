@@ -124,8 +124,16 @@ func (r *Result) Problems(sc Scenario) []string {
 	case sc.WantDirect != "" && r.Direct.Transport != sc.WantDirect:
 		p = append(p, fmt.Sprintf("direct connection over %s, want %s", r.Direct.Transport, sc.WantDirect))
 	}
-	if !strings.Contains(r.PathAtEnd, "/p2p-circuit") {
+	relayed := strings.Contains(r.PathAtEnd, "/p2p-circuit")
+	switch {
+	case r.PathAtEnd == "":
+		p = append(p, "the skipwire connection is dead at the end")
+	case sc.WantDirect == "" && !relayed:
 		p = append(p, fmt.Sprintf("the skipwire connection at the end is not on the relay: %q", r.PathAtEnd))
+	case sc.WantDirect != "" && relayed:
+		p = append(p, fmt.Sprintf("the skipwire connection did not move to the direct connection: %q", r.PathAtEnd))
+	case sc.WantDirect != "" && (len(r.ConnsAtEnd) != 1 || r.Direct != nil && r.Direct.Closed):
+		p = append(p, fmt.Sprintf("libp2p connections to the peer at the end: %v, want the direct one only", r.ConnsAtEnd))
 	}
 	return p
 }
@@ -194,7 +202,7 @@ func (r *Result) Lines() []string {
 	out = append(out,
 		fmt.Sprintf("round trip, skipwire message over the relay: %s", med(r.RTTSkipwire)),
 		fmt.Sprintf("round trip, libp2p ping: relayed %s, direct %s", med(r.RTTPingRelayed), med(r.RTTPingDirect)),
-		fmt.Sprintf("skipwire connection at the end: %s (it does not move to a direct connection yet)", r.PathAtEnd),
+		fmt.Sprintf("skipwire connection at the end: %s", r.PathAtEnd),
 		fmt.Sprintf("libp2p connections to the peer at the end: %d %v", len(r.ConnsAtEnd), r.ConnsAtEnd),
 	)
 	return out

@@ -109,7 +109,13 @@ type nodeSpec struct {
 	// Dial is the dialer's part; nil for the node that is dialed, which
 	// echoes every message.
 	Dial *dialSpec
+	// ResumeWindow is the managers' p2pconn.Config.ResumeWindow.
+	ResumeWindow time.Duration
 }
+
+// ResumeWindow is the nodes' p2pconn.Config.ResumeWindow in the Exchange
+// scenarios.
+const ResumeWindow = 30 * time.Second
 
 // runNode is a skipwire node behind NAT (p2pconn.NATHostOptions with one
 // static relay). The dialed node announces its Identifier and its
@@ -132,6 +138,7 @@ func runNode(ctx context.Context, args []string) error {
 		HolePunching: []holepunch.Option{holepunch.WithTracer(tr)},
 	}
 	cfg := labConfig()
+	cfg.ResumeWindow = spec.ResumeWindow
 	h, err := libp2p.New(append(p2pconn.NATHostOptions(cfg, nat),
 		libp2p.Identity(key), libp2p.ListenAddrStrings(spec.Listen...))...)
 	if err != nil {

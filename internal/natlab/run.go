@@ -157,7 +157,15 @@ func (lab *Lab) Run(ctx context.Context, sc Scenario) (*Result, error) {
 		}
 	}
 
-	b, err := launch(nodeRole, nodeSpec{Listen: listen(nodeBIP), Relay: rinfo}, lab.wrap("b"))
+	// Exchanges run with session resumption, so that the skipwire
+	// connection moves to the direct libp2p connection hole punching
+	// opens; the limit scenarios show what the relay's limits do to a
+	// connection that cannot move.
+	var resume time.Duration
+	if sc.Kind == Exchange {
+		resume = ResumeWindow
+	}
+	b, err := launch(nodeRole, nodeSpec{Listen: listen(nodeBIP), Relay: rinfo, ResumeWindow: resume}, lab.wrap("b"))
 	if err != nil {
 		return nil, fmt.Errorf("node B: %w", err)
 	}
@@ -175,7 +183,7 @@ func (lab *Lab) Run(ctx context.Context, sc Scenario) (*Result, error) {
 		Messages: sc.Messages, Payload: sc.Payload, Interval: sc.Interval, MaxStream: sc.MaxStream, Bulk: sc.Bulk,
 		Result: filepath.Join(dir, "result.json"),
 	}
-	a, err := launch(nodeRole, nodeSpec{Listen: listen(nodeAIP), Relay: rinfo, Dial: ds}, lab.wrap("a"))
+	a, err := launch(nodeRole, nodeSpec{Listen: listen(nodeAIP), Relay: rinfo, Dial: ds, ResumeWindow: resume}, lab.wrap("a"))
 	if err != nil {
 		return nil, fmt.Errorf("node A: %w", err)
 	}
