@@ -153,12 +153,13 @@ func BenchmarkRoundTrip128(b *testing.B) {
 }
 
 // BenchmarkAcks runs the main loads with acknowledgements on (the
-// default) and off (ResumeWindow < 0), side by side: their cost.
+// default), with session resumption on top (ResumeWindow > 0) and with
+// neither (ResumeWindow < 0), side by side: their cost.
 func BenchmarkAcks(b *testing.B) {
 	for _, mode := range []struct {
 		name string
 		cfg  p2pconn.Config
-	}{{"on", p2pconn.Config{}}, {"off", p2pconn.Config{ResumeWindow: -1}}} {
+	}{{"on", p2pconn.Config{}}, {"resume", p2pconn.Config{ResumeWindow: 10 * time.Second}}, {"off", p2pconn.Config{ResumeWindow: -1}}} {
 		b.Run("send128x8senders/acks="+mode.name, func(b *testing.B) { benchThroughput(b, skipwireLinkWith(false, mode.cfg), 128, 8) })
 		b.Run("send64K/acks="+mode.name, func(b *testing.B) { benchThroughput(b, skipwireLinkWith(false, mode.cfg), 64<<10, 1) })
 		b.Run("roundtrip128/acks="+mode.name, func(b *testing.B) { benchRoundTrip(b, skipwireLinkWith(false, mode.cfg)) })
