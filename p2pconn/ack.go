@@ -167,13 +167,6 @@ func (a *ackState) announce() uint64 {
 	return a.in.Announce()
 }
 
-// pendingCount returns the number of messages waiting for acknowledgement.
-func (a *ackState) pendingCount() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.out.PendingCount()
-}
-
 // take returns the count to acknowledge now, if any.
 func (a *ackState) take() (uint64, bool) {
 	a.mu.Lock()

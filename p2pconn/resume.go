@@ -288,8 +288,8 @@ func (m *Manager) suspended(c *conn, sp *suspension) {
 	m.goroutine(func() { m.resumeLoop(c, sp) })
 }
 
-// resumeLoop reconnects a resuming connection while it has messages waiting
-// for acknowledgement, within ResumeWindow; the remote may reconnect first.
+// resumeLoop reconnects a resuming connection within ResumeWindow, at once
+// and then with backoff; the remote may reconnect first.
 func (m *Manager) resumeLoop(c *conn, sp *suspension) {
 	select {
 	case <-sp.old.readerDone:
@@ -300,18 +300,6 @@ func (m *Manager) resumeLoop(c *conn, sp *suspension) {
 	defer window.Stop()
 	var last error
 	for attempt := 1; ; attempt++ {
-		if c.ack.pendingCount() == 0 {
-			select {
-			case <-sp.kick:
-			case <-sp.resumed:
-				return
-			case <-c.done:
-				return
-			case <-window.C:
-				c.endSession("session not resumed within ResumeWindow", errors.Join(sp.cause, last))
-				return
-			}
-		}
 		err := m.resumeAttempt(c, sp)
 		if err == nil {
 			return

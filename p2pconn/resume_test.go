@@ -296,9 +296,9 @@ func TestResumeWithVersion1Peer(t *testing.T) {
 }
 
 // TestConnectResumes: a connection loses its stream while neither side has
-// anything unacknowledged, so neither reconnects by itself. It stays the
-// peer's connection, and a Connect resumes it: the same Connection comes
-// back, and messages flow both ways again.
+// anything unacknowledged. It stays the peer's connection while it
+// resumes, and a Connect returns it: the same Connection, on which
+// messages flow both ways again.
 func TestConnectResumes(t *testing.T) {
 	c := newCluster(t, transports["tcp"])
 	ctx := testkit.Context(t, 30*time.Second)
