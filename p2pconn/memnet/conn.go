@@ -2,6 +2,7 @@ package memnet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -15,9 +16,12 @@ import (
 type pipe struct {
 	ends [2]*Conn // ends[0] opened the connection
 
+	acks bool // both sides acknowledge (ResumeWindow not negative): a lost session may resume
+
 	mu      sync.Mutex
 	changed chan struct{} // closed and cleared on every change a waiter may await
 	lost    bool          // ended by Partition or Crash: nothing more is delivered
+	down    bool          // the link is down and a side resumes its session (resume.go)
 	retired bool          // closed idle or evicted: nothing more is committed either way
 	usedAt  time.Time     // when the connection last carried a message, or opened
 	useSeq  uint64        // Network.uses at usedAt: orders uses for eviction
@@ -36,6 +40,29 @@ type pipe struct {
 // side's Sends fail from then on, but its Next still returns every message
 // the remote had sent, then an error matching p2pconn.ErrConnectionClosed;
 // the remote sees a clean remote close.
+//
+// With a positive Config.ResumeWindow on this side (and a remote that does
+// not turn acknowledgements off), a loss of the link (Network.Partition, or
+// the remote's Crash) does not end the connection: its session resumes, as
+// with the libp2p Manager. The loss is announced at once
+// (p2pconn.EventResuming, whose Err matches p2pconn.ErrConnectionLost), and
+// meanwhile the connection stays the peer's connection: IsAlive is true, Done
+// is not closed, Err is nil, RemoteAddr is unchanged, the manager counts it
+// (ConnectionCount, MaxConnections) and returns it (GetConnection, Connect),
+// and neither idle closing nor eviction takes it. Send copies the message
+// into a resend buffer and returns nil, waiting (up to its ctx, and then
+// committing nothing) while the messages there cost Config.ResendBuffer
+// bytes (each its length plus 32), unless the buffer is empty; Next returns
+// what had arrived, then waits. When the pair can talk again within
+// ResumeWindow, the same Conn goes on (p2pconn.EventResumed): the remote
+// receives the resend buffer in order, after what it had received, so
+// every message whose Send returned nil arrives exactly once and in order.
+// When the window passes, the remote's node restarted, or the remote no
+// longer holds the session, the connection ends (p2pconn.EventDisconnected)
+// with a *p2pconn.NotDeliveredError listing the resend buffer's messages,
+// which the remote never received (with the loss alone, matching
+// p2pconn.ErrConnectionLost, if it is empty). Close while resuming ends it
+// at once, without the remote knowing, and returns that error.
 type Conn struct {
 	p      *pipe
 	mgr    *Manager // the local side
@@ -53,13 +80,14 @@ type Conn struct {
 	sending int           // Sends of this side in progress
 	abort   bool          // Close gave up waiting for the Sends in progress
 	closing chan struct{} // non-nil once Close started; closed when it has finished
+	susp    *suspension   // the session's resumption in progress, nil if none
 }
 
 var _ p2pconn.Connection = (*Conn)(nil)
 
 // newPipe connects a (the opener) to b and returns each side's Conn.
 func newPipe(a, b *Manager) (*Conn, *Conn) {
-	p := &pipe{}
+	p := &pipe{acks: a.cfg.ResumeWindow >= 0 && b.cfg.ResumeWindow >= 0}
 	p.usedLocked(a.net)
 	maxMsg := min(a.cfg.MaxMessageSize, b.cfg.MaxMessageSize)
 	end := func(local, remote *Manager) *Conn {
@@ -99,7 +127,9 @@ func (c *Conn) RemoteID() identity.Identifier { return c.remote }
 // p2pconn.ErrConnectionClosed, and p2pconn.ErrConnectionLost after a loss.
 // A Send blocked on the full queue fails the same way, its message not
 // delivered, when the connection dies, except under this side's Close,
-// which gives it up to CloseTimeout (see Close).
+// which gives it up to CloseTimeout (see Close). While the session resumes
+// (see Conn), Send commits msg to the resend buffer instead, and one
+// blocked on the full queue when the link went down does too.
 func (c *Conn) Send(ctx context.Context, msg []byte) error {
 	p := c.p
 	p.mu.Lock()
@@ -120,10 +150,22 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 		p.broadcastLocked()
 	}()
 	for {
+		if sp := c.susp; sp != nil {
+			if sp.out.Room(len(msg)) {
+				sp.out.Add(msg)
+				p.usedLocked(c.mgr.net)
+				return nil
+			}
+			if !p.waitLocked(ctx.Done()) {
+				return fmt.Errorf("send to %s: waiting for room in the resend buffer: %w", c.remote.Short(), ctx.Err())
+			}
+			continue
+		}
 		// A Send that started before a local Close still delivers, unless
 		// that Close gave up on it; nothing reaches a remote that closed,
-		// and nothing is committed once the connection was retired.
-		if p.lost || p.retired || r.closed || c.abort {
+		// and nothing is committed once the connection was retired, or
+		// across a link that is down.
+		if p.lost || p.retired || p.down || r.closed || c.abort {
 			return fmt.Errorf("send: %w", c.err)
 		}
 		if len(r.queue) < r.cap {
@@ -205,14 +247,22 @@ func (c *Conn) Err() error {
 //
 // A Send of this side blocked on the remote's full queue when Close is called
 // is given up to Config.CloseTimeout to complete; after that it fails with
-// p2pconn.ErrConnectionClosed and its message is not delivered. Close is
-// idempotent and safe to call from any goroutine; every call returns nil once
-// the connection is closed.
+// p2pconn.ErrConnectionClosed and its message is not delivered.
+//
+// A connection whose session is resuming (see Conn) ends at once, and only
+// on this side, since the link is down: its Sends waiting for room in the
+// resend buffer fail, and Close returns the *p2pconn.NotDeliveredError of
+// the messages in the resend buffer, if there are any (its Cause matches
+// p2pconn.ErrConnectionLost). The remote's session ends when the pair can
+// talk again, or when its ResumeWindow passes.
+//
+// Close is idempotent and safe to call from any goroutine; every later call
+// returns nil once the connection is closed.
 func (c *Conn) Close() error {
 	n := c.mgr.net
 	n.mu.Lock()
 	c.p.mu.Lock()
-	started := c.beginCloseLocked(false)
+	started, err := c.beginCloseLocked(false)
 	closing := c.closing
 	c.p.mu.Unlock()
 	n.mu.Unlock()
@@ -221,20 +271,27 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.finishClose(time.Now().Add(c.mgr.cfg.CloseTimeout))
-	return nil
+	return err
 }
 
 // beginCloseLocked starts a local close, with n.mu and p.mu held, and reports
 // whether it did: false if a Close had started already. Both sides die at
 // once and leave their pools; finishClose ends the stream. leaving says that
 // the local manager is closing, which the remote learns as
-// p2pconn.ErrPeerLeft.
-func (c *Conn) beginCloseLocked(leaving bool) bool {
+// p2pconn.ErrPeerLeft. A side whose session resumes ends alone, and err is
+// then its *p2pconn.NotDeliveredError, if any.
+func (c *Conn) beginCloseLocked(leaving bool) (started bool, err error) {
 	if c.closing != nil {
-		return false
+		return false, nil
 	}
 	c.closing = make(chan struct{})
-	if c.err == nil {
+	if c.susp != nil {
+		c.endSessionLocked(fmt.Errorf("connection to %s closed locally while the session was resuming: %w",
+			c.remote.Short(), c.susp.cause))
+		if errors.Is(c.err, p2pconn.ErrNotDelivered) {
+			err = c.err
+		}
+	} else if c.err == nil {
 		c.die(fmt.Errorf("connection to %s closed: %w", c.remote.Short(), p2pconn.ErrConnectionClosed))
 		if r := c.peer(); r.err == nil {
 			if leaving {
@@ -248,7 +305,7 @@ func (c *Conn) beginCloseLocked(leaving bool) bool {
 	c.queue = nil
 	c.p.broadcastLocked()
 	log.Debugf("%s: closing connection to %s", c.mgr.id.Short(), c.remote.Short())
-	return true
+	return true, err
 }
 
 // finishClose waits until deadline for the Sends of this side in progress,
@@ -270,7 +327,9 @@ func (c *Conn) finishClose(deadline time.Time) {
 	for c.sending > 0 { // aborted Sends return without blocking
 		p.waitLocked(nil)
 	}
-	c.peer().ended = true
+	if !p.down { // else the remote resumes, and learns nothing
+		c.peer().ended = true
+	}
 	p.broadcastLocked()
 	close(c.closing)
 	settled := p.settledLocked()
@@ -286,8 +345,11 @@ func (c *Conn) die(err error) {
 	c.err = err
 	close(c.done)
 	c.mgr.dropLocked(c)
-	c.mgr.events.Publish(p2pconn.Event{Kind: p2pconn.EventDisconnected, Peer: c.remote, Inbound: c.p.ends[1] == c, Conn: c, Err: err})
+	c.mgr.events.Publish(p2pconn.Event{Kind: p2pconn.EventDisconnected, Peer: c.remote, Inbound: c.inbound(), Conn: c, Err: err})
 }
+
+// inbound reports whether the remote opened the connection.
+func (c *Conn) inbound() bool { return c.p.ends[1] == c }
 
 // retireLocked closes c for its manager's policy (idle closing, eviction),
 // with n.mu and p.mu held, losing nothing on either side: no Send of either
@@ -314,22 +376,38 @@ func (c *Conn) peer() *Conn {
 	return c.p.ends[0]
 }
 
-// loseLocked ends p as a loss on both sides, with n.mu held: both die with
-// an error matching p2pconn.ErrConnectionLost whose reason why(side) gives,
-// blocked Sends fail, and p leaves its managers' pipe sets. Messages already
-// queued stay readable, except on a side closed locally.
-func (p *pipe) loseLocked(why func(*Conn) string) {
+// loseLocked takes p's link down, with n.mu held; gone is the manager that
+// crashed, if that is why. A live side that can resume its session
+// suspends (resume.go); every other side dies with an error matching
+// p2pconn.ErrConnectionLost whose reason why(side) gives, and its blocked
+// Sends fail. The crashed side ends whatever it was doing. Once no side
+// resumes, p is lost and leaves its managers' pipe sets. Messages already
+// queued stay readable, except on a side closed locally. A link already
+// down stays so.
+func (p *pipe) loseLocked(why func(*Conn) string, gone *Manager) {
 	p.mu.Lock()
-	p.lost = true
 	for _, c := range p.ends {
-		if c.err == nil {
+		switch {
+		case c.mgr == gone && c.susp != nil:
+			c.dropSessionLocked(fmt.Errorf("connection to %s: %s: %w", c.remote.Short(), why(c), c.susp.cause))
+		case c.susp != nil:
+			// Resuming already: the link was down.
+		case c.err != nil:
+			c.ended = true
+		case c.mgr != gone && !p.down && c.resumableLocked():
+			c.suspendLocked(why(c))
+		default:
 			c.die(fmt.Errorf("connection to %s: %s: %w", c.remote.Short(), why(c), p2pconn.ErrConnectionLost))
+			c.ended = true
 		}
-		c.ended = true
 	}
+	p.down = p.ends[0].susp != nil || p.ends[1].susp != nil
+	p.lost = !p.down
 	p.broadcastLocked()
 	p.mu.Unlock()
-	p.forgetLocked()
+	if p.lost {
+		p.forgetLocked()
+	}
 }
 
 // settledLocked reports whether nothing can happen on p any more that

@@ -1,7 +1,8 @@
 // Package memnet is an in-memory implementation of the p2pconn contract, for
 // unit tests of code built on skipwire: no sockets, no libp2p hosts, no
 // goroutines but one per event subscription (and one per manager with
-// Config.IdleTimeout), and deterministic failures.
+// Config.IdleTimeout, and a timer per session that resumes), and
+// deterministic failures.
 //
 // A Network stands for the wire. Each node joins it with NewManager under an
 // Identifier of its choosing and gets a *Manager, which implements
@@ -11,8 +12,9 @@
 // checked against the smaller of both sides, a bounded receive queue per
 // connection (Config.ReceiveBuffer) that pushes back on Send, clean close
 // told apart from loss and from a node that left (p2pconn.ErrPeerLeft, when
-// the remote's manager closes), and the connection policy: Protect, Probe,
-// Config.IdleTimeout, Config.EvictAtLimit and Config.UnreachableFor. Connect
+// the remote's manager closes), the connection policy: Protect, Probe,
+// Config.IdleTimeout, Config.EvictAtLimit and Config.UnreachableFor, and
+// session resumption (Config.ResumeWindow, Config.ResendBuffer). Connect
 // needs no resolver: the Network knows every node, and an Identifier that no
 // node uses fails with an error wrapping resolver.ErrNotFound.
 //
@@ -27,6 +29,25 @@
 //   - Crash(id) makes a node vanish without a clean close: its peers see
 //     p2pconn.ErrConnectionLost and its manager is closed. A new manager may
 //     then join under the same Identifier, as a restarted process would.
+//
+// With a positive Config.ResumeWindow (and no negative one on the other
+// side), a loss is transient, as with the libp2p Manager: after a Partition,
+// or a Crash that the survivor cannot tell from one, the connection goes on
+// while its session resumes (p2pconn.EventResuming): it stays alive and
+// counted, Send commits to a resend buffer (pushing back at
+// Config.ResendBuffer), Next returns what had arrived, then waits. A message
+// is acknowledged once it is in the receiver's queue: the messages there when
+// the link went down are delivered; those committed afterwards are the ones
+// resent, or reported. The manager "reconnects" as soon as the pair can talk:
+// at Heal, when a new manager joins under the remote's Identifier, or at a
+// Connect. If both sides still hold the session, the same Conns go on
+// (p2pconn.EventResumed) and every message whose Send returned nil arrives
+// exactly once, in order. If the window passes, the remote restarted, or the
+// remote no longer holds the session (it was closed, or it does not resume),
+// the connection ends with a *p2pconn.NotDeliveredError listing exactly the
+// messages the remote never got (Conn says it all). With ResumeWindow zero
+// or negative, nothing changes: a message is in the remote's queue once Send
+// returns, so a loss never leaves one undelivered.
 //
 // A worked example, as a test would write it:
 //
@@ -48,14 +69,23 @@
 //	_, err = alice.Connect(ctx, bobID)      // at once: errors.Is(err, p2pconn.ErrUnreachable)
 //	net.Heal(aliceID, bobID)                // Connect works again
 //
+// and with resumption:
+//
+//	cfg := p2pconn.Config{ResumeWindow: 10 * time.Second}
+//	// alice and bob join with cfg; c is alice's connection to bob
+//	net.Partition(aliceID, bobID)           // both sides: EventResuming; c.IsAlive()
+//	err = c.Send(ctx, []byte("later"))      // nil: in the resend buffer
+//	net.Heal(aliceID, bobID)                // EventResumed: bob's Next returns "later"
+//
 // Where the libp2p implementation has timing of its own (keepalive,
 // ConnectTimeout), memnet acts at once: a connection attempt succeeds or fails
 // immediately. The waits are a Connect's retries across a partition (as many
 // as Config.RetryAttempts or WithRetryAttempts say, spaced by
 // Config.RetryBackoff, so a Heal meanwhile lets it succeed), Close, which
 // gives a Send blocked on a full remote queue up to Config.CloseTimeout to
-// complete before failing it, and idle closing, which happens IdleTimeout
-// after the last message a connection carried.
+// complete before failing it, idle closing, which happens IdleTimeout after
+// the last message a connection carried, and a session that resumes, which
+// ends ResumeWindow after the loss if the pair cannot talk by then.
 //
 // Idle closing and eviction lose nothing: the closing side sends no more but
 // its Next still returns every message the remote had sent, and the remote

@@ -27,7 +27,9 @@ import (
 // could not reach across a partition. A connection is used when it opens,
 // when a Send of either side commits a message and when Next hands one out;
 // one with messages waiting for Next on this side, or with a Send of either
-// side in progress, is never idle.
+// side in progress, is never idle. A connection whose session is resuming
+// (Config.ResumeWindow, see Conn) is neither closed idle nor evicted, and
+// counts against MaxConnections.
 type Manager struct {
 	net      *Network
 	id       identity.Identifier
@@ -76,6 +78,11 @@ func (m *Manager) ID() identity.Identifier { return m.id }
 // refusing: it closes its least recently used connection whose peer is not
 // protected, without loss (see Conn). It refuses as without EvictAtLimit
 // when every connection is protected.
+//
+// A connection whose session is resuming (see Conn) is returned once it has
+// resumed: Connect reconnects at once, an attempt like any other, which
+// fails across a partition (the connection stays, resuming) and, when the
+// remote no longer holds the session, ends it and opens a new connection.
 //
 // A partition is the one failure that may pass: across it, Connect retries
 // RetryAttempts times (the Config's, or WithRetryAttempts for this call),
@@ -151,8 +158,9 @@ func (m *Manager) connectOnce(ctx context.Context, id identity.Identifier, check
 	if m.closed {
 		return nil, fmt.Errorf("connect %s: %w", id.Short(), p2pconn.ErrManagerClosed)
 	}
-	if c, ok := m.conns[id]; ok {
-		return c, nil
+	cur := m.conns[id]
+	if cur != nil && !cur.resuming() {
+		return cur, nil
 	}
 	if id == m.id {
 		return nil, fmt.Errorf("connect %s: %w", id.Short(), p2pconn.ErrSelfConnect)
@@ -174,6 +182,16 @@ func (m *Manager) connectOnce(ctx context.Context, id identity.Identifier, check
 	}
 	if n.cutLocked(m.id, id) {
 		return nil, fmt.Errorf("connect %s: dial: %w", id.Short(), ErrUnreachable)
+	}
+	// A session with id that resumes, on either side, resumes now or ends.
+	if cur != nil {
+		n.reconnectLocked(cur.p)
+		if cur.IsAlive() {
+			return cur, nil
+		}
+	}
+	if rc := r.conns[m.id]; rc != nil {
+		n.reconnectLocked(rc.p)
 	}
 	// Both sides must be able to take the connection before either evicts.
 	var evict []*Conn
@@ -270,8 +288,9 @@ func (m *Manager) GetConnection(id identity.Identifier) (p2pconn.Connection, boo
 	return c, true
 }
 
-// Disconnect closes the connection to id gracefully, as Conn.Close does.
-// Disconnecting a peer without a live connection returns nil.
+// Disconnect closes the connection to id gracefully, as Conn.Close does, and
+// returns what Conn.Close returns. Disconnecting a peer without a live
+// connection returns nil.
 func (m *Manager) Disconnect(id identity.Identifier) error {
 	m.net.mu.Lock()
 	c := m.conns[id]
@@ -317,9 +336,10 @@ func (m *Manager) ConnectedPeers() []identity.Identifier {
 // may join again), drops its accept queue and wakes blocked Accepts and
 // Connects, closes every connection as CloseAll does, except that its peers
 // learn that this node left (their side ends with an error matching
-// p2pconn.ErrPeerLeft, after the messages they had received), ends every
-// event subscription, stops idle closing, and returns once all of that is
-// done. Later Connect and Accept calls fail with p2pconn.ErrManagerClosed;
+// p2pconn.ErrPeerLeft, after the messages they had received; a connection
+// whose session is resuming ends on this side only, see Conn.Close), ends
+// every event subscription, stops idle closing, and returns once all of that
+// is done. Later Connect and Accept calls fail with p2pconn.ErrManagerClosed;
 // Disconnect and CloseAll have nothing left to close and return nil. Close
 // is idempotent: every call returns nil after the first has finished.
 func (m *Manager) Close() error {
@@ -369,7 +389,7 @@ func (m *Manager) beginCloseAllLocked(leaving bool) []closeJob {
 	jobs := make([]closeJob, 0, len(m.conns))
 	for _, c := range m.conns {
 		c.p.mu.Lock()
-		started := c.beginCloseLocked(leaving)
+		started, _ := c.beginCloseLocked(leaving)
 		jobs = append(jobs, closeJob{c: c, started: started, closing: c.closing})
 		c.p.mu.Unlock()
 	}

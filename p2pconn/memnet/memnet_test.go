@@ -40,6 +40,19 @@ func (n *conformanceNetwork) Partition(a, b p2pconntest.Node) { n.net.Partition(
 
 func (n *conformanceNetwork) Heal(a, b p2pconntest.Node) { n.net.Heal(a.ID, b.ID) }
 
+// Cut is Partition: a session between a and b resumes across it.
+func (n *conformanceNetwork) Cut(t testing.TB, a, b p2pconntest.Node) { n.net.Partition(a.ID, b.ID) }
+
+// Restore is Heal: a session between a and b resumes at once.
+func (n *conformanceNetwork) Restore(t testing.TB, a, b p2pconntest.Node) { n.net.Heal(a.ID, b.ID) }
+
+// Restart joins a new manager under the crashed node's Identifier.
+func (n *conformanceNetwork) Restart(t testing.TB, crashed p2pconntest.Node, cfg p2pconn.Config) p2pconntest.Node {
+	t.Helper()
+	m := newManager(t, n.net, crashed.ID, cfg)
+	return p2pconntest.Node{ID: m.ID(), Manager: m}
+}
+
 // newManager joins net as id and closes the manager when the test ends.
 func newManager(t testing.TB, net *memnet.Network, id identity.Identifier, cfg p2pconn.Config) *memnet.Manager {
 	t.Helper()

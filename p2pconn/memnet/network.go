@@ -61,10 +61,14 @@ func NewNetwork() *Network {
 // cfg is checked with Config.Validate and zero fields take their defaults;
 // the fields that matter in memory are MaxConnections, MaxMessageSize,
 // ReceiveBuffer, CloseTimeout, RetryAttempts, RetryDelay, MaxRetryDelay,
-// IdleTimeout, UnreachableFor and EvictAtLimit. It fails with an error wrapping
-// ErrDuplicateIdentifier if a manager that is not closed already uses id, and
-// wrapping p2pconn.ErrInvalidConfig for a bad cfg. Once a manager is closed or
-// crashed, its Identifier may join again.
+// IdleTimeout, UnreachableFor, EvictAtLimit, ResumeWindow and ResendBuffer.
+// It fails with an error wrapping ErrDuplicateIdentifier if a manager that is
+// not closed already uses id, and wrapping p2pconn.ErrInvalidConfig for a bad
+// cfg. Once a manager is closed or crashed, its Identifier may join again, as
+// a restarted process: the new manager holds none of the old one's
+// sessions, so the peers' connections to the old one that were resuming end
+// (unless the pair is cut: then at Heal) with a *p2pconn.NotDeliveredError
+// (see Conn).
 func (n *Network) NewManager(id identity.Identifier, cfg p2pconn.Config) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("memnet: new manager %s: %w", id.Short(), err)
@@ -89,13 +93,22 @@ func (n *Network) NewManager(id identity.Identifier, cfg p2pconn.Config) (*Manag
 		m.idleDone = make(chan struct{})
 		go m.closeIdle()
 	}
+	for _, other := range n.nodes {
+		for p := range other.pipes {
+			if p.joins(other.id, id) {
+				n.reconnectLocked(p)
+			}
+		}
+	}
 	return m, nil
 }
 
 // Partition cuts the link between a and b, in both directions, until Heal.
 // The connection between them, if any, is lost on both sides: Send and Next
 // fail with errors matching p2pconn.ErrConnectionLost (Next after returning
-// the messages already queued), and it leaves both pools. While the cut lasts,
+// the messages already queued), and it leaves both pools; but a side with a
+// positive Config.ResumeWindow resumes its session instead, if the other
+// side does not turn acknowledgements off (see Conn). While the cut lasts,
 // Connect between a and b fails with an error wrapping ErrUnreachable, after
 // its retries; once a Connect failed so, the next ones within
 // Config.UnreachableFor fail at once with a *p2pconn.UnreachableError (unless
@@ -112,7 +125,7 @@ func (n *Network) Partition(a, b identity.Identifier) {
 	}
 	for p := range m.pipes {
 		if p.joins(a, b) {
-			p.loseLocked(func(*Conn) string { return "network partitioned" })
+			p.loseLocked(func(*Conn) string { return "network partitioned" }, nil)
 		}
 	}
 	log.Debugf("partition %s <-> %s", a.Short(), b.Short())
@@ -121,7 +134,9 @@ func (n *Network) Partition(a, b identity.Identifier) {
 // Heal restores the link between a and b that Partition cut, and makes
 // both forget that Connects between them failed (Config.UnreachableFor).
 // Connections lost to the partition stay dead; the next Connect opens a new
-// one.
+// one. Sessions between a and b that were resuming within their
+// ResumeWindow resume at once, on the same Conns (p2pconn.EventResumed), or
+// end on the side that still resumes if the other does not (see Conn).
 func (n *Network) Heal(a, b identity.Identifier) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -132,16 +147,20 @@ func (n *Network) Heal(a, b identity.Identifier) {
 	if m := n.nodes[b]; m != nil {
 		delete(m.unreachable, a)
 	}
+	n.reconnectPairLocked(a, b)
 	log.Debugf("heal %s <-> %s", a.Short(), b.Short())
 }
 
 // Crash makes the node id vanish as a killed process would: no clean close.
 // Each of its connections is lost on both sides (errors match
-// p2pconn.ErrConnectionLost, not p2pconn.ErrPeerLeft), its manager is closed
-// (later calls fail with p2pconn.ErrManagerClosed, its unaccepted
-// connections are dropped, its event subscriptions end, its idle closing
-// stops), and the Identifier is free to join again with NewManager. Crash of
-// an Identifier that no live manager uses does nothing.
+// p2pconn.ErrConnectionLost, not p2pconn.ErrPeerLeft); a peer that resumes
+// sessions (see Conn) cannot tell a crash from a partition, so its side
+// resumes until its ResumeWindow passes or a new manager joins under id.
+// The crashed manager is closed (later calls fail with
+// p2pconn.ErrManagerClosed, its unaccepted connections are dropped, its event
+// subscriptions end, its idle closing stops), and the Identifier is free to
+// join again with NewManager. Crash of an Identifier that no live manager
+// uses does nothing.
 func (n *Network) Crash(id identity.Identifier) {
 	n.mu.Lock()
 	m := n.nodes[id]
@@ -157,7 +176,7 @@ func (n *Network) Crash(id identity.Identifier) {
 				return "local node crashed"
 			}
 			return "remote node crashed"
-		})
+		}, m)
 	}
 	m.events.Close()
 	n.mu.Unlock()

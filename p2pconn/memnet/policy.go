@@ -27,8 +27,9 @@ func (m *Manager) Unprotect(id identity.Identifier) {
 }
 
 // Probe returns the time it took to check that the connection to id is live
-// (there is no wire to ping across); without a live connection it fails at
-// once with an error matching p2pconn.ErrConnectionClosed. It never connects.
+// (there is no wire to ping across); without a live connection, or while its
+// session is resuming (there is no link to ping across), it fails at once
+// with an error matching p2pconn.ErrConnectionClosed. It never connects.
 func (m *Manager) Probe(ctx context.Context, id identity.Identifier) (time.Duration, error) {
 	start := time.Now()
 	if err := ctx.Err(); err != nil {
@@ -40,12 +41,16 @@ func (m *Manager) Probe(ctx context.Context, id identity.Identifier) (time.Durat
 	if c == nil || !c.IsAlive() {
 		return 0, fmt.Errorf("probe %s: no live connection: %w", id.Short(), p2pconn.ErrConnectionClosed)
 	}
+	if c.resuming() {
+		return 0, fmt.Errorf("probe %s: no live link, the session is resuming: %w", id.Short(), p2pconn.ErrConnectionClosed)
+	}
 	return max(time.Since(start), time.Nanosecond), nil
 }
 
 // victimLocked returns the connection that EvictAtLimit closes to make room:
-// the least recently used one whose peer is not protected. It returns nil
-// without EvictAtLimit, or when every connection is protected.
+// the least recently used one whose peer is not protected and whose session
+// is not resuming. It returns nil without EvictAtLimit, or when no
+// connection can go.
 func (m *Manager) victimLocked() *Conn {
 	if !m.cfg.EvictAtLimit {
 		return nil
@@ -57,8 +62,11 @@ func (m *Manager) victimLocked() *Conn {
 			continue
 		}
 		c.p.mu.Lock()
-		seq := c.p.useSeq
+		seq, resuming := c.p.useSeq, c.susp != nil
 		c.p.mu.Unlock()
+		if resuming {
+			continue
+		}
 		if lru == nil || seq < lruSeq {
 			lru, lruSeq = c, seq
 		}
@@ -85,7 +93,8 @@ func (m *Manager) closeIdle() {
 
 // sweepIdle closes, without loss, every connection of the pool that carried
 // no message for IdleTimeout, has nothing waiting for Next on this side and
-// no Send in progress, and whose peer is not protected. It returns how long
+// no Send in progress, whose session is not resuming, and whose peer is not
+// protected. It returns how long
 // until the next sweep: until the first connection left may become idle, at
 // most IdleTimeout (a connection busy or protected now is looked at again
 // then).
@@ -104,7 +113,7 @@ func (m *Manager) sweepIdle() time.Duration {
 		}
 		p := c.p
 		p.mu.Lock()
-		busy := len(c.queue) > 0 || c.sending > 0 || c.peer().sending > 0
+		busy := len(c.queue) > 0 || c.sending > 0 || c.peer().sending > 0 || c.susp != nil
 		left := p.usedAt.Add(m.cfg.IdleTimeout).Sub(now)
 		switch {
 		case busy:
@@ -138,7 +147,10 @@ func (m *Manager) remember(id identity.Identifier, at time.Time, cause error) {
 	n := m.net
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if m.closed || !n.cutLocked(m.id, id) || m.conns[id] != nil {
+	if m.closed || !n.cutLocked(m.id, id) {
+		return
+	}
+	if c := m.conns[id]; c != nil && !c.resuming() {
 		return
 	}
 	for p, f := range m.unreachable {

@@ -5,7 +5,8 @@
 //
 // An implementation provides a Network that starts nodes able to reach each
 // other by Identifier and can crash one (and, if it implements Partitioner,
-// cut the link between two), then calls Run from a test:
+// cut the link between two; Cutter, cut it under a session that resumes;
+// Restarter, start a crashed node again), then calls Run from a test:
 //
 //	func TestConformance(t *testing.T) {
 //		p2pconntest.Run(t, func(t testing.TB) p2pconntest.Network {
@@ -49,6 +50,27 @@ type Network interface {
 type Partitioner interface {
 	Partition(a, b Node)
 	Heal(a, b Node)
+}
+
+// Cutter is implemented by a Network that can take the link between two
+// live nodes down while both processes run, the loss that session
+// resumption (Config.ResumeWindow) survives: Cut ends every transport
+// between a and b at once, as a network failure would (neither node is
+// told), and keeps new ones from forming, in either direction, until
+// Restore. Connects between them meanwhile fail with an error that may pass.
+// The resumption tests skip on a Network without it.
+type Cutter interface {
+	Cut(t testing.TB, a, b Node)
+	Restore(t testing.TB, a, b Node)
+}
+
+// Restarter is implemented by a Network that can start a node again after
+// Crash: Restart starts a new process under the Identifier of crashed, a
+// node that Crash ended, with cfg, as a process restarted with the same key
+// would be; its peers reach it the way they reached the old one. The new
+// process holds none of the old one's sessions.
+type Restarter interface {
+	Restart(t testing.TB, crashed Node, cfg p2pconn.Config) Node
 }
 
 // Run runs every conformance test as a subtest of t, calling newNetwork once per subtest.
@@ -121,6 +143,14 @@ var tests = []struct {
 	{"IdleCloseLosesNothing", testIdleCloseLosesNothing},
 	{"EvictAtLimit", testEvictAtLimit},
 	{"PeerLeft", testPeerLeft},
+
+	// Session resumption.
+	{"ResumeAcrossCut", testResumeAcrossCut},
+	{"ResumeWithoutTraffic", testResumeWithoutTraffic},
+	{"ResumeWindowExpires", testResumeWindowExpires},
+	{"ResumeEndsOnRestart", testResumeEndsOnRestart},
+	{"CloseWhileResuming", testCloseWhileResuming},
+	{"SendPushBackWhileResuming", testSendPushBackWhileResuming},
 
 	// Manager lifecycle.
 	{"CloseAll", testCloseAll},
