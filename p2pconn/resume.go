@@ -305,7 +305,10 @@ func (m *Manager) resumeLoop(c *conn, sp *suspension) {
 			return
 		}
 		last = err
-		if permanent(err) {
+		if errors.Is(err, ErrRefused) || errors.Is(err, ErrPeerMismatch) || errors.Is(err, ErrManagerClosed) {
+			// The peer refuses, or is not who the session was with. (A
+			// peer not found, or a gater's refusal, may be a partition
+			// that heals within the window.)
 			c.endSession("session not resumed", err)
 			return
 		}
