@@ -296,11 +296,12 @@ func (m *Manager) resumeLoop(c *conn, sp *suspension) {
 	case <-c.done:
 		return
 	}
+	end := time.Now().Add(m.cfg.ResumeWindow)
 	window := time.NewTimer(m.cfg.ResumeWindow)
 	defer window.Stop()
 	var last error
 	for attempt := 1; ; attempt++ {
-		err := m.resumeAttempt(c, sp)
+		err := m.resumeAttempt(c, sp, end)
 		if err == nil {
 			return
 		}
@@ -353,11 +354,16 @@ func (m *Manager) kickResumption(p peer.ID) {
 	}
 }
 
-// resumeAttempt makes one attempt to carry c's session on a new stream: it
-// returns nil once the session resumed or ended (the remote answered with
-// another session), whichever side's stream settled.
-func (m *Manager) resumeAttempt(c *conn, sp *suspension) error {
-	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.ConnectTimeout)
+// resumeAttempt makes one attempt to carry c's session on a new stream,
+// before end: it returns nil once the session resumed or ended (the remote
+// answered with another session), whichever side's stream settled.
+func (m *Manager) resumeAttempt(c *conn, sp *suspension, end time.Time) error {
+	// No attempt outlives the window.
+	deadline := time.Now().Add(m.cfg.ConnectTimeout)
+	if end.Before(deadline) {
+		deadline = end
+	}
+	ctx, cancel := context.WithDeadline(m.ctx, deadline)
 	defer cancel()
 	_, err := m.attempt(ctx, c.id, m.cfg.ConnectTimeout)
 	if err == nil {
