@@ -233,7 +233,9 @@ func (c *conn) writeAck() {
 	if !ok {
 		return
 	}
-	if _, err := w.s.Write(appendAck(nil, n)); err != nil {
+	ack := appendAck(nil, n)
+	w.written += uint64(len(ack))
+	if _, err := w.s.Write(ack); err != nil {
 		c.lose("write", err)
 	}
 }

@@ -93,12 +93,22 @@ type wire struct {
 	gone       chan struct{}
 	goneOnce   sync.Once
 	readerDone chan struct{}
+
+	// A stream over a circuit relay: what skipwire may write on it (the
+	// relay's data limit per direction, less a margin; 0: no limit) and
+	// until when (the relay's duration limit, less a margin; zero: none).
+	// written counts the bytes written; guarded by conn.wlock.
+	budget   uint64
+	deadline time.Time
+	written  uint64
+	limits   string // the relay's limits, for errors
 }
 
 func newWire(s network.Stream) *wire {
 	w := &wire{s: s, addr: s.Conn().RemoteMultiaddr().String(), born: time.Now(),
 		gone: make(chan struct{}), readerDone: make(chan struct{})}
 	w.halves.Store(2)
+	w.relayLimits()
 	return w
 }
 

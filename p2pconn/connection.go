@@ -63,8 +63,10 @@ type Connection interface {
 	// msg may be empty; it may be reused once Send returns. Messages from one
 	// goroutine arrive in order. A message larger than the smaller of both
 	// sides' MaxMessageSize fails with ErrMessageTooLarge and leaves the
-	// connection alive. On a dead connection Send fails at once with an error
-	// matching ErrConnectionClosed.
+	// connection alive, and so does one that would take a connection over a
+	// circuit relay past the relay's limits (ErrRelayLimit). On a dead
+	// connection Send fails at once with an error matching
+	// ErrConnectionClosed.
 	Send(ctx context.Context, msg []byte) error
 
 	// Next blocks until the next message arrives, ctx ends or the connection

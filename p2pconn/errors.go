@@ -27,6 +27,18 @@ var ErrConnectionLost = fmt.Errorf("p2pconn: connection lost: %w", ErrConnection
 // wraps ErrConnectionClosed, so it also matches io.EOF.
 var ErrPeerLeft = fmt.Errorf("p2pconn: peer left: %w", ErrConnectionClosed)
 
+// ErrRelayLimit is returned by a Send on a connection that runs over a
+// circuit relay (a limited libp2p connection) when the message would take it
+// past the relay's limits, in bytes per direction or in time: nothing of the
+// message is sent, and the connection stays (Next goes on). The relay ends
+// the relayed connection at its limits; skipwire stops short of them, with
+// a margin for what the relay counts beyond skipwire's bytes (encryption,
+// the muxer, other protocols), so that no Send that returned nil is cut
+// off by the relay. With session resumption the connection moves to a
+// direct libp2p connection when hole punching opens one, and the limits no
+// longer apply.
+var ErrRelayLimit = errors.New("p2pconn: relay limit reached")
+
 // ErrUnreachable is returned, wrapped in an *UnreachableError, by a Connect
 // that failed at once because a Connect to the same peer failed within
 // Config.UnreachableFor.

@@ -245,6 +245,7 @@ func (c *conn) resend(w *wire, n uint64) (int, error) {
 		k++
 		if len(buf) >= resendChunk {
 			a.mu.Unlock()
+			w.written += uint64(len(buf))
 			_, err = w.s.Write(buf)
 			buf = buf[:0]
 			a.mu.Lock()
@@ -255,6 +256,7 @@ func (c *conn) resend(w *wire, n uint64) (int, error) {
 	}
 	a.mu.Unlock()
 	if err == nil && len(buf) > 0 {
+		w.written += uint64(len(buf))
 		_, err = w.s.Write(buf)
 	}
 	if cap(buf) <= maxPooledBatch {

@@ -207,6 +207,25 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 		runtime.Gosched()
 	}
 	batch := c.takeQueue()
+	if w.budget > 0 || !w.deadline.IsZero() {
+		n := 0
+		for _, r := range batch {
+			n += maxHeaderSize + len(r.msg)
+		}
+		if hasOwn {
+			n += maxHeaderSize + len(own)
+		}
+		if err := c.overLimit(w, n); err != nil {
+			// Nothing of these messages is sent; the debt, committed,
+			// still goes out with the next write.
+			c.notifyErr(batch, err)
+			for i := range batch {
+				batch[i] = nil
+			}
+			c.spare = batch[:0]
+			return err
+		}
+	}
 
 	bp := batchPool.Get().(*[]byte)
 	buf := append((*bp)[:0], c.debt...)
@@ -242,6 +261,7 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 		return err
 	}
 	n, err := c.write(ctx, w, buf, large)
+	w.written += uint64(n)
 	var ownErr error
 	switch {
 	case err == nil:

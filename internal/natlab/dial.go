@@ -231,6 +231,7 @@ func pushToLimit(ctx context.Context, conn p2pconn.Connection, w *connWatch, spe
 	}
 	if sendErr != nil {
 		hit.SendErr, hit.SendAfter = sendErr.Error(), sendAt.Sub(relayAt)
+		hit.RelayLimit = errors.Is(sendErr, p2pconn.ErrRelayLimit)
 	}
 	return hit, nil
 }

@@ -96,6 +96,9 @@ type LimitHit struct {
 	// returned nil.
 	SendErr   string
 	SendAfter time.Duration
+	// RelayLimit tells whether that Send failed with p2pconn.ErrRelayLimit:
+	// skipwire stopped short of the relay's limits.
+	RelayLimit bool
 }
 
 // Problems returns what makes r fail sc, if anything.
@@ -107,6 +110,8 @@ func (r *Result) Problems(sc Scenario) []string {
 	if sc.Kind != Exchange {
 		if r.Limit == nil || r.Limit.Err == "" {
 			p = append(p, "the relayed connection never failed at the relay's limits")
+		} else if !r.Limit.RelayLimit {
+			p = append(p, fmt.Sprintf("no Send failed with ErrRelayLimit before the relay's limits: %s", r.Limit.Err))
 		}
 		return p
 	}
@@ -164,8 +169,13 @@ func (r *Result) Lines() []string {
 	}
 	if l := r.Limit; l != nil {
 		out[2] = fmt.Sprintf("Connect by Identifier through the relay: %s", ms(r.Connect))
-		out = append(out, fmt.Sprintf("connection ended %s after the relayed connection opened (ErrConnectionLost: %v): %s",
-			l.After.Round(time.Millisecond), l.Lost, l.Err))
+		if l.RelayLimit {
+			out = append(out, fmt.Sprintf("Send stopped short of the relay's limits %s after the relayed connection opened (ErrRelayLimit): %s",
+				l.SendAfter.Round(time.Millisecond), l.SendErr))
+		} else {
+			out = append(out, fmt.Sprintf("connection ended %s after the relayed connection opened (ErrConnectionLost: %v): %s",
+				l.After.Round(time.Millisecond), l.Lost, l.Err))
+		}
 		sends := "no Send failed"
 		if l.SendErr != "" {
 			sends = fmt.Sprintf("the first Send failed after %s: %s", l.SendAfter.Round(time.Millisecond), l.SendErr)
