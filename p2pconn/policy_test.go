@@ -501,7 +501,11 @@ func TestEvictionUnderLoad(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(arrived) >= ok
-	}, 30*time.Second, 10*time.Millisecond, "every message whose Send returned nil")
+	}, 30*time.Second, 10*time.Millisecond, "every message whose Send returned nil: %d returned nil, %d arrived", ok, func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(arrived)
+	}())
 	for i := range nodes {
 		for _, conn := range neighbours[i] {
 			require.True(t, conn.IsAlive(), "node %d: a protected neighbour's connection was closed: %v", i, conn.Err())
