@@ -135,8 +135,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	if sum := natlab.Summary(results); len(sum) > 0 {
-		fmt.Fprintln(stdout, "\nfigures (the skipwire connection stays on the relayed path: it does not move to the direct one yet,")
-		fmt.Fprintln(stdout, "and the duplicate rule closes the direct connection about a second after it opens)")
+		fmt.Fprintln(stdout, "\nfigures (with session resumption the skipwire connection moves to the direct path when hole")
+		fmt.Fprintln(stdout, "punching opens one, without loss, and the relayed connection is closed)")
 		for _, l := range sum {
 			fmt.Fprintf(stdout, "  %s\n", l)
 		}

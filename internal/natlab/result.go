@@ -210,7 +210,7 @@ func (r *Result) Lines() []string {
 		out = append(out, "no direct connection")
 	}
 	out = append(out,
-		fmt.Sprintf("round trip, skipwire message over the relay: %s", med(r.RTTSkipwire)),
+		fmt.Sprintf("round trip, skipwire message (on its path at the end): %s", med(r.RTTSkipwire)),
 		fmt.Sprintf("round trip, libp2p ping: relayed %s, direct %s", med(r.RTTPingRelayed), med(r.RTTPingDirect)),
 		fmt.Sprintf("skipwire connection at the end: %s", r.PathAtEnd),
 		fmt.Sprintf("libp2p connections to the peer at the end: %d %v", len(r.ConnsAtEnd), r.ConnsAtEnd),
@@ -258,7 +258,7 @@ func Summary(rs []*Result) []string {
 			}
 			return ms(r.Direct.Lifetime)
 		}},
-		{"round trip, skipwire (relayed)", func(r *Result) string { return p50(r.RTTSkipwire) }},
+		{"round trip, skipwire", func(r *Result) string { return p50(r.RTTSkipwire) }},
 		{"round trip, ping relayed", func(r *Result) string { return p50(r.RTTPingRelayed) }},
 		{"round trip, ping direct", func(r *Result) string { return p50(r.RTTPingDirect) }},
 		{"skipwire connection at the end", func(r *Result) string {
