@@ -14,11 +14,12 @@ import (
 
 // Session resumption (PROTOCOL.md, "Resumption").
 //
-// A connection with acknowledgements and a session id, under a positive
-// ResumeWindow, does not end when its stream is lost while both processes
-// run. It leaves the stream (suspend): the stream is reset, its reader
-// stops without ending Next, and the connection stays the peer's
-// connection, with no stream, while the manager reconnects. Sends meanwhile
+// A connection with acknowledgements, a session id and the resume capability
+// on both sides (a positive ResumeWindow) does not end when its stream is
+// lost while both processes run. It leaves the stream (suspend): the
+// stream is reset, its reader stops without ending Next, and the
+// connection stays the peer's connection, with no stream, while the
+// manager reconnects. Sends meanwhile
 // commit their messages to the resend buffer (and push back once it is
 // full). The next stream that settles with the peer's same process under
 // the session's id carries the session on (attach): each side announced in
@@ -34,7 +35,7 @@ type suspension struct {
 	cause   error         // the loss
 	old     *wire         // the stream lost
 	resumed chan struct{} // closed when a new stream carries the session
-	kick    chan struct{} // a message waits: reconnect now
+	kick    chan struct{} // try now: a message waits, or a libp2p connection with the peer appeared
 }
 
 // resumable reports whether a loss of the stream suspends the connection
