@@ -25,7 +25,10 @@ func TestAllowList(t *testing.T) {
 	for name, listen := range transports {
 		t.Run(name, func(t *testing.T) {
 			c := newCluster(t, listen)
-			b, d := c.node(testConfig()), c.node(testConfig())
+			// b, cut off by a below, resumes until its window passes.
+			cfgB := testConfig()
+			cfgB.ResumeWindow = 500 * time.Millisecond
+			b, d := c.node(cfgB), c.node(testConfig())
 			al := p2pconn.NewAllowList(b.id)
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(al)

@@ -177,6 +177,7 @@ const (
 	DefaultReceiveBuffer     = 16
 	DefaultUnreachableFor    = time.Second
 	DefaultResendBuffer      = 4 << 20
+	DefaultResumeWindow      = 10 * time.Second
 
 	// MaxMessageSizeLimit is the largest MaxMessageSize the wire format allows.
 	MaxMessageSizeLimit = 1 << 30
@@ -266,6 +267,7 @@ func (c Config) withDefaults() Config {
 	setDur(&c.MaxRetryDelay, max(DefaultMaxRetryDelay, c.RetryDelay))
 	setDur(&c.CloseTimeout, DefaultCloseTimeout)
 	setDur(&c.UnreachableFor, DefaultUnreachableFor)
+	setDur(&c.ResumeWindow, DefaultResumeWindow)
 	setInt(&c.MaxConnections, DefaultMaxConnections)
 	setInt(&c.MaxMessageSize, DefaultMaxMessageSize)
 	setInt(&c.ReceiveBuffer, DefaultReceiveBuffer)

@@ -27,7 +27,9 @@ func nextEvent(t testing.TB, ctx context.Context, events <-chan p2pconn.Event) p
 
 func TestEvents(t *testing.T) {
 	c := newCluster(t, transports["tcp"])
-	a, b := c.node(testConfig()), c.node(testConfig())
+	cfg := testConfig()
+	cfg.ResumeWindow = 200 * time.Millisecond
+	a, b := c.node(cfg), c.node(testConfig())
 	ctx := testkit.Context(t, 10*time.Second)
 	aEvents, cancelA := a.m.Subscribe()
 	defer cancelA()
@@ -56,11 +58,15 @@ func TestEvents(t *testing.T) {
 	require.ErrorIs(t, ev.Err, p2pconn.ErrConnectionClosed)
 	require.NotErrorIs(t, ev.Err, p2pconn.ErrConnectionLost)
 
-	// A crash of b's host: a sees a loss.
+	// A crash of b's host: a sees a loss at once, and the end of the
+	// session when no one answers within the resume window.
 	_, err = a.m.Connect(ctx, b.id)
 	require.NoError(t, err)
 	require.Equal(t, p2pconn.EventConnected, nextEvent(t, ctx, aEvents).Kind)
 	require.NoError(t, b.h.Close())
+	ev = nextEvent(t, ctx, aEvents)
+	require.Equal(t, p2pconn.EventResuming, ev.Kind)
+	require.ErrorIs(t, ev.Err, p2pconn.ErrConnectionLost)
 	ev = nextEvent(t, ctx, aEvents)
 	require.Equal(t, p2pconn.EventDisconnected, ev.Kind)
 	require.ErrorIs(t, ev.Err, p2pconn.ErrConnectionLost)

@@ -1,6 +1,7 @@
 package p2pconn_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -14,16 +15,20 @@ import (
 
 // TestFrozenPeerDetected freezes a remote node's process with SIGSTOP: the
 // health check declares the connection lost within KeepaliveInterval plus
-// KeepaliveTimeout (plus one check period of slack).
+// KeepaliveTimeout (plus one check period of slack): EventResuming says so,
+// and the connection ends when the resume window (500 ms here) passes.
 func TestFrozenPeerDetected(t *testing.T) {
 	ch := childnode.Start(t, childnode.Options{Config: p2pconn.Config{KeepaliveInterval: time.Second}})
 	c := newCluster(t, transports["tcp"])
 	cfg := testConfig()
 	cfg.KeepaliveInterval = time.Second
 	cfg.KeepaliveTimeout = time.Second
+	cfg.ResumeWindow = 500 * time.Millisecond
 	a := c.node(cfg)
 	c.table.Add(ch.ID, ch.Addr)
 	ctx := testkit.Context(t, 30*time.Second)
+	events, cancel := a.m.Subscribe()
+	defer cancel()
 	conn, err := a.m.Connect(ctx, ch.ID)
 	require.NoError(t, err)
 	require.NoError(t, conn.Send(ctx, []byte("ping")))
@@ -33,12 +38,14 @@ func TestFrozenPeerDetected(t *testing.T) {
 
 	require.NoError(t, ch.Freeze())
 	frozen := time.Now()
+	lost := waitKind(t, ctx, events, p2pconn.EventResuming)
+	took := time.Since(frozen)
+	require.Contains(t, lost.Err.Error(), "health check")
 	select {
 	case <-conn.Done():
 	case <-ctx.Done():
-		t.Fatal("frozen peer not detected")
+		t.Fatal("the session did not end")
 	}
-	took := time.Since(frozen)
 	bound := cfg.KeepaliveInterval + cfg.KeepaliveTimeout + 500*time.Millisecond // slack: check period and scheduling
 	t.Logf("frozen peer detected after %s (KeepaliveInterval %s + KeepaliveTimeout %s; bound %s)", took, cfg.KeepaliveInterval, cfg.KeepaliveTimeout, bound)
 	require.Less(t, took, bound)
@@ -52,20 +59,25 @@ func TestFrozenPeerDetected(t *testing.T) {
 func TestKilledPeerDetected(t *testing.T) {
 	ch := childnode.Start(t, childnode.Options{Config: p2pconn.Config{KeepaliveInterval: time.Second}})
 	c := newCluster(t, transports["tcp"])
-	a := c.node(testConfig())
+	cfg := testConfig()
+	cfg.ResumeWindow = 500 * time.Millisecond
+	a := c.node(cfg)
 	c.table.Add(ch.ID, ch.Addr)
 	ctx := testkit.Context(t, 30*time.Second)
+	events, cancel := a.m.Subscribe()
+	defer cancel()
 	conn, err := a.m.Connect(ctx, ch.ID)
 	require.NoError(t, err)
 	killed := time.Now()
 	require.NoError(t, ch.Kill())
+	waitKind(t, ctx, events, p2pconn.EventResuming)
+	t.Logf("killed peer detected after %s", time.Since(killed))
+	require.Less(t, time.Since(killed), 2*time.Second)
 	select {
 	case <-conn.Done():
 	case <-ctx.Done():
-		t.Fatal("killed peer not detected")
+		t.Fatal("the session did not end")
 	}
-	t.Logf("killed peer detected after %s", time.Since(killed))
-	require.Less(t, time.Since(killed), 2*time.Second)
 	require.ErrorIs(t, conn.Err(), p2pconn.ErrConnectionLost)
 }
 
@@ -108,4 +120,19 @@ func TestRestartedPeerReconnects(t *testing.T) {
 	in, err := bm2.Accept(ctx)
 	require.NoError(t, err)
 	exchange(t, ctx, conn, in, 50)
+}
+
+// waitKind returns the next event of kind, skipping others.
+func waitKind(t *testing.T, ctx context.Context, events <-chan p2pconn.Event, kind p2pconn.EventKind) p2pconn.Event {
+	t.Helper()
+	for {
+		select {
+		case ev := <-events:
+			if ev.Kind == kind {
+				return ev
+			}
+		case <-ctx.Done():
+			t.Fatalf("no %v event", kind)
+		}
+	}
 }

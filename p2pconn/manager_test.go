@@ -179,10 +179,13 @@ func TestCloseDeliversEverything(t *testing.T) {
 }
 
 // TestHostClosedIsLoss closes the remote's host without closing its manager:
-// the connection is lost, detected at once.
+// the connection is lost, detected at once, and ends with the resume window
+// (100 ms here).
 func TestHostClosedIsLoss(t *testing.T) {
 	c := newCluster(t, transports["tcp"])
-	a, b := c.node(testConfig()), c.node(testConfig())
+	cfg := testConfig()
+	cfg.ResumeWindow = 100 * time.Millisecond
+	a, b := c.node(cfg), c.node(testConfig())
 	ctx := testkit.Context(t, 10*time.Second)
 	ca, err := a.m.Connect(ctx, b.id)
 	require.NoError(t, err)
