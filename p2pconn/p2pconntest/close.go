@@ -219,6 +219,7 @@ func testCrashIsLoss(t *testing.T, net Network) {
 	cfg := config()
 	cfg.KeepaliveInterval = 500 * time.Millisecond
 	cfg.KeepaliveTimeout = 500 * time.Millisecond
+	cfg.ResumeWindow = 300 * time.Millisecond // the crashed node never comes back
 	ns := nodes(t, net, 3, cfg)
 	a, b, c := ns[0], ns[1], ns[2]
 

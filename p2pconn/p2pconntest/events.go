@@ -4,6 +4,7 @@ import (
 	"github.com/skipwire/skipwire/internal/testkit"
 
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -56,9 +57,13 @@ func requireClosedEvents(t testing.TB, events <-chan p2pconn.Event) {
 
 // testSubscribe: both sides see a connection come and go, in order, with
 // the connection object and the direction; a clean close and a loss are told
-// apart; cancel and the manager's Close end subscriptions.
+// apart (a loss is announced at once by EventResuming, and the connection
+// ends when the resume window passes); cancel and the manager's Close end
+// subscriptions.
 func testSubscribe(t *testing.T, net Network) {
-	ns := nodes(t, net, 3, config())
+	cfg := config()
+	cfg.ResumeWindow = 300 * time.Millisecond
+	ns := nodes(t, net, 3, cfg)
 	a, b, c := ns[0], ns[1], ns[2]
 	aEvents, cancelA := a.Manager.Subscribe()
 	defer cancelA()
@@ -81,6 +86,8 @@ func testSubscribe(t *testing.T, net Network) {
 	_, cac := pair(t, c, a)
 	requireEvent(t, aEvents, p2pconn.EventConnected, c.ID, true, cac)
 	net.Crash(t, c)
+	ev = requireEvent(t, aEvents, p2pconn.EventResuming, c.ID, true, cac)
+	requireLost(t, ev.Err)
 	ev = requireEvent(t, aEvents, p2pconn.EventDisconnected, c.ID, true, cac)
 	requireLost(t, ev.Err)
 
