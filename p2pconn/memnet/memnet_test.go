@@ -139,7 +139,7 @@ func TestConnectContext(t *testing.T) {
 }
 
 func TestPartitionAndHeal(t *testing.T) {
-	net, ms := newNetwork(t, 3, p2pconn.Config{})
+	net, ms := newNetwork(t, 3, p2pconn.Config{ResumeWindow: -1})
 	a, b, c := ms[0], ms[1], ms[2]
 	ctx := testkit.Context(t, 10*time.Second)
 	ab, ba := connected(t, a, b)
@@ -215,13 +215,13 @@ func blockedSend(t testing.TB, cfg p2pconn.Config, queued string) (net *memnet.N
 }
 
 func TestPartitionReleasesBlockedSend(t *testing.T) {
-	net, ab, ba, result := blockedSend(t, p2pconn.Config{ReceiveBuffer: 1}, "fills the queue")
+	net, ab, ba, result := blockedSend(t, p2pconn.Config{ReceiveBuffer: 1, ResumeWindow: -1}, "fills the queue")
 	net.Partition(ab.RemoteID(), ba.RemoteID())
 	require.ErrorIs(t, <-result, p2pconn.ErrConnectionLost)
 }
 
 func TestCrash(t *testing.T) {
-	net, ms := newNetwork(t, 3, p2pconn.Config{})
+	net, ms := newNetwork(t, 3, p2pconn.Config{ResumeWindow: -1})
 	a, b, c := ms[0], ms[1], ms[2]
 	ctx := testkit.Context(t, 10*time.Second)
 	ab, ba := connected(t, a, b)
@@ -335,7 +335,7 @@ func TestAcceptQueueFullOfLiveRefuses(t *testing.T) {
 }
 
 func TestCloseTellsPeersTheNodeLeft(t *testing.T) {
-	net, ms := newNetwork(t, 3, p2pconn.Config{})
+	net, ms := newNetwork(t, 3, p2pconn.Config{ResumeWindow: -1})
 	a, b, c := ms[0], ms[1], ms[2]
 	ctx := testkit.Context(t, 10*time.Second)
 	ab, ba := connected(t, a, b)

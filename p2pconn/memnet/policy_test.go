@@ -162,7 +162,7 @@ func TestSendInProgressIsNotIdle(t *testing.T) {
 // Crash and Close end idle closing (goleak checks it), and a crash is a
 // loss, never a node leaving.
 func TestIdleCloserEndsWithManager(t *testing.T) {
-	net, ms := newNetwork(t, 3, p2pconn.Config{IdleTimeout: time.Minute})
+	net, ms := newNetwork(t, 3, p2pconn.Config{IdleTimeout: time.Minute, ResumeWindow: -1})
 	a, b, c := ms[0], ms[1], ms[2]
 	ab, _ := connected(t, a, b)
 	net.Crash(b.ID())

@@ -112,7 +112,7 @@ func TestResumeNeedsBothSides(t *testing.T) {
 		aResumes   bool
 		bothLosses bool
 	}{
-		{"both default", 0, 0, false, true},
+		{"both default", 0, 0, true, false},
 		{"remote default", 10 * time.Second, 0, true, false},
 		{"remote without acknowledgements", 10 * time.Second, -1, false, true},
 	} {
