@@ -52,6 +52,9 @@ func soakNodes(t testing.TB) int {
 // that talk to them: a frozen or cut-off peer is detected within 2 s.
 func childConfig() p2pconn.Config {
 	return p2pconn.Config{
+		// Without session resumption: these tests measure how fast a
+		// loss ends a connection (TestNetnsResume turns it on).
+		ResumeWindow:      -1,
 		KeepaliveInterval: time.Second,
 		KeepaliveTimeout:  time.Second,
 		ConnectTimeout:    5 * time.Second,

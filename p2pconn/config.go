@@ -108,9 +108,10 @@ type Config struct {
 	// connection that ends says exactly which messages the remote never
 	// acknowledged (a *NotDeliveredError in Err, in later Sends and in the
 	// disconnected event), and Send pushes back once ResendBuffer bytes wait
-	// for an acknowledgement. 0 (the default): acknowledgements, and a lost
-	// stream ends the connection at once; positive: the session resumes
-	// within that window; negative: no acknowledgements.
+	// for an acknowledgement. 0: the default, DefaultResumeWindow (10 s);
+	// negative: neither resumption nor acknowledgements, a lost stream ends
+	// the connection at once (a very short window keeps the
+	// acknowledgements and ends the session soon after a loss).
 	ResumeWindow time.Duration
 
 	// ResendBuffer bounds, in bytes, the messages a connection keeps until

@@ -20,8 +20,8 @@ const ProtocolID protocol.ID = "/skipgraph/conn/1.0.0"
 // either side or lost; once dead it stays dead, and the next
 // ConnectionManager.Connect to the same peer makes a new one.
 //
-// With session resumption (Config.ResumeWindow > 0, both sides of this
-// version), a lost stream is not the end: while the session resumes the
+// With session resumption (on by default: Config.ResumeWindow, both sides
+// of this version), a lost stream is not the end: while the session resumes the
 // Connection stays alive (IsAlive true, Done open, Err nil) and is still
 // the peer's connection (GetConnection returns it, ConnectionCount counts
 // it, it holds its slot of MaxConnections, idle closing and eviction skip

@@ -112,13 +112,17 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 }
 
 // nodeConfig is the configuration of every node: quick retries, since a
-// restarted peer is back within milliseconds.
+// restarted peer is back within milliseconds, and no session resumption, so
+// that a crash ends the connections to the node at once, which the demo
+// measures (with resumption, EventResuming says so as fast, and the
+// connection lives on for ResumeWindow; examples/skipgraph runs with it).
 func nodeConfig() p2pconn.Config {
 	return p2pconn.Config{
 		ConnectTimeout: 5 * time.Second,
 		RetryAttempts:  3,
 		RetryDelay:     100 * time.Millisecond,
 		CloseTimeout:   2 * time.Second,
+		ResumeWindow:   -1,
 	}
 }
 

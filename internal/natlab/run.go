@@ -161,7 +161,7 @@ func (lab *Lab) Run(ctx context.Context, sc Scenario) (*Result, error) {
 	// connection moves to the direct libp2p connection hole punching
 	// opens; the limit scenarios show what the relay's limits do to a
 	// connection that cannot move.
-	var resume time.Duration
+	resume := time.Duration(-1) // none: the limits end the connection
 	if sc.Kind == Exchange {
 		resume = ResumeWindow
 	}

@@ -62,11 +62,11 @@ func TestConnectResumes(t *testing.T) {
 // that still resumes: that one ends (the remote began a new session), and
 // the new connection replaces it in the remote's pool.
 func TestConnectEndsStaleSession(t *testing.T) {
-	n, a, b, ab, ba := resumePair(t, p2pconn.Config{ResumeWindow: 10 * time.Second}, p2pconn.Config{ResumeWindow: -1})
+	n, a, b, ab, ba := resumePair(t, p2pconn.Config{ResumeWindow: 10 * time.Second}, p2pconn.Config{ResumeWindow: time.Millisecond})
 	ctx := testkit.Context(t, 10*time.Second)
 	n.Partition(a.ID(), b.ID())
 	require.NoError(t, ab.Send(ctx, []byte("stale")))
-	require.False(t, ba.IsAlive())
+	require.Eventually(t, func() bool { return !ba.IsAlive() }, 5*time.Second, time.Millisecond, "b's window ends")
 	uncut(n, a.ID(), b.ID())
 
 	c, err := b.Connect(ctx, a.ID())
