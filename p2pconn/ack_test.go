@@ -24,7 +24,9 @@ func TestNotDeliveredOnLoss(t *testing.T) {
 			for range 5 {
 				c := newCluster(t, listen)
 				ctx := testkit.Context(t, 30*time.Second)
-				a, b := c.node(testConfig()), c.node(testConfig())
+				cfg := testConfig()
+				cfg.ResumeWindow = 200 * time.Millisecond // the crashed node never comes back
+				a, b := c.node(cfg), c.node(testConfig())
 				ca, cb := connected(t, ctx, a, b)
 				var sent [][]byte
 				for seq := range uint32(300) {

@@ -86,7 +86,9 @@ func TestKilledPeerDetected(t *testing.T) {
 // was down left libp2p's dial backoff set; the old connection stays dead.
 func TestRestartedPeerReconnects(t *testing.T) {
 	c := newCluster(t, transports["tcp"])
-	a := c.node(testConfig())
+	cfg := testConfig()
+	cfg.ResumeWindow = 200 * time.Millisecond // the stopped node comes back as a new process
+	a := c.node(cfg)
 	key, err := identity.GenerateKey()
 	require.NoError(t, err)
 	bh := testkit.NewHost(t, key, transports["tcp"], p2pconn.HostOptions(testConfig())...)

@@ -320,6 +320,7 @@ func TestUnreachableFor(t *testing.T) {
 	ctx := testkit.Context(t, 30*time.Second)
 	cfg := testConfig()
 	cfg.UnreachableFor = 500 * time.Millisecond
+	cfg.ResumeWindow = 200 * time.Millisecond // the killed node comes back as a new process
 	a := c.node(cfg)
 	key, err := identity.GenerateKey()
 	require.NoError(t, err)
