@@ -28,6 +28,9 @@ func testOptions(size int) cluster.Options {
 			RetryAttempts:  2,
 			RetryDelay:     50 * time.Millisecond,
 			CloseTimeout:   2 * time.Second,
+			// A killed node comes back as a new process: its peers'
+			// sessions with the old one end soon.
+			ResumeWindow: 200 * time.Millisecond,
 		},
 	}
 }
