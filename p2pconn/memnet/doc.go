@@ -30,8 +30,8 @@
 //     p2pconn.ErrConnectionLost and its manager is closed. A new manager may
 //     then join under the same Identifier, as a restarted process would.
 //
-// With a positive Config.ResumeWindow (and no negative one on the other
-// side), a loss is transient, as with the libp2p Manager: after a Partition,
+// With session resumption (the default, Config.ResumeWindow; none when
+// either side's is negative), a loss is transient, as with the libp2p Manager: after a Partition,
 // or a Crash that the survivor cannot tell from one, the connection goes on
 // while its session resumes (p2pconn.EventResuming): it stays alive and
 // counted, Send commits to a resend buffer (pushing back at
@@ -45,9 +45,9 @@
 // exactly once, in order. If the window passes, the remote restarted, or the
 // remote no longer holds the session (it was closed, or it does not resume),
 // the connection ends with a *p2pconn.NotDeliveredError listing exactly the
-// messages the remote never got (Conn says it all). With ResumeWindow zero
-// or negative, nothing changes: a message is in the remote's queue once Send
-// returns, so a loss never leaves one undelivered.
+// messages the remote never got (Conn says it all). With a negative
+// ResumeWindow, a Partition ends the connection at once: a message is in the
+// remote's queue once Send returns, so a loss never leaves one undelivered.
 //
 // A worked example, as a test would write it:
 //
