@@ -155,10 +155,7 @@ func (c *conn) commitResuming(own []byte, hasOwn bool) error {
 		err = c.Err() // the session ended meanwhile
 	}
 	c.notifyErr(batch, err)
-	for i := range batch {
-		batch[i] = nil
-	}
-	c.spare = batch[:0]
+	c.recycleBatch(batch)
 	return err
 }
 

@@ -207,7 +207,9 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 		runtime.Gosched()
 	}
 	batch := c.takeQueue()
-	if w.budget > 0 || !w.deadline.IsZero() {
+	if (w.budget > 0 || !w.deadline.IsZero()) && (hasOwn || len(batch) > 0) {
+		// Only new messages are checked: a debt alone (the flusher) is
+		// committed and goes out whatever the limits.
 		n := 0
 		for _, r := range batch {
 			n += maxHeaderSize + len(r.msg)
@@ -219,10 +221,7 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 			// Nothing of these messages is sent; the debt, committed,
 			// still goes out with the next write.
 			c.notifyErr(batch, err)
-			for i := range batch {
-				batch[i] = nil
-			}
-			c.spare = batch[:0]
+			c.recycleBatch(batch)
 			return err
 		}
 	}
@@ -307,14 +306,20 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 
 // recycle returns a write's buffers for reuse.
 func (c *conn) recycle(bp *[]byte, buf []byte, batch []*sendReq) {
-	for i := range batch {
-		batch[i] = nil
-	}
-	c.spare = batch[:0]
+	c.recycleBatch(batch)
 	if cap(buf) <= maxPooledBatch {
 		*bp = buf[:0]
 		batchPool.Put(bp)
 	}
+}
+
+// recycleBatch keeps batch's array as the next queue buffer. The caller
+// holds wlock.
+func (c *conn) recycleBatch(batch []*sendReq) {
+	for i := range batch {
+		batch[i] = nil
+	}
+	c.spare = batch[:0]
 }
 
 // unlock releases wlock.
