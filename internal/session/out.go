@@ -61,9 +61,11 @@ func (o *Out) Room(n int) bool {
 
 // Add commits a copy of msg as the next message and returns its number.
 // It does not check Room: the caller does. Once the storage has warmed up, it
-// allocates only for a message longer than an eighth of a storage chunk that
-// does not fit in the chunk being filled (the chunk is a quarter of the
-// limit, between 4 and 64 KiB).
+// allocates nothing: a message longer than an eighth of a storage chunk (a
+// quarter of the limit, between 4 and 64 KiB) that does not fit in the chunk
+// being filled is copied into a buffer from a pool shared by every Out, less
+// than a quarter longer than itself and given back once the message is
+// acknowledged; only messages over 16 MiB get an allocation of their own.
 func (o *Out) Add(msg []byte) uint64 {
 	o.q.push(msg)
 	return o.q.pushed

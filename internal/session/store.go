@@ -9,21 +9,30 @@ package session
 // newest one in place, an older one as the spare the next chunk is taken
 // from. A message that does not fit in the room left in the newest chunk
 // starts a new chunk if it is at most chunkSize/8 bytes long, so a chunk
-// wastes less than an eighth of itself at its end; a longer one gets an
-// allocation of its own, which the garbage collector frees once it is
-// popped.
+// wastes less than an eighth of itself at its end; a longer one gets a
+// buffer of its own from a pool shared by every store (large.go), less than
+// a quarter longer than itself, which goes back to the pool once the
+// message is popped.
 //
-// The memory held is thus at most the bytes of the queued payloads, plus an
-// eighth, plus three chunks (the partly popped oldest, the partly filled
-// newest and the spare), plus the index of one slice header per message.
+// The memory held is thus at most the bytes of the queued payloads, plus a
+// quarter, plus three chunks (the partly popped oldest, the partly filled
+// newest and the spare), plus the index of one entry per message.
 type store struct {
 	chunkSize int
-	msgs      ring[[]byte] // the payloads, oldest first; they alias chunks
+	msgs      ring[entry]  // the payloads, oldest first
 	chunks    ring[chunk]  // the chunks in use, oldest first
 	spare     []byte       // a free chunk (capacity chunkSize), or nil
 	pushed    uint64       // messages pushed so far
 	popped    uint64       // messages popped so far
 	bytes     int          // payload bytes queued
+}
+
+// entry is a queued payload: it aliases a chunk, or a buffer of its own
+// (own) from largePools[pool].
+type entry struct {
+	b    []byte
+	own  *[]byte
+	pool int
 }
 
 // chunk is a buffer that payloads are copied into back to back.
@@ -49,7 +58,7 @@ func newStore(limit int) store {
 func (s *store) len() int { return s.msgs.len() }
 
 // at returns the payload of the i-th queued message.
-func (s *store) at(i int) []byte { return *s.msgs.at(i) }
+func (s *store) at(i int) []byte { return s.msgs.at(i).b }
 
 // push queues a copy of msg.
 func (s *store) push(msg []byte) {
@@ -60,9 +69,9 @@ func (s *store) push(msg []byte) {
 
 // copy copies msg into the storage and returns the copy, capped so that an
 // append to it cannot overwrite its neighbours.
-func (s *store) copy(msg []byte) []byte {
+func (s *store) copy(msg []byte) entry {
 	if len(msg) == 0 {
-		return noBytes
+		return entry{b: noBytes}
 	}
 	var c *chunk
 	if s.chunks.len() > 0 {
@@ -70,7 +79,9 @@ func (s *store) copy(msg []byte) []byte {
 	}
 	if c == nil || cap(c.buf)-len(c.buf) < len(msg) {
 		if len(msg) > s.chunkSize/8 {
-			return append([]byte(nil), msg...)
+			own, pool := getLarge(len(msg))
+			*own = append(*own, msg...)
+			return entry{b: (*own)[:len(msg):len(msg)], own: own, pool: pool}
 		}
 		buf := s.spare
 		s.spare = nil
@@ -83,13 +94,17 @@ func (s *store) copy(msg []byte) []byte {
 	off := len(c.buf)
 	c.buf = append(c.buf, msg...)
 	c.last = s.pushed
-	return c.buf[off:len(c.buf):len(c.buf)]
+	return entry{b: c.buf[off:len(c.buf):len(c.buf)]}
 }
 
 // pop drops the k oldest messages and recycles the chunks they emptied.
 func (s *store) pop(k int) {
 	for range k {
-		s.bytes -= len(*s.msgs.front())
+		e := s.msgs.front()
+		s.bytes -= len(e.b)
+		if e.own != nil {
+			putLarge(e.own, e.pool)
+		}
 		s.msgs.pop()
 	}
 	s.popped += uint64(k)

@@ -10,14 +10,18 @@ import (
 
 // held returns the bytes of payload storage o holds: its chunks, its spare
 // and the messages stored apart.
-func held(o *Out) int {
+func held(t *testing.T, o *Out) int {
+	t.Helper()
 	n := cap(o.q.spare)
 	for i := range o.q.chunks.len() {
 		n += cap(o.q.chunks.at(i).buf)
 	}
 	for i := range o.q.msgs.len() {
-		if m := o.q.at(i); len(m) > 0 && !o.inChunk(m) {
-			n += cap(m)
+		if e := o.q.msgs.at(i); e.own != nil {
+			require.False(t, o.inChunk(e.b))
+			n += cap(*e.own)
+		} else if len(e.b) > 0 {
+			require.True(t, o.inChunk(e.b))
 		}
 	}
 	return n
@@ -38,7 +42,7 @@ func (o *Out) inChunk(m []byte) bool {
 
 // TestStoreMemoryBound adds and acknowledges random messages within the
 // limit and checks that the storage never holds more than the pending
-// payload, plus an eighth, plus three chunks.
+// payload, plus a quarter, plus three chunks.
 func TestStoreMemoryBound(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, limit := range []int{1 << 10, 64 << 10, 1 << 20} {
@@ -57,12 +61,12 @@ func TestStoreMemoryBound(t *testing.T) {
 				require.NoError(t, o.Ack(o.Acked()+1+uint64(rng.IntN(o.PendingCount()))))
 			}
 			o.Add(make([]byte, n))
-			bound := o.PendingBytes() + o.PendingBytes()/7 + 3*o.q.chunkSize
-			require.LessOrEqual(t, held(o), bound, "limit %d, %d pending of %d bytes", limit, o.PendingCount(), o.PendingBytes())
+			bound := o.PendingBytes() + o.PendingBytes()/4 + 3*o.q.chunkSize
+			require.LessOrEqual(t, held(t, o), bound, "limit %d, %d pending of %d bytes", limit, o.PendingCount(), o.PendingBytes())
 		}
 		require.NoError(t, o.Ack(o.Sent()))
 		o.Trim()
-		require.Zero(t, held(o), "Trim of an Out with nothing pending")
+		require.Zero(t, held(t, o), "Trim of an Out with nothing pending")
 	}
 }
 
@@ -84,4 +88,46 @@ func TestSteadyStateAllocs(t *testing.T) {
 		}
 		require.Zero(t, testing.AllocsPerRun(10000, step), "lag %d", lag)
 	}
+}
+
+// TestLargeClasses checks the sizes of pooled buffers: each holds its
+// message, is less than a quarter longer, and has a pool of its own size.
+func TestLargeClasses(t *testing.T) {
+	sizeOf := map[int]int{}
+	for n := 1; n <= 1<<maxLargeBits+1; n += 1 + n/64 {
+		i, size := largeClass(n)
+		if n <= 1<<(minLargeBits-1) || n > 1<<maxLargeBits {
+			require.Equal(t, -1, i, "n %d", n)
+			continue
+		}
+		require.GreaterOrEqual(t, size, n)
+		require.Less(t, size-n, n/4+1, "n %d, size %d", n, size)
+		require.Less(t, i, len(largePools))
+		if s, ok := sizeOf[i]; ok {
+			require.Equal(t, s, size, "pool %d", i)
+		}
+		sizeOf[i] = size
+	}
+	for _, n := range []int{1<<(minLargeBits-1) + 1, 64 << 10, 1 << maxLargeBits} {
+		i, size := largeClass(n)
+		require.GreaterOrEqual(t, i, 0)
+		require.GreaterOrEqual(t, size, n)
+	}
+}
+
+// TestLargeReuse: once warmed up, committing and acknowledging 64 KiB
+// messages allocates nothing, and the copies are intact.
+func TestLargeReuse(t *testing.T) {
+	msg := make([]byte, 64<<10)
+	o := NewOut(4 << 20)
+	step := func() {
+		msg[0]++
+		n := o.Add(msg)
+		require.Equal(t, msg[0], o.q.at(o.q.len() - 1)[0])
+		_ = o.Ack(n)
+	}
+	for range 100 {
+		step()
+	}
+	require.Zero(t, testing.AllocsPerRun(1000, step))
 }
