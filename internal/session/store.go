@@ -19,12 +19,12 @@ package session
 // newest and the spare), plus the index of one entry per message.
 type store struct {
 	chunkSize int
-	msgs      ring[entry]  // the payloads, oldest first
-	chunks    ring[chunk]  // the chunks in use, oldest first
-	spare     []byte       // a free chunk (capacity chunkSize), or nil
-	pushed    uint64       // messages pushed so far
-	popped    uint64       // messages popped so far
-	bytes     int          // payload bytes queued
+	msgs      ring[entry] // the payloads, oldest first
+	chunks    ring[chunk] // the chunks in use, oldest first
+	spare     []byte      // a free chunk (capacity chunkSize), or nil
+	pushed    uint64      // messages pushed so far
+	popped    uint64      // messages popped so far
+	bytes     int         // payload bytes queued
 }
 
 // entry is a queued payload: it aliases a chunk, or a buffer of its own
