@@ -33,7 +33,7 @@ type item struct {
 	remote uint64 // the remote's epoch when it was received
 }
 
-// push queues it and starts the sender's drain goroutine if it is not running.
+// push queues it and starts draining the sender's queue if no worker does.
 func (r *registration) push(it item) {
 	r.mu.Lock()
 	q := r.queues[it.m.From]
@@ -47,7 +47,7 @@ func (r *registration) push(it item) {
 	r.mu.Unlock()
 	r.n.metrics.queuedAdd(r.ch, 1)
 	if start {
-		r.n.goroutine(func() { r.drain(it.m.From, q) })
+		r.n.spawn(func() { r.drain(it.m.From, q) })
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/skipwire/skipwire/identity"
@@ -29,6 +30,8 @@ type Network struct {
 	cancel      context.CancelFunc
 	done        chan struct{} // closed when Close starts: calls fail with ErrClosed
 	wg          sync.WaitGroup
+	tasks       chan func()  // hands a task to a waiting worker (workers.go)
+	idle        atomic.Int32 // workers waiting for a task
 	closeOnce   sync.Once
 	unsubscribe func()
 
@@ -94,6 +97,7 @@ func New(m p2pconn.ConnectionManager, cfg Config) (*Network, error) {
 		links:       make(map[p2pconn.Connection]*link),
 		selfQueued:  make(map[Channel]int),
 		selfChanged: make(chan struct{}),
+		tasks:       make(chan func()),
 	}
 	// Subscribe before looking at the connections open now, so that none
 	// falls between the two; a connection seen twice is read once.

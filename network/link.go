@@ -288,7 +288,7 @@ func (l *link) kickLocked() {
 		return
 	}
 	l.writing = true
-	l.n.goroutine(l.write)
+	l.n.spawn(l.write)
 }
 
 // write writes the control frames waiting, until none is left.
