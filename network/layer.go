@@ -180,6 +180,9 @@ func (n *Network) Close() error {
 		cancel()
 
 		n.cancel()
+		for _, l := range links {
+			l.stop()
+		}
 		n.unsubscribe()
 		n.wg.Wait()
 		if reflect.TypeOf(n.m).Comparable() {
@@ -243,14 +246,23 @@ func (n *Network) linkFor(c p2pconn.Connection) *link {
 		return l
 	}
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	if n.closed {
+		n.mu.Unlock()
 		return nil
 	}
+	fresh := false
 	if l = n.links[c]; l == nil {
-		l = newLink(n, c)
+		l, fresh = newLink(n, c), true
 		n.links[c] = l
-		n.goroutine(l.run)
+		l.queueOpen()
+		if l.deliverer == nil {
+			n.goroutine(l.run)
+		}
+	}
+	n.mu.Unlock()
+	if fresh && l.deliverer != nil {
+		// Outside n.mu: the messages already queued are handled here.
+		l.deliver()
 	}
 	return l
 }

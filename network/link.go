@@ -13,14 +13,19 @@ import (
 // once each, so that a peer naming endless channels cannot grow memory.
 const maxLoggedChannels = 32
 
-// link is a Network's side of one connection: the one goroutine that reads
-// it, the protocol state (linkState) and the control frames waiting to be
-// written. A writer goroutine runs only while control frames wait, so that
-// the reader never blocks on a write.
+// link is a Network's side of one connection: its reader, the protocol
+// state (linkState) and the control frames waiting to be written. The
+// reader is the connection's own (p2pconn.Deliverer) calling handle, or
+// else a goroutine of the link calling Next. A writer goroutine runs only
+// while control frames wait, so that the reader never blocks on a write.
 type link struct {
-	n    *Network
-	conn p2pconn.Connection
-	peer identity.Identifier
+	n         *Network
+	conn      p2pconn.Connection
+	peer      identity.Identifier
+	deliverer p2pconn.Deliverer // the connection, if it delivers
+
+	deliverMu sync.Mutex // serializes deliver and stop
+	stopped   bool       // stop was called; guarded by deliverMu
 
 	mu      sync.Mutex
 	st      linkState
@@ -44,23 +49,52 @@ type noProcFrame struct {
 }
 
 func newLink(n *Network, c p2pconn.Connection) *link {
+	d, _ := c.(p2pconn.Deliverer)
 	return &link{
-		n:       n,
-		conn:    c,
-		peer:    c.RemoteID(),
-		st:      newLinkState(n.epoch, n.cfg.Window),
-		changed: make(chan struct{}),
-		credits: make(map[string]int),
+		deliverer: d,
+		n:         n,
+		conn:      c,
+		peer:      c.RemoteID(),
+		st:        newLinkState(n.epoch, n.cfg.Window),
+		changed:   make(chan struct{}),
+		credits:   make(map[string]int),
 	}
 }
 
-// run reads the connection until it ends or the Network closes. Its first
-// act is to announce this Network with an OPEN.
-func (l *link) run() {
+// queueOpen queues the OPEN that announces this Network.
+func (l *link) queueOpen() {
 	l.mu.Lock()
 	l.openQueued = true
 	l.kickLocked()
 	l.mu.Unlock()
+}
+
+// deliver makes the connection hand its messages to handle, unless the
+// Network closed meanwhile.
+func (l *link) deliver() {
+	l.deliverMu.Lock()
+	defer l.deliverMu.Unlock()
+	if !l.stopped {
+		l.deliverer.Deliver(l.handle, l.end)
+	}
+}
+
+// stop stops reading the connection: once it returns, handle is not called
+// again, and what the remote sends later stays with the connection, for a
+// later Network on the same manager. (A link reading with Next stops when
+// the Network's ctx ends.)
+func (l *link) stop() {
+	if l.deliverer == nil {
+		return
+	}
+	l.deliverMu.Lock()
+	defer l.deliverMu.Unlock()
+	l.stopped = true
+	l.deliverer.Deliver(nil, nil)
+}
+
+// run reads the connection with Next until it ends or the Network closes.
+func (l *link) run() {
 	for {
 		msg, err := l.conn.Next(l.n.ctx)
 		if err != nil {
@@ -83,7 +117,8 @@ func (l *link) end(err error) {
 	}
 }
 
-// handle acts on one message read from the connection. It never blocks.
+// handle acts on one message read from the connection. It never blocks: it
+// may run on the connection's reader.
 func (l *link) handle(msg []byte) {
 	e, err := decode(msg)
 	if err != nil {

@@ -79,7 +79,10 @@ type conn struct {
 	pinging  atomic.Bool
 }
 
-var _ Connection = (*conn)(nil)
+var (
+	_ Connection = (*conn)(nil)
+	_ Deliverer  = (*conn)(nil)
+)
 
 // wire is one stream a connection runs on.
 type wire struct {
@@ -316,6 +319,14 @@ func (c *conn) Next(ctx context.Context) ([]byte, error) {
 			return nil, c.closedErr()
 		}
 	}
+}
+
+// Deliver implements Deliverer.
+func (c *conn) Deliver(handle func(msg []byte), ended func(err error)) {
+	if (handle == nil) != (ended == nil) {
+		panic("p2pconn: Deliver: handle and ended must be both nil or both set")
+	}
+	c.in.deliver(handle, ended)
 }
 
 // closedErr is Next's error after a local Close: why the connection died,

@@ -35,6 +35,27 @@ const ProtocolID protocol.ID = "/skipgraph/conn/1.0.0"
 // naming the messages the remote never received. A Connect to a peer whose
 // session resumes reconnects at once and returns the same Connection once
 // it resumed.
+// Deliverer is implemented by connections that can hand their messages to
+// a function instead of queueing them for Next, which saves a goroutine
+// hand-off per message and a reading goroutine per connection. Package
+// network uses it when a connection offers it, as the libp2p Manager's do.
+type Deliverer interface {
+	// Deliver hands every message not yet taken by Next to handle, in
+	// order: first those already queued, on the caller's goroutine before
+	// Deliver returns, then each as it arrives, on the goroutine that
+	// reads the connection. handle must return promptly and must not call
+	// Deliver: the connection is not read meanwhile, and ReceiveBuffer no
+	// longer pushes back on the remote (the handler bounds what it keeps).
+	// Once the connection has ended and every message was handed over,
+	// ended is called once with the error Next would have returned (at
+	// once, from Deliver, if that is so already). Next must not be called
+	// while messages are delivered. Deliver(nil, nil) stops delivering:
+	// once it returns, handle is not called again and later messages wait
+	// for Next (or another Deliver). handle and ended are both nil or both
+	// set.
+	Deliver(handle func(msg []byte), ended func(err error))
+}
+
 type Connection interface {
 	// RemoteAddr returns the multiaddr of the remote end, or "" once the
 	// connection is dead. It does not block.

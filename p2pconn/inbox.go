@@ -25,6 +25,11 @@ type inbox struct {
 	ready chan struct{} // signalled when a message is added
 	room  chan struct{} // signalled when the reader waits and Next made room
 	ended chan struct{} // closed when the reader ends
+
+	// Set by deliver: messages go to handle instead of the queue, and
+	// onEnd learns the end.
+	handle func(msg []byte)
+	onEnd  func(err error)
 }
 
 func (b *inbox) init(max int) {
@@ -59,6 +64,13 @@ func (b *inbox) hasRoom() bool {
 // the reader takes the lock once per message.
 func (b *inbox) push(msg []byte) (room bool) {
 	b.mu.Lock()
+	if b.handle != nil {
+		// Under the lock, so that once deliver(nil, nil) returns no
+		// message goes to the handler any more.
+		b.handle(msg)
+		b.mu.Unlock()
+		return true
+	}
 	if b.head > 0 && len(b.q) == cap(b.q) {
 		n := copy(b.q, b.q[b.head:])
 		clear(b.q[n:])
@@ -103,12 +115,44 @@ func (b *inbox) take() (msg []byte, ok bool, err error) {
 // stay readable.
 func (b *inbox) end(err error) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.over {
+		b.mu.Unlock()
 		return
 	}
 	b.over, b.err = true, err
 	close(b.ended)
+	onEnd := b.onEnd
+	b.mu.Unlock()
+	if onEnd != nil {
+		onEnd(err)
+	}
+}
+
+// deliver hands the queued messages to handle, in order, and every later
+// one as the reader adds it; onEnd is called once the reader ended (at once
+// if it has). deliver(nil, nil) queues messages again, for Next.
+func (b *inbox) deliver(handle func(msg []byte), onEnd func(err error)) {
+	b.mu.Lock()
+	b.handle, b.onEnd = handle, onEnd
+	if handle != nil {
+		for b.head < len(b.q) {
+			msg := b.q[b.head]
+			b.q[b.head] = nil
+			b.head++
+			b.bytes -= len(msg)
+			handle(msg)
+		}
+		b.q, b.head = b.q[:0], 0
+		if b.waiting {
+			b.waiting = false
+			signal(b.room)
+		}
+	}
+	over, err := b.over, b.err
+	b.mu.Unlock()
+	if over && onEnd != nil {
+		onEnd(err)
+	}
 }
 
 // signal wakes the waiter of a one-slot channel without blocking.
