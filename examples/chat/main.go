@@ -247,7 +247,7 @@ func (c *chat) connect(ctx context.Context, id identity.Identifier) (p2pconn.Con
 	return conn, nil
 }
 
-// track announces a new connection, starts its reader and sends it our hello.
+// track starts a new connection's reader and sends it our hello.
 // A connection Connect returned may also come from Accept: it is tracked once.
 func (c *chat) track(conn p2pconn.Connection) {
 	c.mu.Lock()
@@ -257,7 +257,6 @@ func (c *chat) track(conn p2pconn.Connection) {
 	}
 	c.conns[conn] = true
 	c.mu.Unlock()
-	c.out.Printf("* %s joined (%s)\n", conn.RemoteID().Short(), conn.RemoteAddr())
 	c.wg.Go(func() { c.read(conn) })
 	ctx, cancel := context.WithTimeout(c.ctx, sendTimeout)
 	defer cancel()
@@ -285,13 +284,20 @@ func (c *chat) hello(to identity.Identifier) []byte {
 }
 
 // read prints the lines conn brings and acts on its hellos, until it dies.
+// The member's first hello announces it, with the address it listens on (the
+// connection's remote address is the joiner's outgoing port when it dialled
+// us). Once the member is gone, it is no longer introduced to others.
 func (c *chat) read(conn p2pconn.Connection) {
+	from := conn.RemoteID()
 	defer func() {
 		c.mu.Lock()
 		delete(c.conns, conn)
+		if _, ok := c.m.GetConnection(from); !ok {
+			delete(c.known, from)
+		}
 		c.mu.Unlock()
 	}()
-	from := conn.RemoteID()
+	greeted := false
 	for {
 		msg, err := conn.Next(c.ctx)
 		if err != nil {
@@ -312,6 +318,10 @@ func (c *chat) read(conn p2pconn.Connection) {
 			c.out.Printf("[%s] %s\n", from.Short(), msg[1:])
 		case msgHello:
 			c.meet(from, string(msg[1:]))
+			if !greeted {
+				greeted = true
+				c.out.Printf("* %s joined (%s)\n", from.Short(), c.listenAddr(from, conn))
+			}
 		}
 	}
 }
@@ -365,6 +375,17 @@ func (c *chat) learn(id identity.Identifier, addrs []ma.Multiaddr) {
 	c.mu.Lock()
 	c.known[id] = full
 	c.mu.Unlock()
+}
+
+// listenAddr returns the first address id's hello listed, or else conn's
+// remote address.
+func (c *chat) listenAddr(id identity.Identifier, conn p2pconn.Connection) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if addrs := c.known[id]; len(addrs) > 0 {
+		return addrs[0].String()
+	}
+	return conn.RemoteAddr()
 }
 
 // say sends line to every member.

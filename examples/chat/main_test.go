@@ -224,8 +224,10 @@ func TestChat(t *testing.T) {
 
 	b := start(t, "b", join[1:]...)
 	bID, _, bAddr := b.banner()
-	b.expect(`^\* ` + aID + ` joined \(/ip4/`)
-	a.expect(`^\* ` + bID + ` joined \(/ip4/`)
+	// Each announces the other with the address it listens on (for a, not
+	// b's outgoing port).
+	b.expect(`^\* ` + aID + ` joined \(` + regexp.QuoteMeta(aAddr) + `\)$`)
+	a.expect(`^\* ` + bID + ` joined \(` + regexp.QuoteMeta(bAddr) + `\)$`)
 
 	// Lines go both ways, printed with the sender's short Identifier.
 	a.say("hello from a")
@@ -250,6 +252,16 @@ func TestChat(t *testing.T) {
 	b.quit()
 	a.expect(`^\* ` + bID + ` left$`)
 	c.expect(`^\* ` + bID + ` left$`)
+
+	// D joins through A, who introduces C but no longer B.
+	d := start(t, "d", aAddr)
+	dID, _, _ := d.banner()
+	d.expect(`^\* ` + aID + ` joined`)
+	d.expect(`^\* ` + cID + ` joined`)
+	d.quit()
+	a.expect(`^\* ` + dID + ` left$`)
+	c.expect(`^\* ` + dID + ` left$`)
+	require.NotContains(t, d.output(), "could not reach", "a member who left was introduced")
 	c.interrupt()
 	a.expect(`^\* ` + cID + ` left$`)
 	a.say("anyone?")

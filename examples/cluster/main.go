@@ -14,11 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -29,12 +26,8 @@ import (
 	"github.com/skipwire/skipwire/resolver"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// The first Ctrl-C stops the demo cleanly; a second one kills it.
-	context.AfterFunc(ctx, stop)
-	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
-}
+// The first Ctrl-C stops the demo cleanly; a second one kills it.
+func main() { cli.Main(run) }
 
 const usage = `Usage: cluster [flags]
 
@@ -385,9 +378,21 @@ func (d *demo) exchangeAll(ctx context.Context) error {
 // peer notices, restarts it on the same key and port, reconnects and
 // exchanges messages with it again.
 func (d *demo) crashAndRestart(ctx context.Context) error {
+	peers, err := d.crash(ctx)
+	if err != nil {
+		return err
+	}
+	if err := d.restartKilled(ctx); err != nil {
+		return err
+	}
+	return d.reconnect(ctx, peers)
+}
+
+// crash kills node k and checks that each of its peers sees its connection
+// end, as lost, and stops counting it. It returns the peers.
+func (d *demo) crash(ctx context.Context) ([]int, error) {
 	k, n := d.o.kill, d.o.nodes
 	id := d.c.ID(k)
-	listen := d.c.Node(k).Listen
 	d.printf("[5/6] killing node %d (%s): its host closes, with no skipwire goodbye ... ", k, id.Short())
 
 	var peers []int
@@ -398,7 +403,7 @@ func (d *demo) crashAndRestart(ctx context.Context) error {
 		}
 		c, ok := d.c.Manager(i).GetConnection(id)
 		if !ok {
-			return fmt.Errorf("node %d has no connection to node %d before the crash", i, k)
+			return nil, fmt.Errorf("node %d has no connection to node %d before the crash", i, k)
 		}
 		peers = append(peers, i)
 		conns = append(conns, c)
@@ -423,7 +428,7 @@ func (d *demo) crashAndRestart(ctx context.Context) error {
 	if err := d.c.Kill(k); err != nil {
 		cancel()
 		wg.Wait()
-		return err
+		return nil, err
 	}
 	d.svcs[k].close()
 	d.printf("done\n")
@@ -460,9 +465,15 @@ func (d *demo) crashAndRestart(ctx context.Context) error {
 	if d.lostErrs < len(d.detect) {
 		d.fail("%d of %d peers took the crash for a clean close", len(d.detect)-d.lostErrs, len(peers))
 	}
+	return peers, nil
+}
 
+// restartKilled restarts node k with its key on its address.
+func (d *demo) restartKilled(ctx context.Context) error {
+	k := d.o.kill
+	id, listen := d.c.ID(k), d.c.Node(k).Listen
 	d.printf("      restarting node %d with the same key on the same address %s ... ", k, listen[0])
-	t0 = time.Now()
+	t0 := time.Now()
 	if err := d.c.Restart(ctx, k); err != nil {
 		return err
 	}
@@ -472,15 +483,21 @@ func (d *demo) crashAndRestart(ctx context.Context) error {
 		d.fail("node %d came back as %s on %v", k, d.c.ID(k).Short(), d.c.Node(k).Listen)
 	}
 	d.printf("%s, Identifier %s unchanged\n", secs(d.restart), id.Short())
+	return nil
+}
 
+// reconnect has node k and each of its peers Connect to each other at once,
+// then exchanges messages over each pair both ways.
+func (d *demo) reconnect(ctx context.Context, peers []int) error {
+	k := d.o.kill
 	var ps [][2]int
 	for _, i := range peers {
 		ps = append(ps, [2]int{i, k})
 	}
 	d.printf("      reconnecting: node %d and each of its %d peers Connect to each other by Identifier, both sides at once ... ", k, len(peers))
-	t0 = time.Now()
+	t0 := time.Now()
 	var mu sync.Mutex
-	err = parallel(ps, d.o.par, func(i, j int) error {
+	err := parallel(ps, d.o.par, func(i, j int) error {
 		return both(i, j, func(i, j int) error {
 			start := time.Now()
 			c, err := d.svcs[i].connect(ctx, d.c.ID(j))
