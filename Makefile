@@ -5,7 +5,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 60s
 PKGS        ?= ./...
 
-.PHONY: all test vet lint fmt-check tidy-check check tidy bench fuzz soak demo demo-cluster nat-demo
+.PHONY: all test vet lint fmt-check tidy-check check tidy apidiff bench fuzz soak demo demo-cluster nat-demo
 
 all: test
 
@@ -46,6 +46,11 @@ tidy-check:
 
 ## check: what CI runs before the tests: formatting, go.mod tidiness, staticcheck.
 check: fmt-check tidy-check lint
+
+## apidiff: report the exported API's changes since the last release tag
+## (golang.org/x/exp's apidiff, pinned in .ci/apidiff).
+apidiff:
+	GO=$(GO) .ci/apidiff
 
 ## tidy: go mod tidy.
 tidy:
