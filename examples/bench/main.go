@@ -66,7 +66,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.json, "json", false, "print the figures as one JSON object instead of the table")
 	fs.BoolVar(&o.verbose, "v", false, "report progress on stderr")
 	fs.IntVar(&o.rounds, "rounds", 0, "fresh connections per contender and figure, alternating the contenders (default 15, quick 5)")
-	fs.IntVar(&o.idleRounds, "idle-rounds", 0, "rounds of the idle memory figure (default 3, quick 1)")
+	fs.IntVar(&o.idleRounds, "idle-rounds", 0, "rounds of the idle memory figure (default 3, quick 2)")
 	fs.IntVar(&o.conns, "conns", 200, "idle connections opened for the memory figure")
 	fs.IntVar(&o.small, "small", 0, "128 B messages per throughput sample (default 200000, quick 40000)")
 	fs.IntVar(&o.volume, "volume", 0, "bytes per 64 KiB throughput sample (default 512 MiB, quick 64 MiB)")
@@ -93,7 +93,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 	}
 	def(&o.rounds, 15, 5)
-	def(&o.idleRounds, 3, 1)
+	def(&o.idleRounds, 3, 2)
 	def(&o.small, 200_000, 40_000)
 	def(&o.volume, 512<<20, 64<<20)
 	def(&o.rtts, 2000, 800)

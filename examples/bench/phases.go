@@ -261,9 +261,11 @@ func (bn *bench) idleMemory(ctx context.Context) (err error) {
 		{key: "libp2p_bare", c: rawLibp2p},
 		{key: "tcp", c: plainTCP, readers: true},
 	}
-	wait := 6 * time.Second
+	// -quick measures the two kinds the target compares, so that it has the
+	// time for two rounds and a spread.
+	measured, wait := variants, 6*time.Second
 	if bn.o.quick {
-		wait = 5 * time.Second
+		measured, wait = variants[:2], 5*time.Second
 	}
 	// Warm-up: hold -conns connections of each libp2p kind once, so that what
 	// the first round fills and keeps (peerstores, identify's caches, maps
@@ -277,7 +279,7 @@ func (bn *bench) idleMemory(ctx context.Context) (err error) {
 		}
 	}
 	for round := range bn.o.idleRounds {
-		for _, v := range rotate(variants, round) {
+		for _, v := range rotate(measured, round) {
 			var res benchkit.IdleResult
 			if res, target, err = idle(v, wait).Measure(ctx, target); err != nil {
 				return fmt.Errorf("idle memory %s: %w", v.key, err)
