@@ -5,7 +5,7 @@ package main
 var notes = []string{
 	"rounds: each round takes one sample of every contender on a fresh connection, the contenders in a different order each round; a figure is the median over rounds",
 	"ratios: computed in each round from that round's samples, then the median of the per-round ratios; spread is half the interquartile range of the per-round ratios, as a percentage of that median (n/a from one round); a ratio whose spread exceeds 15% is flagged; -quick lists the ratios whose spread exceeds ±10%, which the quick run cannot give to within 10% of a full run's",
-	"throughput: fixed message count per sample (after a 5% warm-up on the same connection), timed from the first send until the receiver has every message",
+	"throughput: fixed message count per sample (after a 5% warm-up on the same connection), timed from the first send until the receiver has every message; a first pass of every contender with a tenth of the messages is not recorded",
 	"write syscalls: write(2) calls per message during a throughput sample, both ends (from /proc/self/io; Linux only); 1.00 means one system call per frame, fewer means frames were coalesced",
 	"no acks: skipwire on two nodes whose Managers have p2pconn.Config{ResumeWindow: -1}: neither acknowledgements nor resumption; the acks ratios compare the default (both on) with it",
 	"network: a network.Network on each of the skipwire nodes' Managers (started for each sample, default network.Config), Conduit.Send to a processor that counts (8 senders share one conduit; the clock stops when the processor has seen the last message), Conduit.Request answered by Conduit.Reply with the payload; compared with Connection.Send / Next on the same Managers",

@@ -66,6 +66,19 @@ func (bn *bench) throughput(ctx context.Context) error {
 		{key: "throughput_64k", size: 64 << 10, senders: 1, count: max(1, bn.o.volume/(64<<10)),
 			contenders: []contender{skipwire, noAcks, rawLibp2p, plainTCP}},
 	}
+	// A first pass with a tenth of the messages, not recorded, takes the
+	// costs of a process that just started (heap growth, first connections)
+	// off the first round.
+	for _, sc := range scenarios {
+		warm := sc
+		warm.count = max(1, sc.count/10)
+		for _, c := range sc.contenders {
+			if _, err := bn.throughputSample(ctx, c, warm); err != nil {
+				return fmt.Errorf("%s throughput %s, warm-up: %w", c.key, sc.key, err)
+			}
+		}
+	}
+	bn.progress("throughput warm-up done")
 	for round := range bn.o.rounds {
 		for _, sc := range scenarios {
 			for _, c := range rotate(sc.contenders, round) {

@@ -177,7 +177,7 @@ var comparisons = []comparison{
 		num: "skipwire", den: "skipwire_noack", figure: "rtt_p50_us", op: "<=", target: 1.05},
 	{key: "cold_connect_vs_libp2p", name: "cold connect, skipwire / raw libp2p",
 		num: "skipwire", den: "libp2p", figure: "cold_connect_us", op: "<=", target: 1.1},
-	{key: "idle_conn_bytes_vs_libp2p", name: "idle bytes/conn, skipwire / libp2p+readers",
+	{key: "idle_conn_bytes_vs_libp2p", name: "idle bytes/conn, skipwire / libp2p with readers",
 		num: "skipwire", den: "libp2p", figure: "idle_conn_bytes", op: "<=", target: 1.1},
 	{key: "idle_conn_goroutines_more_than_libp2p", name: "idle goroutines/conn, skipwire - libp2p",
 		num: "skipwire", den: "libp2p", figure: "idle_conn_goroutines", diff: true, op: "<=", target: 1},
@@ -200,9 +200,9 @@ var comparisons = []comparison{
 		num: "skipwire", den: "libp2p", figure: "rtt_p99_us"},
 	{key: "rtt_p50_vs_tcp", name: "round trip p50, skipwire / plain TCP",
 		num: "skipwire", den: "tcp", figure: "rtt_p50_us"},
-	{key: "idle_conn_heap_vs_libp2p", name: "idle heap/conn, skipwire / libp2p+readers",
+	{key: "idle_conn_heap_vs_libp2p", name: "idle heap/conn, skipwire / libp2p with readers",
 		num: "skipwire", den: "libp2p", figure: "idle_conn_heap_bytes"},
-	{key: "idle_conn_bytes_vs_bare_libp2p", name: "idle bytes/conn, skipwire / bare libp2p",
+	{key: "idle_conn_bytes_vs_bare_libp2p", name: "idle bytes/conn, skipwire / libp2p, no readers",
 		num: "skipwire", den: "libp2p_bare", figure: "idle_conn_bytes"},
 }
 

@@ -73,7 +73,7 @@ func (r *report) writeTable(w io.Writer) {
 // target and verdict, a flag where the spread exceeds noisyPct, and with
 // -quick which ratios cannot be trusted to quickPct.
 func (r *report) writeRatios(w io.Writer) {
-	const nameW = 44
+	const nameW = 47
 	fmt.Fprintf(w, "\n%-*s %8s %9s  %-9s\n", nameW, "ratio, per round (median of rounds)", "value", "spread", "target")
 	fmt.Fprintln(w, strings.Repeat("-", nameW+1+8+1+9+2+9+20))
 	informative := false
