@@ -57,8 +57,10 @@ tidy:
 	$(GO) mod tidy
 
 ## bench: Go benchmarks of every package, then examples/bench (skipwire, raw
-## libp2p and plain TCP side by side); writes BENCHMARKS.md. About 4 minutes;
-## BENCHFLAGS=-quick for a short run.
+## libp2p with and without a combining writer, plain TCP, skipwire without
+## acknowledgements and the network layer side by side, every ratio with its
+## spread); writes BENCHMARKS.md. About 6 minutes; BENCHFLAGS=-quick for a
+## short run.
 BENCHFLAGS ?=
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS) > .bench-go.txt || { cat .bench-go.txt; rm -f .bench-go.txt; exit 1; }

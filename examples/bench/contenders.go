@@ -18,23 +18,38 @@ type contender struct {
 	key   string // JSON key
 	label string // table column
 	// open opens a link and returns how long the opener took: the whole
-	// dial, secure channel, muxer, stream and first round trip.
+	// dial, secure channel, muxer, stream and first round trip. Nil for the
+	// network layer, which runs benchkit.Nets instead.
 	open benchkit.Opener
+	// noAcks runs the contender on the pair of nodes whose Managers have
+	// acknowledgements and resumption off.
+	noAcks bool
 }
 
 // The contenders, on the same benchkit nodes:
 //   - skipwire: Manager.Connect on one side, Manager.Accept on the other, and
 //     Connection.Send / Connection.Next with the run's (cancellable) context;
+//   - skipwire without acknowledgements: the same on two nodes whose
+//     Managers have p2pconn.Config{ResumeWindow: -1}: no acknowledgements, no
+//     resumption, what acknowledgements cost;
+//   - network: a network.Network on each of the skipwire Managers, Conduit.Send
+//     to a processor, Conduit.Request answered with Conduit.Reply;
 //   - raw libp2p: the same framing written straight on a libp2p stream, read
 //     without a buffer or a reader goroutine: the limit skipwire can reach;
+//   - raw libp2p with a combining writer: concurrent senders' frames
+//     coalesced into one stream write: the ceiling for 8 senders;
 //   - plain TCP: the seed design. A 4-byte big-endian length, the payload and
 //     a flush per message through a bufio.Writer; no encryption.
 var (
-	skipwire  = contender{key: "skipwire", label: "skipwire", open: benchkit.OpenSkipwire}
-	rawLibp2p = contender{key: "libp2p", label: "raw libp2p", open: benchkit.OpenRaw}
-	plainTCP  = contender{key: "tcp", label: "plain TCP", open: benchkit.OpenTCP}
+	skipwire     = contender{key: "skipwire", label: "skipwire", open: benchkit.OpenSkipwire}
+	noAcks       = contender{key: "skipwire_noack", label: "no acks", open: benchkit.OpenSkipwire, noAcks: true}
+	networkLayer = contender{key: "network", label: "network"}
+	rawLibp2p    = contender{key: "libp2p", label: "raw libp2p", open: benchkit.OpenRaw}
+	combining    = contender{key: "libp2p_combining", label: "combining", open: benchkit.OpenRawCombining}
+	plainTCP     = contender{key: "tcp", label: "plain TCP", open: benchkit.OpenTCP}
 
-	contenders = []contender{skipwire, rawLibp2p, plainTCP}
+	// columns are the contenders of the table, in its order.
+	columns = []contender{skipwire, noAcks, networkLayer, rawLibp2p, combining, plainTCP}
 )
 
 // nodeConfig is the configuration of every node of a run: a Manager with

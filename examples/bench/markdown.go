@@ -32,10 +32,10 @@ func (r *report) writeMarkdown(path, goBench string) error {
 	fmt.Fprintf(&b, "| Go | %s %s/%s, GOMAXPROCS %d |\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(&b, "| libraries | %s |\n", deps("github.com/libp2p/go-libp2p", "github.com/libp2p/go-yamux/v5"))
 	fmt.Fprintf(&b, "| libp2p hosts | `p2pconn.HostOptions`, loopback TCP; negotiated: %s |\n", r.Env.Negotiated)
-	fmt.Fprintf(&b, "| rounds | %d fresh connections per contender and figure%s |\n\n", r.Env.Rounds, map[bool]string{true: " (-quick)"}[r.Env.Quick])
+	fmt.Fprintf(&b, "| rounds | %d fresh connections per contender and figure, %d for idle memory%s |\n\n", r.Env.Rounds, r.Env.IdleRounds, map[bool]string{true: " (-quick)"}[r.Env.Quick])
 
-	fmt.Fprintf(&b, "## skipwire, raw libp2p and plain TCP side by side (`examples/bench`)\n\n")
-	fmt.Fprintf(&b, "Targets are those of ARCHITECTURE.md, \"Performance targets\".\n\n")
+	fmt.Fprintf(&b, "## skipwire against raw libp2p and plain TCP, with and without acknowledgements, and the network layer (`examples/bench`)\n\n")
+	fmt.Fprintf(&b, "Targets are those of ARCHITECTURE.md, \"Performance targets\" (second stage). Every ratio is computed round by round, from samples taken on fresh connections in that round, and given as the median of the per-round ratios with its spread (half the interquartile range, as a percentage of the median); a spread over %d%% is flagged. The notes under the table say how each figure is taken.\n\n", noisyPct)
 	fmt.Fprintf(&b, "```text\n%s```\n\n", table.String())
 	if len(gb) > 0 {
 		fmt.Fprintf(&b, "## Go benchmarks\n\n")
@@ -43,8 +43,8 @@ func (r *report) writeMarkdown(path, goBench string) error {
 		fmt.Fprintf(&b, "```text\n%s```\n\n", benchLines(string(gb)))
 	}
 	fmt.Fprintf(&b, "## How to reproduce\n\n")
-	fmt.Fprintf(&b, "```sh\nmake bench                                   # everything below, rewrites this file\ngo run ./examples/bench                      # the table (about 2.5 minutes)\ngo run ./examples/bench -quick -json         # the same figures as JSON, under 40 s\ngo run ./examples/bench -security noise      # Noise instead of TLS 1.3\ngo test -run '^$' -bench . -benchmem ./p2pconn/\ngo test -run '^$' -bench 'Send128|Send64K|RoundTrip' -cpuprofile cpu.out ./p2pconn/ && go tool pprof -top p2pconn.test cpu.out\n```\n\n")
-	fmt.Fprintf(&b, "Close other work on the machine first: on loopback every contender is bound by system calls and scheduling, and one connection's throughput varies by 15-20%% or more from the next, which is why each figure is a median over fresh connections with the contenders alternating.\n")
+	fmt.Fprintf(&b, "```sh\nmake bench                                   # everything below, rewrites this file\ngo run ./examples/bench                      # the table (about 4 minutes)\ngo run ./examples/bench -quick -json         # the same figures as JSON, under a minute\ngo run ./examples/bench -security noise      # Noise instead of TLS 1.3\ngo test -run '^$' -bench . -benchmem ./p2pconn/\ngo test -run '^$' -bench 'Send128|Send64K|RoundTrip' -cpuprofile cpu.out ./p2pconn/ && go tool pprof -top p2pconn.test cpu.out\n```\n\n")
+	fmt.Fprintf(&b, "Close other work on the machine first: on loopback every contender is bound by system calls and scheduling, and one connection's throughput varies by 15-20%% or more from the next, which is why each figure is a median over fresh connections with the contenders alternating, and each ratio is reported with its spread.\n")
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 

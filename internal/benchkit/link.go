@@ -42,6 +42,7 @@ type Opener func(ctx context.Context, from, to *Node) (*Link, time.Duration, err
 var (
 	_ Opener = OpenSkipwire
 	_ Opener = OpenRaw
+	_ Opener = OpenRawCombining
 	_ Opener = OpenTCP
 )
 
@@ -151,6 +152,11 @@ func (e *rawEnd) Recv() ([]byte, error) {
 // framing straight on the stream (frames up to 8 KiB copied behind their
 // header in one write) and read it a byte at a time, with no buffer.
 func OpenRaw(ctx context.Context, from, to *Node) (*Link, time.Duration, error) {
+	return openRaw(ctx, from, to, func(e *rawEnd) Endpoint { return e })
+}
+
+// openRaw opens a raw libp2p stream from -> to and makes each end with end.
+func openRaw(ctx context.Context, from, to *Node, end func(*rawEnd) Endpoint) (*Link, time.Duration, error) {
 	start := time.Now()
 	if err := from.Host.Connect(ctx, peer.AddrInfo{ID: to.Host.ID(), Addrs: to.Host.Addrs()}); err != nil {
 		return nil, 0, fmt.Errorf("raw libp2p connect: %w", err)
@@ -165,8 +171,8 @@ func OpenRaw(ctx context.Context, from, to *Node) (*Link, time.Duration, error) 
 		return nil, 0, fmt.Errorf("raw libp2p: %w", err)
 	}
 	return &Link{
-		A: &rawEnd{s: s},
-		B: &rawEnd{s: sb},
+		A: end(&rawEnd{s: s}),
+		B: end(&rawEnd{s: sb}),
 		Close: func() error {
 			_ = s.Reset()
 			_ = sb.Reset()
