@@ -14,8 +14,15 @@ type Config struct {
 	// queues for its processor. A sender with Window messages queued, or on
 	// their way, waits in Send until the processor takes some: push back is
 	// per sender and channel, and the connection keeps being read for the
-	// other channels. It is announced to each peer on the wire. Default 64;
+	// other channels. It is announced to each peer on the wire. Default 256;
 	// at most MaxWindow.
+	//
+	// It bounds what a channel queues: Window messages per peer, so Window
+	// x the largest message per peer and channel. A larger window lets
+	// concurrent Sends from one node to one channel go on while credits
+	// travel back (a window of 64 halved the rate of 8 senders of 128-byte
+	// messages on loopback); a smaller one bounds memory for large messages
+	// and the queueing delay behind a slow processor.
 	Window int
 
 	// CloseTimeout bounds how long Close spends telling peers that this
@@ -30,7 +37,7 @@ type Config struct {
 
 // Defaults of Config, applied where a field is zero.
 const (
-	DefaultWindow       = 64
+	DefaultWindow       = 256
 	DefaultCloseTimeout = 2 * time.Second
 
 	// MaxWindow is the largest Window.
