@@ -217,7 +217,9 @@ func TestDeliveryUnderBackpressure(t *testing.T) {
 		size    int
 		timeout time.Duration
 	}{
-		{"one sender, 100 KiB", 1, 100 << 10, 20 * time.Millisecond},
+		// A length just past two whole yamux frames: the first bytes of the
+		// payload go behind the header, the rest from the caller's buffer.
+		{"one sender, 128 KiB", 1, 128<<10 + 100, 20 * time.Millisecond},
 		{"8 senders, 100 B", 8, 100, 40 * time.Millisecond},
 		{"8 senders, 4000 B", 8, 4000, 40 * time.Millisecond},
 	}

@@ -36,6 +36,15 @@ import (
 // are written from the caller's buffer.
 const copyLimit = 8 << 10
 
+// yamuxFrame is the most payload a yamux frame carries (go-yamux's default
+// MaxMessageSize, 64 KiB, less its 12-byte header): a stream Write longer
+// than that is split into frames of this size, each its own write.
+const yamuxFrame = 64<<10 - 12
+
+// maxSpill is the most of a large message's payload copied behind its
+// header to save a frame.
+const maxSpill = 16 << 10
+
 // maxPooledBatch is the largest batch buffer kept for reuse.
 const maxPooledBatch = 256 << 10
 
@@ -246,7 +255,15 @@ func (c *conn) lead(ctx context.Context, own []byte, hasOwn bool) error {
 		} else {
 			var hdr [maxHeaderSize]byte
 			buf = append(buf, hdr[:putHeader(hdr[:], len(own))]...)
-			large = own
+			// The payload's first bytes go behind the header, so that the
+			// rest fills whole yamux frames: a 64 KiB message then takes two
+			// frames (and writes) instead of three.
+			k := len(own) % yamuxFrame
+			if k > maxSpill {
+				k = 0
+			}
+			buf = append(buf, own[:k]...)
+			large = own[k:]
 		}
 	}
 
