@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,7 +48,7 @@ type centralSpec struct {
 	Keepalive time.Duration `json:"keepalive"`
 	Idle      time.Duration `json:"idle"`
 	Raise     bool          `json:"raise"`
-	Timers    bool          `json:"timers"`
+	Sites     bool          `json:"sites"`
 	Profile   string        `json:"profile"`
 }
 
@@ -65,8 +67,11 @@ type centralResult struct {
 	GoroutinesPerConn float64 `json:"goroutines_per_conn"`
 	HeapMiB           float64 `json:"heap_mib"` // live heap with the connections
 	Goroutines        []group `json:"goroutine_kinds"`
-	TimersPerConn     float64 `json:"timers_per_conn,omitempty"` // with -timers
-	Timers            []group `json:"timer_sites,omitempty"`
+	// With -sites: live timers and heap by where they were allocated.
+	TimersPerConn  float64 `json:"timers_per_conn,omitempty"`
+	Timers         []group `json:"timer_sites,omitempty"`
+	HeapSites      []group `json:"heap_sites,omitempty"`        // bytes per connection
+	OwnHeapPerConn float64 `json:"own_heap_per_conn,omitempty"` // allocated with p2pconn on the stack
 
 	IdleSeconds    float64 `json:"idle_seconds"`
 	IdleCPUSeconds float64 `json:"idle_cpu_seconds"`
@@ -94,10 +99,10 @@ type central struct {
 	held    atomic.Int64   // inbound connections established and not ended
 	readers sync.WaitGroup // the goroutines parked in Next or a read
 
-	raised  []string
-	before  snapshot
-	kinds0  map[goroutineKind]int
-	timers0 map[timerSite]int
+	raised []string
+	before snapshot
+	kinds0 map[goroutineKind]int
+	sites0 sites
 }
 
 func serveCentral(ctx context.Context, args []string, stdin io.Reader) (err error) {
@@ -108,7 +113,7 @@ func serveCentral(ctx context.Context, args []string, stdin io.Reader) (err erro
 	if err := json.Unmarshal([]byte(args[0]), &spec); err != nil {
 		return fmt.Errorf("spec: %w", err)
 	}
-	if spec.Timers {
+	if spec.Sites {
 		runtime.MemProfileRate = 1
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -182,8 +187,8 @@ func (c *central) start() error {
 	benchkit.Settle(2 * time.Second)
 	c.before = takeSnapshot()
 	c.kinds0, _ = countGoroutines()
-	if spec.Timers {
-		c.timers0 = countTimers()
+	if spec.Sites {
+		c.sites0 = countSites()
 	}
 	return nil
 }
@@ -244,19 +249,11 @@ func (c *central) measure(ctx context.Context, expect int) (*centralResult, erro
 	res.RSSPerConn = per(after.RSS, c.before.RSS)
 	res.GoroutinesPerConn = float64(after.Goroutines-c.before.Goroutines) / float64(n)
 	res.HeapMiB = float64(after.Heap) / (1 << 20)
-	res.Goroutines = perConn(c.kinds0, kinds, n, func(k goroutineKind, d float64) group {
+	res.Goroutines = perConn(c.kinds0, kinds, n, 0.01, func(k goroutineKind, d float64) group {
 		return group{PerConn: d, Where: k.Where, Owner: k.Owner, Entry: k.Entry}
 	})
-	if c.spec.Timers {
-		timers := countTimers()
-		total := 0
-		for k, v := range timers {
-			total += v - c.timers0[k]
-		}
-		res.TimersPerConn = float64(total) / float64(n)
-		res.Timers = perConn(c.timers0, timers, n, func(k timerSite, d float64) group {
-			return group{PerConn: d, Where: string(k)}
-		})
+	if c.spec.Sites {
+		c.sitesPerConn(res, n)
 	}
 	res.Limits = limitsInUse(c.h, c.proto)
 	res.Negotiated = c.negotiated()
@@ -267,6 +264,16 @@ func (c *central) measure(ctx context.Context, expect int) (*centralResult, erro
 	}
 
 	// CPU while idle.
+	if c.spec.Profile != "" {
+		f, err := os.Create(filepath.Join(c.spec.Profile, "cpu-idle-"+c.spec.Contender+".pprof"))
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+	}
 	cpu0, w0 := cpuTime(), time.Now()
 	select {
 	case <-ctx.Done():
@@ -275,6 +282,9 @@ func (c *central) measure(ctx context.Context, expect int) (*centralResult, erro
 	}
 	res.IdleCPUSeconds = (cpuTime() - cpu0).Seconds()
 	res.IdleSeconds = time.Since(w0).Seconds()
+	if c.spec.Profile != "" {
+		pprof.StopCPUProfile()
+	}
 	res.AliveAfterIdle = int(c.held.Load())
 
 	c.cachedConnects(ctx, res)
@@ -282,13 +292,31 @@ func (c *central) measure(ctx context.Context, expect int) (*centralResult, erro
 	return res, nil
 }
 
+// sitesPerConn fills in the live timers and heap per connection by where
+// they were allocated.
+func (c *central) sitesPerConn(res *centralResult, n int) {
+	now := countSites()
+	total := 0
+	for k, v := range now.Timers {
+		total += v - c.sites0.Timers[k]
+	}
+	res.TimersPerConn = float64(total) / float64(n)
+	res.Timers = perConn(c.sites0.Timers, now.Timers, n, 0.01, func(k string, d float64) group {
+		return group{PerConn: d, Where: k}
+	})
+	res.HeapSites = perConn(c.sites0.Heap, now.Heap, n, 32, func(k string, d float64) group {
+		return group{PerConn: d, Where: k}
+	})
+	res.OwnHeapPerConn = float64(now.Own-c.sites0.Own) / float64(n)
+}
+
 // negotiated names the transport, secure channel and muxer of one
 // connection.
 func (c *central) negotiated() string {
 	for _, conn := range c.h.Network().Conns() {
 		st := conn.ConnState()
-		s := string(st.Transport) + " " + string(st.Security) + " " + string(st.StreamMultiplexer)
-		return s
+		parts := []string{st.Transport, string(st.Security), string(st.StreamMultiplexer)}
+		return strings.Join(slices.DeleteFunc(parts, func(p string) bool { return p == "" }), " ")
 	}
 	return ""
 }
@@ -299,12 +327,23 @@ func (c *central) negotiated() string {
 // is host.Connect to a connected peer, which returns at once (it hands out
 // no stream).
 func (c *central) cachedConnects(ctx context.Context, res *centralResult) {
-	peers := c.h.Network().Peers()
-	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
-	ids := make([]identity.Identifier, len(peers))
-	for i, p := range peers {
-		ids[i], _ = identity.FromPeerID(p)
+	// The peers with a connection: skipwire's managed ones, raw libp2p's
+	// libp2p connections.
+	var ids []identity.Identifier
+	var peers []peer.ID
+	if c.m != nil {
+		ids = c.m.ConnectedPeers()
+		for _, id := range ids {
+			peers = append(peers, id.PeerID())
+		}
+	} else {
+		peers = c.h.Network().Peers()
+		ids = make([]identity.Identifier, len(peers))
 	}
+	rand.Shuffle(len(peers), func(i, j int) {
+		peers[i], peers[j] = peers[j], peers[i]
+		ids[i], ids[j] = ids[j], ids[i]
+	})
 	// pass connects to every peer once; with took, it times each call.
 	pass := func(took []time.Duration) {
 		for i := range peers {
@@ -325,6 +364,7 @@ func (c *central) cachedConnects(ctx context.Context, res *centralResult) {
 	}
 	took := make([]time.Duration, len(peers))
 	pass(took)
+	took = slices.DeleteFunc(took, func(d time.Duration) bool { return d == 0 }) // failed
 	res.CachedP50Ns = float64(testkit.Percentile(took, 50).Nanoseconds())
 	res.CachedP99Ns = float64(testkit.Percentile(took, 99).Nanoseconds())
 
@@ -380,7 +420,8 @@ func (c *central) coldConnects(ctx context.Context, res *centralResult) {
 	res.ColdP99Us = float64(testkit.Percentile(took, 99).Nanoseconds()) / 1000
 }
 
-// writeProfiles writes the goroutine profile (text) and a heap profile.
+// writeProfiles writes the goroutine profile (text) and a heap profile;
+// measure adds the CPU profile of the idle period.
 func (c *central) writeProfiles(goroutines []byte) error {
 	dir := c.spec.Profile
 	if err := os.MkdirAll(dir, 0o755); err != nil {

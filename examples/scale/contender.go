@@ -107,7 +107,7 @@ type contenderResult struct {
 func runContender(ctx context.Context, o options, name string, ps *peerProcs, progress func(string, ...any)) (_ *contenderResult, err error) {
 	spec := centralSpec{
 		Contender: name, Conns: o.n, Fresh: ps.fresh, Transport: o.transport, Keepalive: o.keepalive,
-		Idle: o.idle, Raise: o.raise, Timers: o.timers, Profile: o.profile,
+		Idle: o.idle, Raise: o.raise, Sites: o.sites, Profile: o.profile,
 	}
 	progress("%s: starting the central node", name)
 	c, err := launch(centralRole, spec, o.logLevel, time.Minute)

@@ -56,7 +56,7 @@ type options struct {
 	workers   int
 	keepalive time.Duration
 	raise     bool
-	timers    bool
+	sites     bool
 	profile   string
 	json      bool
 	quick     bool
@@ -84,7 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (options, int, bool) {
 	fs.IntVar(&o.workers, "workers", 8, "peers of one process that connect at once")
 	fs.DurationVar(&o.keepalive, "keepalive", 0, "p2pconn.Config.KeepaliveInterval of every node (default: the library's, 15s)")
 	fs.BoolVar(&o.raise, "raise-limits", true, "raise the central node's resource-manager limits that HostOptions leaves below what N connections need (each raise is reported); false keeps HostOptions' limits as they are")
-	fs.BoolVar(&o.timers, "timers", false, "also count the timers the central node holds per connection, by where they were created (records every allocation: slower; the memory figures of such a run are not comparable)")
+	fs.BoolVar(&o.sites, "sites", false, "also count the timers and the live heap the central node holds per connection, by where they were allocated (records every allocation: slower)")
 	fs.StringVar(&o.profile, "profile", "", "write each central node's goroutine profile (pprof text, debug=1) and heap profile into this directory")
 	fs.BoolVar(&o.json, "json", false, "print the figures as one JSON object instead of the table")
 	fs.BoolVar(&o.quick, "quick", false, "1,000 peers in 2 processes, a 5 s idle period, 20 cold Connects")

@@ -176,12 +176,12 @@ func shortFile(p string) string {
 	return path.Join(path.Base(dir), file)
 }
 
-// perConn returns the kinds whose count changed by at least 1% of conns
-// from before to after, per connection, most first.
-func perConn[K comparable](before, after map[K]int, conns int, toGroup func(K, float64) group) []group {
+// perConn returns the kinds whose count changed by at least least per
+// connection from before to after, per connection, most first.
+func perConn[K comparable, V int | int64](before, after map[K]V, conns int, least float64, toGroup func(K, float64) group) []group {
 	var out []group
 	for k, a := range after {
-		if d := float64(a-before[k]) / float64(conns); d >= 0.01 {
+		if d := float64(a-before[k]) / float64(conns); d >= least {
 			out = append(out, toGroup(k, d))
 		}
 	}
@@ -197,15 +197,23 @@ func perConn[K comparable](before, after map[K]int, conns int, toGroup func(K, f
 	return out
 }
 
-// timerSite is where live timers were created: the first frame outside
-// the packages time, context and runtime.
-type timerSite string
+// sites are the live objects of the heap by where they were allocated.
+type sites struct {
+	Timers map[string]int   // live timers by where they were created
+	Heap   map[string]int64 // live bytes by allocation site
+	Own    int64            // live bytes allocated with a frame of skipwire's p2pconn on the stack
+}
 
-// countTimers returns the live timers (objects allocated by time.NewTimer,
-// time.AfterFunc, time.NewTicker and context deadlines) by where they were
-// created. It needs runtime.MemProfileRate = 1 from the start, and counts
-// as of the last garbage collection.
-func countTimers() map[timerSite]int {
+// countSites returns the live objects by where they were allocated, as of
+// a garbage collection it runs. Only objects allocated while
+// runtime.MemProfileRate was 1 are all there.
+//
+// A timer is an object allocated by time.NewTimer, time.AfterFunc,
+// time.NewTicker or a context deadline; its site is the first frame
+// outside the packages time, context and runtime. A heap object's site is
+// its first frame outside the runtime and the standard library's generic
+// helpers.
+func countSites() sites {
 	runtime.GC()
 	var recs []runtime.MemProfileRecord
 	n, _ := runtime.MemProfile(nil, false)
@@ -217,34 +225,59 @@ func countTimers() map[timerSite]int {
 			break
 		}
 	}
-	out := map[timerSite]int{}
+	out := sites{Timers: map[string]int{}, Heap: map[string]int64{}}
 	for _, r := range recs {
-		live := int(r.InUseObjects())
-		if live <= 0 {
+		objects, bytes := r.InUseObjects(), r.InUseBytes()
+		if objects <= 0 {
 			continue
 		}
-		if site, ok := timerSiteOf(r.Stack()); ok {
-			out[site] += live
+		timer, heap, own := siteOf(r.Stack())
+		if timer != "" {
+			out.Timers[timer] += int(objects)
+		}
+		out.Heap[heap] += bytes
+		if own {
+			out.Own += bytes
 		}
 	}
 	return out
 }
 
-// timerSiteOf reports whether the allocation at stack made a timer, and
-// where.
-func timerSiteOf(stack []uintptr) (timerSite, bool) {
+// siteOf names an allocation's site, and its timer's if it made one, and
+// says whether skipwire's p2pconn is on the stack.
+func siteOf(stack []uintptr) (timer, heap string, own bool) {
 	frames := runtime.CallersFrames(stack)
-	timer := false
+	isTimer := false
 	for {
 		f, more := frames.Next()
+		name := f.Function
+		where := fmt.Sprintf("%s %s:%d", name, shortFile(f.File), f.Line)
 		switch {
-		case f.Function == "time.newTimer" || f.Function == "runtime.newTimer":
-			timer = true
-		case timer && !strings.HasPrefix(f.Function, "time.") && !strings.HasPrefix(f.Function, "context.") && !strings.HasPrefix(f.Function, "runtime."):
-			return timerSite(fmt.Sprintf("%s %s:%d", f.Function, shortFile(f.File), f.Line)), true
+		case name == "time.newTimer" || name == "runtime.newTimer":
+			isTimer = true
+		case isTimer && timer == "" && !hasPrefix(name, "time.", "context.", "runtime."):
+			timer = where
+		}
+		if heap == "" && !hasPrefix(name, "runtime.", "internal/", "bytes.", "strings.", "slices.", "maps.", "fmt.", "sync.", "reflect.", "encoding/") {
+			heap = where
+		}
+		if strings.HasPrefix(name, "github.com/skipwire/skipwire/p2pconn.") {
+			own = true
 		}
 		if !more {
-			return "", false
+			if heap == "" {
+				heap = where
+			}
+			return timer, heap, own
 		}
 	}
+}
+
+func hasPrefix(s string, prefixes ...string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
 }

@@ -29,7 +29,7 @@ func openRaw(ctx context.Context, h host.Host, info peer.AddrInfo) (network.Stre
 		_ = s.SetDeadline(dl)
 	}
 	b := [1]byte{1}
-	if _, err := s.Write(b[:]); err == nil {
+	if _, err = s.Write(b[:]); err == nil {
 		_, err = io.ReadFull(s, b[:])
 	}
 	if err != nil {
