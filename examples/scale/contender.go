@@ -127,7 +127,7 @@ func runContender(ctx context.Context, o options, name string, ps *peerProcs, pr
 
 	progress("%s: connecting %d peers", name, o.n)
 	t0 := time.Now()
-	answers, err := ps.callAll(ctx, request{Op: opConnect, Mode: name, Target: c.child.Ready[0]})
+	answers, err := ps.callAll(ctx, request{Op: opConnect, Mode: name, Target: c.child.Ready[0], Messages: o.messages})
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,9 @@ type request struct {
 	Mode string `json:"mode,omitempty"`
 	// Target is the central node's full multiaddr (opConnect).
 	Target string `json:"target,omitempty"`
+	// Messages is how many 128-byte messages each peer sends once
+	// connected (opConnect).
+	Messages int `json:"messages,omitempty"`
 	// Expect is how many connections the peers made (opMeasure).
 	Expect int `json:"expect,omitempty"`
 }

@@ -54,6 +54,7 @@ type options struct {
 	idle      time.Duration
 	cold      int
 	workers   int
+	messages  int
 	keepalive time.Duration
 	raise     bool
 	sites     bool
@@ -79,15 +80,16 @@ func parseFlags(args []string, stderr io.Writer) (options, int, bool) {
 	fs.IntVar(&o.n, "n", 0, "peers, each holding one connection to the central node (default 10000; -quick 1000)")
 	fs.IntVar(&o.procs, "procs", 0, "child processes the peers are spread over (default 4; -quick 2)")
 	fs.StringVar(&o.transport, "transport", "tcp", "tcp (a socket per connection) or quic (one UDP socket per host)")
-	fs.DurationVar(&o.idle, "idle", 0, "how long the central node's CPU time is measured while its connections are idle (default 30s; -quick 5s)")
+	fs.DurationVar(&o.idle, "idle", 0, "how long the central node's CPU time is measured while its connections are idle (default 30s, two keepalive periods; -quick 15s)")
 	fs.IntVar(&o.cold, "cold", 0, "cold Connects from the central node to fresh peers, per contender (default 50; -quick 20)")
 	fs.IntVar(&o.workers, "workers", 8, "peers of one process that connect at once")
+	fs.IntVar(&o.messages, "messages", 0, "128-byte messages each peer sends once connected, before the connection idles (0: none, idle from the start)")
 	fs.DurationVar(&o.keepalive, "keepalive", 0, "p2pconn.Config.KeepaliveInterval of every node (default: the library's, 15s)")
 	fs.BoolVar(&o.raise, "raise-limits", true, "raise the central node's resource-manager limits that HostOptions leaves below what N connections need (each raise is reported); false keeps HostOptions' limits as they are")
 	fs.BoolVar(&o.sites, "sites", false, "also count the timers and the live heap the central node holds per connection, by where they were allocated (records every allocation: slower)")
 	fs.StringVar(&o.profile, "profile", "", "write each central node's goroutine profile (pprof text, debug=1) and heap profile into this directory")
 	fs.BoolVar(&o.json, "json", false, "print the figures as one JSON object instead of the table")
-	fs.BoolVar(&o.quick, "quick", false, "1,000 peers in 2 processes, a 5 s idle period, 20 cold Connects")
+	fs.BoolVar(&o.quick, "quick", false, "1,000 peers in 2 processes, a 15 s idle period, 20 cold Connects")
 	fs.BoolVar(&o.verbose, "v", false, "report progress on stderr")
 	fs.StringVar(&o.logLevel, "log", "", "go-log level of libp2p and skipwire logs in every process: debug, info, warn or error (default: error, or $GOLOG_LOG_LEVEL)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
@@ -108,7 +110,7 @@ func parseFlags(args []string, stderr io.Writer) (options, int, bool) {
 	if o.idle == 0 {
 		o.idle = 30 * time.Second
 		if o.quick {
-			o.idle = 5 * time.Second
+			o.idle = 15 * time.Second
 		}
 	}
 	var bad error
@@ -125,6 +127,8 @@ func parseFlags(args []string, stderr io.Writer) (options, int, bool) {
 		bad = fmt.Errorf("-idle %s: must not be negative", o.idle)
 	case o.cold < 1:
 		bad = fmt.Errorf("-cold %d: need at least 1", o.cold)
+	case o.messages < 0:
+		bad = fmt.Errorf("-messages %d: must not be negative", o.messages)
 	case o.workers < 1:
 		bad = fmt.Errorf("-workers %d: need at least 1", o.workers)
 	case o.keepalive < 0:

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 func TestRun(t *testing.T) {
 	const n, cold = 50, 3
 	code, out, errOut := clitest.Run(t, run, 2*time.Minute, nil,
-		"-n", "50", "-procs", "2", "-idle", "1s", "-cold", "3", "-json")
+		"-n", "50", "-procs", "2", "-idle", "1s", "-cold", "3", "-messages", "2", "-json")
 	require.Equal(t, cli.ExitOK, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 
 	var r report

@@ -175,7 +175,7 @@ func (ps *peers) handle(ctx context.Context, req request) answer {
 	var err error
 	switch req.Op {
 	case opConnect:
-		a, err = ps.connect(ctx, req.Mode, req.Target)
+		a, err = ps.connect(ctx, req.Mode, req.Target, req.Messages)
 	case opDrop:
 		a, err = ps.drop(ctx)
 	default:
@@ -187,8 +187,9 @@ func (ps *peers) handle(ctx context.Context, req request) answer {
 	return answer{Peers: &a}
 }
 
-// connect connects every idle peer to target as mode, Workers at a time.
-func (ps *peers) connect(ctx context.Context, mode, target string) (peersAnswer, error) {
+// connect connects every idle peer to target as mode, Workers at a time,
+// and has each send messages messages of 128 bytes.
+func (ps *peers) connect(ctx context.Context, mode, target string, messages int) (peersAnswer, error) {
 	info, err := peer.AddrInfoFromString(target)
 	if err != nil {
 		return peersAnswer{}, err
@@ -208,6 +209,11 @@ func (ps *peers) connect(ctx context.Context, mode, target string) (peersAnswer,
 			}
 			p.conn = c
 			ps.readers.Go(func() { readSkipwire(ps.ctx, c) })
+			for range messages {
+				if err := c.Send(ctx, make([]byte, 128)); err != nil {
+					return err
+				}
+			}
 			return nil
 		}
 	case contenderRaw:
@@ -218,6 +224,11 @@ func (ps *peers) connect(ctx context.Context, mode, target string) (peersAnswer,
 			}
 			p.s = s
 			ps.readers.Go(func() { readRaw(s) })
+			for range messages {
+				if err := writeRaw(s, make([]byte, 128)); err != nil {
+					return err
+				}
+			}
 			return nil
 		}
 	default:

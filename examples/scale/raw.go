@@ -72,6 +72,13 @@ func readRaw(s network.Stream) {
 	}
 }
 
+// writeRaw writes msg as one frame of skipwire's framing, in one write.
+func writeRaw(s network.Stream, msg []byte) error {
+	frame := varint.ToUvarint(uint64(len(msg)))
+	_, err := s.Write(append(frame, msg...))
+	return err
+}
+
 // byteReader reads one byte at a time straight from a stream.
 type byteReader struct {
 	s network.Stream

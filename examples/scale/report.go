@@ -37,6 +37,7 @@ type environment struct {
 	Procs             int     `json:"procs"`
 	Transport         string  `json:"transport"`
 	Workers           int     `json:"workers"`
+	Messages          int     `json:"messages"`
 	IdleSeconds       float64 `json:"idle_seconds"`
 	Cold              int     `json:"cold_connects"`
 	Keepalive         string  `json:"keepalive"`
@@ -58,7 +59,7 @@ func newReport(o options) *report {
 		Env: environment{
 			GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
 			CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), Libp2p: libp2pVersion(),
-			Peers: o.n, Procs: o.procs, Transport: o.transport, Workers: o.workers,
+			Peers: o.n, Procs: o.procs, Transport: o.transport, Workers: o.workers, Messages: o.messages,
 			IdleSeconds: o.idle.Seconds(), Cold: o.cold, Keepalive: keepalive,
 			RaiseLimits: o.raise, Quick: o.quick,
 		},
@@ -138,7 +139,11 @@ func (r *report) writeJSON(w io.Writer) error {
 func (r *report) writeTable(w io.Writer) {
 	e := r.Env
 	fmt.Fprintf(w, "skipwire scale: %s %s/%s, %d CPUs (GOMAXPROCS %d), go-libp2p %s, %.0f s\n", e.GoVersion, e.OS, e.Arch, e.CPUs, e.GOMAXPROCS, e.Libp2p, e.Seconds)
-	fmt.Fprintf(w, "%d peers in %d processes (%d connecting at once in each), each a host from p2pconn.HostOptions with a Manager; keepalive %s\n", e.Peers, e.Procs, e.Workers, e.Keepalive)
+	fmt.Fprintf(w, "%d peers in %d processes (%d connecting at once in each), each a host from p2pconn.HostOptions with a Manager; keepalive %s", e.Peers, e.Procs, e.Workers, e.Keepalive)
+	if e.Messages > 0 {
+		fmt.Fprintf(w, "; each peer sent %d messages of 128 B once connected", e.Messages)
+	}
+	fmt.Fprintln(w)
 	order := []*contenderResult{r.Results[contenderSkipwire], r.Results[contenderRaw]}
 	if order[0] == nil || order[1] == nil {
 		return
