@@ -17,19 +17,20 @@ type peerProcs struct {
 	fresh []string // the fresh peers' full multiaddrs
 }
 
-// startPeers starts o.procs processes holding o.n idle peers between them;
-// the first also holds o.cold fresh peers.
+// startPeers starts o.procs processes holding o.n idle peers between them,
+// and one more holding o.cold fresh peers: the central node's cold
+// Connects go to a process that the idle peers' health checks do not load.
 func startPeers(ctx context.Context, o options) (*peerProcs, error) {
-	ps := &peerProcs{procs: make([]*proc, o.procs)}
-	errs := make([]error, o.procs)
+	ps := &peerProcs{procs: make([]*proc, o.procs+1)}
+	errs := make([]error, len(ps.procs))
 	var wg sync.WaitGroup
-	for i := range o.procs {
+	for i := range ps.procs {
 		spec := peersSpec{Peers: o.n / o.procs, Transport: o.transport, Workers: o.workers, Keepalive: o.keepalive}
 		if i < o.n%o.procs {
 			spec.Peers++
 		}
-		if i == 0 {
-			spec.Fresh = o.cold
+		if i == o.procs {
+			spec.Peers, spec.Fresh = 0, o.cold
 		}
 		// Starting a host takes a few ms of CPU; allow for a busy machine.
 		start := time.Minute + time.Duration(spec.Peers+spec.Fresh)*20*time.Millisecond
@@ -39,9 +40,9 @@ func startPeers(ctx context.Context, o options) (*peerProcs, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, errors.Join(fmt.Errorf("starting the peers: %w", err), ps.stop())
 	}
-	ps.fresh = ps.procs[0].child.Ready
+	ps.fresh = ps.procs[o.procs].child.Ready
 	if len(ps.fresh) != o.cold {
-		return nil, errors.Join(fmt.Errorf("the first peers process announced %d fresh peers, want %d", len(ps.fresh), o.cold), ps.stop())
+		return nil, errors.Join(fmt.Errorf("the fresh peers' process announced %d peers, want %d", len(ps.fresh), o.cold), ps.stop())
 	}
 	return ps, ctx.Err()
 }

@@ -69,8 +69,8 @@ func newReport(o options) *report {
 			"goroutines: runtime.NumGoroutine, before and after, per connection; by kind from the goroutine profile (where each waits, and what it runs)",
 			"skipwire: the peers Connect (p2pconn.Manager), the central node takes each from Accept and parks a goroutine in Next; raw libp2p: the peers host.Connect, NewStream and a 1-byte round trip, the central node's handler echoes it and then parks in a read of the stream; both on hosts from p2pconn.HostOptions",
 			"idle CPU: getrusage of the central process over the idle period, while every peer's health check and libp2p's keepalives run; as ms of CPU per minute",
-			"Connect, already connected: every connected peer once, in random order, each call timed alone (a clock read costs tens of ns), then one untimed pass for the mean and the allocations; raw libp2p: host.Connect to a connected peer",
-			"cold Connect: one at a time to peers the node never met, while it holds the others; skipwire Manager.Connect (resolve, dial, secure channel, yamux, stream, handshake round trip), raw host.Connect + NewStream + a 1-byte round trip",
+			"Connect, already connected: every connected peer once, in random order, each call timed alone (a clock read costs tens of ns); then untimed passes of 1,000 calls: the mean of the median pass, the allocations of the pass with the fewest (the node's other goroutines allocate meanwhile); raw libp2p: host.Connect to a connected peer",
+			"cold Connect: one at a time to peers the node never met (in a process of their own), while it holds the others; skipwire Manager.Connect (resolve, dial, secure channel, yamux, stream, handshake round trip), raw host.Connect + NewStream + a 1-byte round trip",
 		},
 	}
 }
@@ -183,7 +183,7 @@ func (r *report) writeTable(w io.Writer) {
 	row("Connect, already connected, p50", "ns", "%.0f", func(c *contenderResult) float64 { return c.Central.CachedP50Ns })
 	row("Connect, already connected, p99", "ns", "%.0f", func(c *contenderResult) float64 { return c.Central.CachedP99Ns })
 	row("Connect, already connected, mean", "ns", "%.0f", func(c *contenderResult) float64 { return c.Central.CachedMeanNs })
-	row("  allocations", "per call", "%.2f", func(c *contenderResult) float64 { return c.Central.CachedAllocs })
+	row("  allocations", "per call", "%.3f", func(c *contenderResult) float64 { return c.Central.CachedAllocs })
 	row(fmt.Sprintf("cold Connect, p50 (of %d)", e.Cold), "us", "%.0f", func(c *contenderResult) float64 { return c.Central.ColdP50Us })
 	row(fmt.Sprintf("cold Connect, p99 (of %d)", e.Cold), "us", "%.0f", func(c *contenderResult) float64 { return c.Central.ColdP99Us })
 	row("peers' processes, connected", "MiB RSS", "%.0f", func(c *contenderResult) float64 { return c.PeersRSSMiB })
