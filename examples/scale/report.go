@@ -69,7 +69,7 @@ func newReport(o options) *report {
 			"goroutines: runtime.NumGoroutine, before and after, per connection; by kind from the goroutine profile (where each waits, and what it runs)",
 			"skipwire: the peers Connect (p2pconn.Manager), the central node takes each from Accept and parks a goroutine in Next; raw libp2p: the peers host.Connect, NewStream and a 1-byte round trip, the central node's handler echoes it and then parks in a read of the stream; both on hosts from p2pconn.HostOptions",
 			"idle CPU: getrusage of the central process over the idle period, while every peer's health check and libp2p's keepalives run; as ms of CPU per minute",
-			"Connect, already connected: every connected peer once, in random order, each call timed alone (a clock read costs tens of ns); then untimed passes of 1,000 calls: the mean of the median pass, the allocations of the pass with the fewest (the node's other goroutines allocate meanwhile); raw libp2p: host.Connect to a connected peer",
+			"Connect, already connected: every connected peer once, in random order, each call timed alone (a clock read costs tens of ns); then untimed passes of up to 1,000 calls (at least 5, over every peer): the mean of the median pass, the allocations of the pass with the fewest (the node's other goroutines allocate meanwhile); raw libp2p: host.Connect to a connected peer",
 			"cold Connect: one at a time to peers the node never met (in a process of their own), while it holds the others; skipwire Manager.Connect (resolve, dial, secure channel, yamux, stream, handshake round trip), raw host.Connect + NewStream + a 1-byte round trip",
 		},
 	}
