@@ -65,9 +65,13 @@ type centralResult struct {
 	HeapPerConn       float64 `json:"heap_per_conn"`
 	StackPerConn      float64 `json:"stack_per_conn"`
 	RSSPerConn        float64 `json:"rss_per_conn"`
-	GoroutinesPerConn float64 `json:"goroutines_per_conn"`
-	HeapMiB           float64 `json:"heap_mib"` // live heap with the connections
-	Goroutines        []group `json:"goroutine_kinds"`
+	GoroutinesPerConn float64 `json:"goroutines_per_conn"` // the fewest of goroutineSamples
+	// GoroutinesPeakPerConn is the most of goroutineSamples: the
+	// connections' goroutines and those of a burst of health checks.
+	GoroutinesPeakPerConn float64 `json:"goroutines_peak_per_conn"`
+	HeapMiB               float64 `json:"heap_mib"` // live heap with the connections
+	Goroutines            []group `json:"goroutine_kinds"`
+	GoroutineBursts       []group `json:"goroutine_bursts,omitempty"` // the most goroutines against the fewest
 	// With -sites: live timers and heap by where they were allocated.
 	TimersPerConn  float64 `json:"timers_per_conn,omitempty"`
 	Timers         []group `json:"timer_sites,omitempty"`
@@ -88,6 +92,17 @@ type centralResult struct {
 	Raised        []string   `json:"raised_limits,omitempty"`
 	Limits        []limitUse `json:"limits_in_use"`
 	SettleSeconds float64    `json:"settle_seconds"` // from the request until every connection was in
+}
+
+// goroutineSamples is how many goroutine profiles, 200 ms apart, the
+// goroutine figures come from.
+const goroutineSamples = 5
+
+// goroutineSample is one goroutine profile.
+type goroutineSample struct {
+	kinds map[goroutineKind]int
+	total int
+	prof  []byte
 }
 
 // central is a central node.
@@ -237,7 +252,27 @@ func (c *central) measure(ctx context.Context, expect int) (*centralResult, erro
 
 	// Memory and goroutines.
 	after := takeSnapshot()
-	kinds, prof := countGoroutines()
+	// The health loop starts pings in bursts: of goroutineSamples
+	// profiles, the one with the fewest goroutines gives those a
+	// connection holds, the one with the most the bursts beside them.
+	var fewest, most goroutineSample
+	for i := range goroutineSamples {
+		if i > 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
+		var g goroutineSample
+		g.kinds, g.prof = countGoroutines()
+		for _, v := range g.kinds {
+			g.total += v
+		}
+		if i == 0 || g.total < fewest.total {
+			fewest = g
+		}
+		if g.total > most.total {
+			most = g
+		}
+	}
+	kinds, prof := fewest.kinds, fewest.prof
 	n := int(c.held.Load())
 	res.Conns = n
 	if n == 0 {
@@ -248,11 +283,14 @@ func (c *central) measure(ctx context.Context, expect int) (*centralResult, erro
 	res.StackPerConn = per(after.Stack, c.before.Stack)
 	res.BytesPerConn = res.HeapPerConn + res.StackPerConn
 	res.RSSPerConn = per(after.RSS, c.before.RSS)
-	res.GoroutinesPerConn = float64(after.Goroutines-c.before.Goroutines) / float64(n)
+	res.GoroutinesPerConn = float64(fewest.total-c.before.Goroutines) / float64(n)
+	res.GoroutinesPeakPerConn = float64(most.total-c.before.Goroutines) / float64(n)
 	res.HeapMiB = float64(after.Heap) / (1 << 20)
-	res.Goroutines = perConn(c.kinds0, kinds, n, 0.01, func(k goroutineKind, d float64) group {
+	toGroup := func(k goroutineKind, d float64) group {
 		return group{PerConn: d, Where: k.Where, Owner: k.Owner, Entry: k.Entry}
-	})
+	}
+	res.Goroutines = perConn(c.kinds0, kinds, n, 0.01, toGroup)
+	res.GoroutineBursts = perConn(kinds, most.kinds, n, 0.005, toGroup)
 	if c.spec.Sites {
 		c.sitesPerConn(res, n)
 	}

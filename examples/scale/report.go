@@ -66,7 +66,7 @@ func newReport(o options) *report {
 		Notes: []string{
 			"every figure is the central node's, one end of each connection; its process holds nothing else",
 			"memory: live heap (HeapAlloc) and goroutine stacks (StackInuse) after two GCs, before the peers connect and once the goroutine count has held still for 100 ms with every connection in, divided by the connections; RSS likewise; kernel socket buffers are not counted",
-			"goroutines: runtime.NumGoroutine, before and after, per connection; by kind from the goroutine profile (where each waits, and what it runs)",
+			"goroutines: from the goroutine profile, before and after, per connection; after: the fewest of 5 profiles 200 ms apart (what the connections hold), and the most (with a burst of health checks); by kind: where each waits, and the frames of skipwire or this program on its stack",
 			"skipwire: the peers Connect (p2pconn.Manager), the central node takes each from Accept and parks a goroutine in Next; raw libp2p: the peers host.Connect, NewStream and a 1-byte round trip, the central node's handler echoes it and then parks in a read of the stream; both on hosts from p2pconn.HostOptions",
 			"idle CPU: getrusage of the central process over the idle period, while every peer's health check and libp2p's keepalives run; as ms of CPU per minute",
 			"Connect, already connected: every connected peer once, in random order, each call timed alone (a clock read costs tens of ns); then untimed passes of up to 1,000 calls (at least 5, over every peer): the mean of the median pass, the allocations of the pass with the fewest (the node's other goroutines allocate meanwhile); raw libp2p: host.Connect to a connected peer",
@@ -177,6 +177,7 @@ func (r *report) writeTable(w io.Writer) {
 	row("  of which stacks", "bytes", "%.0f", func(c *contenderResult) float64 { return c.Central.StackPerConn })
 	row("  resident set (RSS)", "bytes", "%.0f", func(c *contenderResult) float64 { return c.Central.RSSPerConn })
 	row("idle connection", "goroutines", "%.2f", func(c *contenderResult) float64 { return c.Central.GoroutinesPerConn })
+	row("  with a burst of health checks", "goroutines", "%.2f", func(c *contenderResult) float64 { return c.Central.GoroutinesPeakPerConn })
 	row("live heap, all connections", "MiB", "%.0f", func(c *contenderResult) float64 { return c.Central.HeapMiB })
 	row(fmt.Sprintf("CPU while idle (%.0f s)", e.IdleSeconds), "ms per minute", "%.0f", func(c *contenderResult) float64 { return perMin(c.Central) })
 	row("  per 1,000 connections", "ms per minute", "%.1f", func(c *contenderResult) float64 { return perMin(c.Central) / float64(c.Central.Conns) * 1000 })
@@ -214,6 +215,14 @@ func (r *report) writeTable(w io.Writer) {
 		fmt.Fprintf(w, "\ngoroutines per connection, %s (where each waits  <-  the innermost ... outermost frame of skipwire or this program  [the outermost frame]):\n", c.Name)
 		for _, g := range c.Central.Goroutines {
 			fmt.Fprintf(w, "  %5.2f  %s\n", g.PerConn, g)
+		}
+	}
+	for _, c := range order {
+		if len(c.Central.GoroutineBursts) > 0 {
+			fmt.Fprintf(w, "\nbeside them at the busiest of the samples, %s:\n", c.Name)
+			for _, g := range c.Central.GoroutineBursts {
+				fmt.Fprintf(w, "  %5.2f  %s\n", g.PerConn, g)
+			}
 		}
 	}
 	for _, c := range order {
