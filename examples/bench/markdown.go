@@ -45,7 +45,27 @@ func (r *report) writeMarkdown(path, goBench string) error {
 	fmt.Fprintf(&b, "## How to reproduce\n\n")
 	fmt.Fprintf(&b, "```sh\nmake bench                                   # everything below, rewrites this file\ngo run ./examples/bench                      # the table (about 4 minutes)\ngo run ./examples/bench -quick -json         # the same figures as JSON, under a minute\ngo run ./examples/bench -security noise      # Noise instead of TLS 1.3\ngo test -run '^$' -bench . -benchmem ./p2pconn/\ngo test -run '^$' -bench 'Send128|Send64K|RoundTrip' -cpuprofile cpu.out ./p2pconn/ && go tool pprof -top p2pconn.test cpu.out\n```\n\n")
 	fmt.Fprintf(&b, "Close other work on the machine first: on loopback every contender is bound by system calls and scheduling, and one connection's throughput varies by 15-20%% or more from the next, which is why each figure is a median over fresh connections with the contenders alternating, and each ratio is reported with its spread.\n")
+	if kept := keptSections(path); kept != "" {
+		b.WriteString("\n" + kept)
+	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// keptHeading starts the part of BENCHMARKS.md other programs write (make
+// scale's figures): writeMarkdown keeps it as it is.
+const keptHeading = "## One node, many peers"
+
+// keptSections returns the part of the file at path from keptHeading on, or
+// "" if it has none.
+func keptSections(path string) string {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	if i := strings.Index(string(old), "\n"+keptHeading); i >= 0 {
+		return string(old[i+1:])
+	}
+	return ""
 }
 
 // benchLines keeps the benchmark results of `go test -bench` output, under
