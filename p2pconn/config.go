@@ -60,10 +60,14 @@ type Config struct {
 	// ReceiveBuffer is how many received messages a connection queues for
 	// Next before it stops reading from the stream, which pushes back on the
 	// sender through libp2p's flow control. The queue also takes messages
-	// beyond ReceiveBuffer up to one stream window (16 MiB), so that a
-	// remote's close is seen even while nobody calls Next: the worst case per
-	// connection is ReceiveBuffer messages of MaxMessageSize plus 16 MiB.
-	// Default 16.
+	// beyond ReceiveBuffer while they hold less than one stream window (16
+	// MiB), so that a remote's close is seen even while nobody calls Next:
+	// a connection holds at most the larger of ReceiveBuffer messages of
+	// MaxMessageSize and 16 MiB plus one message (64 MiB with the defaults),
+	// a frame still arriving included (it holds at most twice what arrived
+	// of it, not the length it announced). That memory is reserved with the
+	// host's resource manager, whose limits therefore bound all connections
+	// together: see ServiceName. Default 16.
 	ReceiveBuffer int
 
 	// IdleTimeout, if set, closes connections that carried no message for
@@ -153,6 +157,9 @@ type Config struct {
 	//	skipwire_frame_errors_total{kind}        bad input from remotes: frame (a bad or stalled
 	//	                                         frame, or an ACK beyond what was sent) or
 	//	                                         handshake (a bad HELLO)
+	//	skipwire_limited_total{limit}            times a limit held a remote back: memory (a
+	//	                                         connection paused reading: the resource manager
+	//	                                         refused memory for a message)
 	//	skipwire_send_duration_seconds           Send latency, histogram
 	//	skipwire_next_wait_seconds               time Next waited for a message, histogram
 	//

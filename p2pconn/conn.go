@@ -59,6 +59,8 @@ type conn struct {
 	in       inbox
 	received atomic.Uint64 // bytes read, for the health check
 	inFrame  atomic.Bool   // the reader is inside a frame
+	// memLogged: a refused memory reservation was logged (rcmgr.go).
+	memLogged atomic.Bool
 
 	lastUsed atomic.Int64  // when a Send last committed a message or one arrived (Unix ns)
 	closeWhy atomic.Uint32 // the CLOSE reason this side sends before its half-close, 0 for none
@@ -102,12 +104,17 @@ type wire struct {
 	deadline time.Time
 	written  uint64
 	limits   string // the relay's limits, for errors
+
+	// mem reserves the memory of the messages read from the stream in
+	// its resource-manager scope (rcmgr.go).
+	mem memAccount
 }
 
 func newWire(s network.Stream) *wire {
 	w := &wire{s: s, addr: s.Conn().RemoteMultiaddr().String(), born: time.Now(),
 		gone: make(chan struct{}), readerDone: make(chan struct{})}
 	w.halves.Store(2)
+	w.mem.init(s.Scope())
 	w.relayLimits()
 	return w
 }
@@ -338,10 +345,12 @@ func (c *conn) closedErr() error {
 // remote had sent. After a local Close it discards what it reads until the
 // remote's half-close, so the remote never sees its writes fail while it is
 // still sending. When the connection leaves w for another stream, it
-// returns without ending anything.
+// returns without ending anything. It also stops reading while the resource
+// manager refuses memory for a frame (rcmgr.go).
 func (c *conn) readLoop(w *wire) {
 	defer close(w.readerDone)
-	fr := frameReader{r: countingReader{w.s, &c.received}, max: c.m.cfg.MaxMessageSize, buffered: true, inFrame: &c.inFrame, ctrl: c.caps&(capClose|capAck) != 0}
+	fr := frameReader{r: countingReader{w.s, &c.received}, max: c.m.cfg.MaxMessageSize, buffered: true, inFrame: &c.inFrame, ctrl: c.caps&(capClose|capAck) != 0,
+		mem: readerMemory{c, w}}
 	defer fr.close()
 	room := true
 	for {
@@ -373,8 +382,9 @@ func (c *conn) readLoop(w *wire) {
 		select {
 		case <-c.closing:
 			room = true
+			w.mem.release(len(msg))
 		default:
-			room = c.in.push(msg)
+			room = c.in.push(msg, &w.mem)
 			if c.ack != nil && c.ack.received(c, len(msg)) {
 				c.ackSoon()
 			}
@@ -441,6 +451,9 @@ func (c *conn) readEnded(w *wire, err error) {
 		_ = c.finishWrite()
 		w.releaseHalf()
 		return
+	case errors.Is(err, errNoMemory):
+		log.Warnw("closing connection: no memory for a message", "peer", c.id, "addr", w.addr, "err", err)
+		c.fail("read", err)
 	case errors.Is(err, errFraming):
 		log.Warnw("closing connection: bad frame from remote", "peer", c.id, "addr", w.addr, "err", err)
 		c.m.metrics.frameError("frame")

@@ -50,6 +50,7 @@ func (m *Manager) checkHealth(now time.Time) {
 			c.seen, c.lastSeen = n, now
 			continue
 		}
+		c.trimMemory() // received nothing since the last round
 		silence := now.Sub(c.lastSeen)
 		if c.inFrame.Load() && silence >= m.cfg.KeepaliveInterval+m.cfg.KeepaliveTimeout {
 			// The remote started a frame and stopped sending: it may
