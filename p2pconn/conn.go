@@ -59,6 +59,7 @@ type conn struct {
 	in       inbox
 	received atomic.Uint64 // bytes read, for the health check
 	inFrame  atomic.Bool   // the reader is inside a frame
+	limits   readLimits    // MessageRate, and what was logged (ratelimit.go)
 	// memLogged: a refused memory reservation was logged (rcmgr.go).
 	memLogged atomic.Bool
 
@@ -174,6 +175,7 @@ func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool,
 	}
 	c.lastUsed.Store(c.born.UnixNano())
 	c.in.init(m.cfg.ReceiveBuffer)
+	c.limits.init(m.cfg)
 	c.w.Store(newWire(s))
 	if caps&capAck != 0 {
 		c.ack = newAckState(m.cfg.ResendBuffer, remote.resend, &m.wg)
@@ -346,7 +348,8 @@ func (c *conn) closedErr() error {
 // remote's half-close, so the remote never sees its writes fail while it is
 // still sending. When the connection leaves w for another stream, it
 // returns without ending anything. It also stops reading while the resource
-// manager refuses memory for a frame (rcmgr.go).
+// manager refuses memory for a frame (rcmgr.go) and while the remote sends
+// faster than MessageRate (ratelimit.go).
 func (c *conn) readLoop(w *wire) {
 	defer close(w.readerDone)
 	fr := frameReader{r: countingReader{w.s, &c.received}, max: c.m.cfg.MaxMessageSize, buffered: true, inFrame: &c.inFrame, ctrl: c.caps&(capClose|capAck) != 0,
@@ -388,6 +391,7 @@ func (c *conn) readLoop(w *wire) {
 			if c.ack != nil && c.ack.received(c, len(msg)) {
 				c.ackSoon()
 			}
+			c.pace(w)
 		}
 	}
 }

@@ -63,6 +63,8 @@
 // refuses, the connection stops reading until Next frees some, so flow
 // control holds the sender back. A frame's buffer grows as its bytes
 // arrive, so a peer cannot make a node hold memory it did not send.
+// Config.HandshakeRate and Config.MessageRate limit, per peer, the streams
+// opened and the messages read per second.
 //
 // # Shutting a node down
 //

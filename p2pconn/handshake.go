@@ -62,6 +62,10 @@ func (m *Manager) handleStream(s network.Stream) {
 		_ = s.Reset()
 		return
 	}
+	if !m.allowHandshake(remote) {
+		_ = s.Reset()
+		return
+	}
 	if !m.enterHandshake(remote) {
 		log.Debugw("refusing stream: too many unsettled streams from the peer", "peer", remote, "max", maxUnsettledPerPeer)
 		_ = s.Reset()

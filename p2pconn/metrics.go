@@ -98,13 +98,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 type limit int
 
 const (
-	limitMemory limit = iota // the reader paused: the resource manager refused memory
+	limitHandshake limit = iota // an inbound stream refused for HandshakeRate
+	limitMessage                // the reader paused for MessageRate
+	limitMemory                 // the reader paused: the resource manager refused memory
 	numLimits
 )
 
 // label is the limit's label value in skipwire_limited_total.
 func (l limit) label() string {
-	return [...]string{"memory"}[l]
+	return [...]string{"handshake_rate", "message_rate", "memory"}[l]
 }
 
 // register registers c with reg and returns it, or returns the collector
