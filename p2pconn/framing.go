@@ -168,43 +168,36 @@ func (fr *frameReader) next() (msg []byte, ctrl bool, err error) {
 		return nil, false, err
 	}
 	if n > frameChunk {
-		msg, err = fr.readLarge(n)
+		if msg, err = fr.readLarge(n); err != nil {
+			return nil, false, err
+		}
 	} else {
-		msg, err = fr.readSmall(n, fr.mem != nil && !ctrl && n > 0)
-	}
-	if err != nil {
-		return nil, false, err
+		// The common case, kept in line: one buffer of the frame's length.
+		if fr.mem != nil && !ctrl && n > 0 {
+			if err := fr.mem.reserve(n); err != nil {
+				return nil, false, err
+			}
+		}
+		msg = make([]byte, n)
+		k := 0
+		if fr.bp != nil {
+			k = copy(msg, (*fr.bp)[fr.lo:fr.hi])
+			fr.lo += k
+		}
+		fr.release()
+		if k < n {
+			if _, err := io.ReadFull(fr.r, msg[k:]); err != nil {
+				if fr.mem != nil && !ctrl && n > 0 {
+					fr.mem.release(n)
+				}
+				return nil, false, payloadErr(n, err)
+			}
+		}
 	}
 	if fr.inFrame != nil {
 		fr.inFrame.Store(false)
 	}
 	return msg, ctrl, nil
-}
-
-// readSmall reads the payload of a frame of n <= frameChunk bytes into one
-// buffer, reserved with mem first if account is set.
-func (fr *frameReader) readSmall(n int, account bool) ([]byte, error) {
-	if account {
-		if err := fr.mem.reserve(n); err != nil {
-			return nil, err
-		}
-	}
-	buf := make([]byte, n)
-	k := 0
-	if fr.bp != nil {
-		k = copy(buf, (*fr.bp)[fr.lo:fr.hi])
-		fr.lo += k
-	}
-	fr.release()
-	if k < n {
-		if _, err := io.ReadFull(fr.r, buf[k:]); err != nil {
-			if account {
-				fr.mem.release(n)
-			}
-			return nil, payloadErr(n, err)
-		}
-	}
-	return buf, nil
 }
 
 // readLarge reads the payload of a user frame of n > frameChunk bytes
