@@ -46,11 +46,11 @@ func (m *Manager) checkHealth(now time.Time) {
 		m.failures.expire(now, m.cfg.UnreachableFor)
 	}
 	for _, c := range conns {
+		c.memoryRound()
 		if n := c.received.Load(); n != c.seen {
 			c.seen, c.lastSeen = n, now
 			continue
 		}
-		c.trimMemory() // received nothing since the last round
 		silence := now.Sub(c.lastSeen)
 		if c.inFrame.Load() && silence >= m.cfg.KeepaliveInterval+m.cfg.KeepaliveTimeout {
 			// The remote started a frame and stopped sending: it may

@@ -14,7 +14,9 @@ import (
 // belong to: each stream is attached to it, as libp2p's ping attaches its
 // own, and the memory of the messages a connection has read and Next has
 // not taken (the frame being read included) is reserved in the stream's
-// scope before it is allocated, and released when Next takes the message.
+// scope before it is allocated, and released once Next took the message
+// (a busy connection keeps what it used within the last health-check
+// round, KeepaliveInterval / 20, reserved for its next messages).
 // It therefore counts against the resource manager's limits for the
 // stream, the peer, the protocol and this service (for the peer and in
 // all), and the system. Set them with the resource manager's
@@ -55,15 +57,22 @@ func attachService(s network.Stream, proto protocol.ID) error {
 	return nil
 }
 
-// Memory reservations are made in steps, so that the resource manager,
-// which takes several locks and reports to its metrics on each call
-// (microseconds), is asked about once per step rather than once per
-// message: a step is the size of the frame that needs it, within
-// [minMemStep, maxMemStep]. A stream keeps at most two steps reserved
-// beyond what its messages use, and gives that back once it is idle.
+// Memory reservations follow a stream's recent needs rather than each
+// message, since the resource manager takes several locks and reports to
+// its metrics on each call (microseconds, more than reading a small
+// message). A reservation asks for at least a step, which starts at the
+// size of the frame that needs it (at least minMemStep) and doubles, up to
+// maxMemStep, each time the stream needs more. What Next releases stays
+// reserved, for the next messages, up to the most the stream used since
+// the health loop's last round, which gives the rest back (and everything,
+// for a stream that went quiet, whose step starts small again); only a
+// release that leaves more than maxMemSlack unused gives it back at once.
+// So a stream holds reserved, beyond what it uses, at most its peak of the
+// last round and a step.
 const (
-	minMemStep = 4 << 10
-	maxMemStep = 64 << 10
+	minMemStep  = 4 << 10
+	maxMemStep  = 256 << 10
+	maxMemSlack = 1 << 20
 )
 
 // connMemory is the most a connection holds in received messages: its
@@ -90,6 +99,7 @@ type memAccount struct {
 	mu       sync.Mutex
 	reserved int  // bytes reserved in scope
 	used     int  // bytes of buffers the account covers, forced ones included
+	peak     int  // the most used since the last round
 	step     int  // the current reservation step
 	waiting  bool // the reader waits for a release
 	freed    chan struct{}
@@ -110,8 +120,14 @@ func (a *memAccount) cover(n int) bool {
 	if a.used+n > a.reserved {
 		return false
 	}
-	a.used += n
+	a.use(n)
 	return true
+}
+
+// use counts n more bytes as used. The caller holds a.mu.
+func (a *memAccount) use(n int) {
+	a.used += n
+	a.peak = max(a.peak, a.used)
 }
 
 // reserve reserves n bytes more, at priority prio, asking the resource
@@ -125,10 +141,10 @@ func (a *memAccount) reserve(n int, prio uint8) error {
 	defer a.mu.Unlock()
 	need := a.used + n - a.reserved
 	if need <= 0 {
-		a.used += n
+		a.use(n)
 		return nil
 	}
-	a.step = max(a.step, min(max(n, minMemStep), maxMemStep))
+	a.step = min(max(2*a.step, n, minMemStep), maxMemStep)
 	grant := max(need, a.step)
 	err := a.scope.ReserveMemory(grant, prio)
 	if err != nil && grant > need {
@@ -140,7 +156,7 @@ func (a *memAccount) reserve(n int, prio uint8) error {
 		return err
 	}
 	a.reserved += grant
-	a.used += n
+	a.use(n)
 	return nil
 }
 
@@ -152,14 +168,13 @@ func (a *memAccount) force(n int) {
 		return
 	}
 	a.mu.Lock()
-	a.used += n
+	a.use(n)
 	a.mu.Unlock()
 }
 
 // release gives back n bytes the reader covered: a message Next took, or a
-// frame the reader dropped. It keeps one step of what it no longer needs
-// once it has two, so a busy stream does not ask the resource manager for
-// every message.
+// frame the reader dropped. They stay reserved for the next messages,
+// unless that leaves more than maxMemSlack unused.
 func (a *memAccount) release(n int) {
 	if a.scope == nil || n == 0 {
 		return
@@ -167,7 +182,7 @@ func (a *memAccount) release(n int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.used -= n
-	if slack := a.reserved - a.used; slack > 2*a.step {
+	if slack := a.reserved - a.used; slack > maxMemSlack {
 		a.scope.ReleaseMemory(slack - a.step)
 		a.reserved -= slack - a.step
 	}
@@ -177,19 +192,24 @@ func (a *memAccount) release(n int) {
 	}
 }
 
-// trim gives back everything reserved beyond what is used: the stream is
-// idle.
-func (a *memAccount) trim() {
+// round gives back what is reserved beyond the most the stream used since
+// the last round, and starts a new round: the health loop calls it
+// periodically, so a stream's reservation follows its needs, and a quiet
+// stream's falls to what its queued messages use.
+func (a *memAccount) round() {
 	if a.scope == nil {
 		return
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if slack := a.reserved - a.used; slack > 0 {
-		a.scope.ReleaseMemory(slack)
-		a.reserved -= slack
-		a.step = 0
+	if extra := a.reserved - max(a.peak, a.used); extra > 0 {
+		a.scope.ReleaseMemory(extra)
+		a.reserved -= extra
 	}
+	if a.peak == a.used {
+		a.step = 0 // quiet: start small again
+	}
+	a.peak = a.used
 }
 
 // errNoMemory marks a connection the reader ended because the resource
@@ -283,11 +303,10 @@ func (c *conn) memPriority() uint8 {
 // errStreamLeft stops a reader whose connection left its stream.
 var errStreamLeft = errors.New("the connection left the stream")
 
-// trimMemory gives back the memory c's stream reserved beyond what its
-// messages use; the health loop calls it for connections that received
-// nothing since its last round.
-func (c *conn) trimMemory() {
+// memoryRound runs a round of c's stream's memory account (see
+// memAccount.round); the health loop calls it for every connection.
+func (c *conn) memoryRound() {
 	if w := c.wire(); w != nil {
-		w.mem.trim()
+		w.mem.round()
 	}
 }

@@ -31,9 +31,11 @@ func (s *countScope) ReleaseMemory(n int) {
 	s.memory -= n
 }
 
-// TestMemAccountSteps: small messages are reserved a step at a time, so
-// the resource manager is asked once per step, not once per message; what
-// is reserved always covers what is used, and at most two steps more.
+// TestMemAccountSteps: small messages are reserved in steps that double
+// while the stream keeps asking, so the resource manager is asked a few
+// times, not once per message; what is reserved always covers what is
+// used, and at most a step more; what Next releases stays reserved until a
+// round finds it unused, and a quiet stream then holds nothing.
 func TestMemAccountSteps(t *testing.T) {
 	scope := &countScope{}
 	var a memAccount
@@ -44,25 +46,48 @@ func TestMemAccountSteps(t *testing.T) {
 			require.NoError(t, a.reserve(size, network.ReservationPriorityAlways))
 		}
 		require.GreaterOrEqual(t, scope.memory, a.used)
+		require.LessOrEqual(t, scope.memory-a.used, a.step)
 	}
 	require.Equal(t, n*size, a.used)
-	require.LessOrEqual(t, scope.reserves, n*size/minMemStep+1, "one call per step")
+	require.LessOrEqual(t, scope.reserves, 6, "4, 8, 16, 32, 64 KiB: 124 KiB")
 	for range n {
 		a.release(size)
-		require.GreaterOrEqual(t, scope.memory, a.used)
-		require.LessOrEqual(t, scope.memory-a.used, 2*a.step)
 	}
 	require.Zero(t, a.used)
-	require.Positive(t, scope.memory, "a step stays reserved while the stream is busy")
-	a.trim()
-	require.Zero(t, scope.memory, "an idle stream reserves nothing")
+	require.Zero(t, scope.release, "kept for the next messages")
 
-	// A large message is reserved in one call, of its size.
+	// The stream goes on with fewer messages queued at a time: no call,
+	// then one round gives back what the last round's peak no longer
+	// needs, the next one what this round did not use.
+	calls := scope.reserves + scope.release
+	for range 10 {
+		for range 5 {
+			if !a.cover(size) {
+				require.NoError(t, a.reserve(size, network.ReservationPriorityAlways))
+			}
+		}
+		for range 5 {
+			a.release(size)
+		}
+	}
+	require.Equal(t, calls, scope.reserves+scope.release, "covered by what was reserved")
+	a.round()
+	require.Equal(t, n*size, scope.memory, "the peak of the round")
+	a.cover(size)
+	a.round()
+	require.Equal(t, size, scope.memory, "this round's peak")
+	a.release(size)
+	a.round()
+	a.round()
+	require.Zero(t, scope.memory, "a quiet stream reserves nothing")
+
+	// A large message is reserved in one call, of its size, and given back
+	// as soon as Next takes it, but for a step.
 	before := scope.reserves
-	require.NoError(t, a.reserve(1<<20, network.ReservationPriorityAlways))
+	require.NoError(t, a.reserve(4<<20, network.ReservationPriorityAlways))
 	require.Equal(t, before+1, scope.reserves)
-	a.release(1 << 20)
-	require.LessOrEqual(t, scope.memory, 2*maxMemStep)
+	a.release(4 << 20)
+	require.LessOrEqual(t, scope.memory, maxMemStep)
 }
 
 // TestMemAccountRefused: a refused reservation reserves nothing and the
