@@ -171,33 +171,36 @@ func (fr *frameReader) next() (msg []byte, ctrl bool, err error) {
 		if msg, err = fr.readLarge(n); err != nil {
 			return nil, false, err
 		}
-	} else {
-		// The common case, kept in line: one buffer of the frame's length.
-		if fr.mem != nil && !ctrl && n > 0 {
-			if err := fr.mem.reserve(n); err != nil {
-				return nil, false, err
-			}
+		if fr.inFrame != nil {
+			fr.inFrame.Store(false)
 		}
-		msg = make([]byte, n)
-		k := 0
-		if fr.bp != nil {
-			k = copy(msg, (*fr.bp)[fr.lo:fr.hi])
-			fr.lo += k
+		return msg, false, nil
+	}
+	// The common case, kept in line: one buffer of the frame's length.
+	if fr.mem != nil && !ctrl && n > 0 {
+		if err := fr.mem.reserve(n); err != nil {
+			return nil, false, err
 		}
-		fr.release()
-		if k < n {
-			if _, err := io.ReadFull(fr.r, msg[k:]); err != nil {
-				if fr.mem != nil && !ctrl && n > 0 {
-					fr.mem.release(n)
-				}
-				return nil, false, payloadErr(n, err)
+	}
+	buf := make([]byte, n)
+	k := 0
+	if fr.bp != nil {
+		k = copy(buf, (*fr.bp)[fr.lo:fr.hi])
+		fr.lo += k
+	}
+	fr.release()
+	if k < n {
+		if _, err := io.ReadFull(fr.r, buf[k:]); err != nil {
+			if fr.mem != nil && !ctrl && n > 0 {
+				fr.mem.release(n)
 			}
+			return nil, false, payloadErr(n, err)
 		}
 	}
 	if fr.inFrame != nil {
 		fr.inFrame.Store(false)
 	}
-	return msg, ctrl, nil
+	return buf, ctrl, nil
 }
 
 // readLarge reads the payload of a user frame of n > frameChunk bytes
