@@ -2,6 +2,7 @@ package p2pconn
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,10 +61,14 @@ type Config struct {
 	// ReceiveBuffer is how many received messages a connection queues for
 	// Next before it stops reading from the stream, which pushes back on the
 	// sender through libp2p's flow control. The queue also takes messages
-	// beyond ReceiveBuffer up to one stream window (16 MiB), so that a
-	// remote's close is seen even while nobody calls Next: the worst case per
-	// connection is ReceiveBuffer messages of MaxMessageSize plus 16 MiB.
-	// Default 16.
+	// beyond ReceiveBuffer while they hold less than one stream window (16
+	// MiB), so that a remote's close is seen even while nobody calls Next:
+	// a connection holds at most the larger of ReceiveBuffer messages of
+	// MaxMessageSize and 16 MiB plus one message (64 MiB with the defaults),
+	// a frame still arriving included (it holds at most twice what arrived
+	// of it, not the length it announced). That memory is reserved with the
+	// host's resource manager, whose limits therefore bound all connections
+	// together: see ServiceName. Default 16.
 	ReceiveBuffer int
 
 	// IdleTimeout, if set, closes connections that carried no message for
@@ -120,6 +125,41 @@ type Config struct {
 	// it is sent alone. Default 4 MiB.
 	ResendBuffer int
 
+	// HandshakeRate limits the skipwire streams (handshakes) one peer may
+	// open to this node, per second and per peer: each inbound stream takes
+	// a token from the peer's bucket, which holds HandshakeBurst tokens and
+	// refills at HandshakeRate per second. A stream that finds the bucket
+	// empty is reset before its HELLO is read: the opener's attempt fails as
+	// attempts that may pass do, and it retries after its backoff. Each
+	// refusal is counted (skipwire_limited_total{limit="handshake_rate"})
+	// and the first one per peer is logged. An honest peer opens one stream
+	// per connection it makes (two when both sides Connect at once, one
+	// per resumption), so a rate of 1 with a burst of 8 refuses none in
+	// practice. Default 0: no limit.
+	HandshakeRate float64
+
+	// HandshakeBurst is the size of each peer's bucket for HandshakeRate:
+	// how many streams a peer may open at once. Default 8 when HandshakeRate
+	// is set; it must be 0 when HandshakeRate is not.
+	HandshakeBurst int
+
+	// MessageRate limits the messages a connection reads from the remote,
+	// per second: when the remote sends faster than MessageRate once it has
+	// used up MessageBurst, the connection stops reading until it may read
+	// the next message. Nothing is dropped: the messages wait in the
+	// stream, whose flow control holds the remote's Sends back (they wait,
+	// up to their ctx, or until ResendBuffer fills). Each pause is counted
+	// (skipwire_limited_total{limit="message_rate"}) and the first one per
+	// connection is logged. Control frames (acknowledgements, CLOSE) are
+	// not counted. Default 0: no limit.
+	MessageRate float64
+
+	// MessageBurst is how many messages a connection reads at once, beyond
+	// MessageRate, after a quiet while. Default: one second's worth of
+	// MessageRate (at least 1) when MessageRate is set; it must be 0 when
+	// MessageRate is not.
+	MessageBurst int
+
 	// NetworkName separates overlays that share hosts or a DHT: managers
 	// with different names speak different protocol IDs (ProtocolFor) and
 	// never connect to each other; a Connect to a node of another network
@@ -153,6 +193,11 @@ type Config struct {
 	//	skipwire_frame_errors_total{kind}        bad input from remotes: frame (a bad or stalled
 	//	                                         frame, or an ACK beyond what was sent) or
 	//	                                         handshake (a bad HELLO)
+	//	skipwire_limited_total{limit}            times a limit held a remote back: handshake_rate
+	//	                                         (an inbound stream refused for HandshakeRate),
+	//	                                         message_rate (a connection paused reading for
+	//	                                         MessageRate), memory (a connection paused reading:
+	//	                                         the resource manager refused memory for a message)
 	//	skipwire_send_duration_seconds           Send latency, histogram
 	//	skipwire_next_wait_seconds               time Next waited for a message, histogram
 	//
@@ -179,6 +224,7 @@ const (
 	DefaultUnreachableFor    = time.Second
 	DefaultResendBuffer      = 4 << 20
 	DefaultResumeWindow      = 10 * time.Second
+	DefaultHandshakeBurst    = 8
 
 	// MaxMessageSizeLimit is the largest MaxMessageSize the wire format allows.
 	MaxMessageSizeLimit = 1 << 30
@@ -229,6 +275,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: %s is negative (%d)", ErrInvalidConfig, n.name, n.v)
 		}
 	}
+	if err := validRates(c); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
 	if err := validNetworkName(c.NetworkName); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -273,5 +322,34 @@ func (c Config) withDefaults() Config {
 	setInt(&c.MaxMessageSize, DefaultMaxMessageSize)
 	setInt(&c.ReceiveBuffer, DefaultReceiveBuffer)
 	setInt(&c.ResendBuffer, DefaultResendBuffer)
+	if c.HandshakeRate > 0 {
+		setInt(&c.HandshakeBurst, DefaultHandshakeBurst)
+	}
+	if c.MessageRate > 0 {
+		setInt(&c.MessageBurst, max(1, int(min(c.MessageRate, math.MaxInt32))))
+	}
 	return c
+}
+
+// validRates checks the rate limits: finite, not negative, and a burst
+// only with its rate.
+func validRates(c Config) error {
+	for _, r := range []struct {
+		name, burstName string
+		rate            float64
+		burst           int
+	}{
+		{"HandshakeRate", "HandshakeBurst", c.HandshakeRate, c.HandshakeBurst},
+		{"MessageRate", "MessageBurst", c.MessageRate, c.MessageBurst},
+	} {
+		switch {
+		case math.IsNaN(r.rate) || math.IsInf(r.rate, 0) || r.rate < 0:
+			return fmt.Errorf("%s is %v: want a finite rate >= 0 (0: no limit)", r.name, r.rate)
+		case r.burst < 0:
+			return fmt.Errorf("%s is negative (%d)", r.burstName, r.burst)
+		case r.burst > 0 && r.rate == 0:
+			return fmt.Errorf("%s is %d without %s", r.burstName, r.burst, r.name)
+		}
+	}
+	return nil
 }

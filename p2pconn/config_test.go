@@ -1,6 +1,7 @@
 package p2pconn_test
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -48,6 +49,12 @@ func TestConfigValidate(t *testing.T) {
 		{"ReceiveBuffer", p2pconn.Config{ReceiveBuffer: -1}},
 		{"MaxMessageSize", p2pconn.Config{MaxMessageSize: p2pconn.MaxMessageSizeLimit + 1}},
 		{"MaxRetryDelay", p2pconn.Config{RetryDelay: time.Minute, MaxRetryDelay: time.Second}},
+		{"HandshakeRate", p2pconn.Config{HandshakeRate: -1}},
+		{"HandshakeRate", p2pconn.Config{HandshakeRate: math.NaN()}},
+		{"MessageRate", p2pconn.Config{MessageRate: math.Inf(1)}},
+		{"HandshakeBurst", p2pconn.Config{HandshakeRate: 1, HandshakeBurst: -1}},
+		{"HandshakeBurst", p2pconn.Config{HandshakeBurst: 4}},
+		{"MessageBurst", p2pconn.Config{MessageBurst: 4}},
 	} {
 		t.Run(tc.field, func(t *testing.T) {
 			err := tc.cfg.Validate()
@@ -56,4 +63,18 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 	require.NoError(t, p2pconn.Config{RetryDelay: time.Minute}.Validate(), "MaxRetryDelay defaults to at least RetryDelay")
+}
+
+// TestConfigRateDefaults: no rate limit by default; a rate without a burst
+// gets the default burst.
+func TestConfigRateDefaults(t *testing.T) {
+	d := p2pconn.DefaultConfig()
+	require.Zero(t, d.HandshakeRate)
+	require.Zero(t, d.HandshakeBurst)
+	require.Zero(t, d.MessageRate)
+	require.Zero(t, d.MessageBurst)
+	require.Equal(t, p2pconn.DefaultHandshakeBurst, p2pconn.Config{HandshakeRate: 0.5}.WithDefaults().HandshakeBurst)
+	require.Equal(t, 200, p2pconn.Config{MessageRate: 200}.WithDefaults().MessageBurst, "one second's worth")
+	require.Equal(t, 1, p2pconn.Config{MessageRate: 0.2}.WithDefaults().MessageBurst)
+	require.NoError(t, p2pconn.Config{HandshakeRate: 1, HandshakeBurst: 3, MessageRate: 1e6}.Validate())
 }

@@ -59,6 +59,9 @@ type conn struct {
 	in       inbox
 	received atomic.Uint64 // bytes read, for the health check
 	inFrame  atomic.Bool   // the reader is inside a frame
+	limits   readLimits    // MessageRate, and what was logged (ratelimit.go)
+	// memLogged: a refused memory reservation was logged (rcmgr.go).
+	memLogged atomic.Bool
 
 	lastUsed atomic.Int64  // when a Send last committed a message or one arrived (Unix ns)
 	closeWhy atomic.Uint32 // the CLOSE reason this side sends before its half-close, 0 for none
@@ -105,12 +108,17 @@ type wire struct {
 	deadline time.Time
 	written  uint64
 	limits   string // the relay's limits, for errors
+
+	// mem reserves the memory of the messages read from the stream in
+	// its resource-manager scope (rcmgr.go).
+	mem memAccount
 }
 
 func newWire(s network.Stream) *wire {
 	w := &wire{s: s, addr: s.Conn().RemoteMultiaddr().String(), born: time.Now(),
 		gone: make(chan struct{}), readerDone: make(chan struct{})}
 	w.halves.Store(2)
+	w.mem.init(s.Scope())
 	w.relayLimits()
 	return w
 }
@@ -170,6 +178,7 @@ func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool,
 	}
 	c.lastUsed.Store(c.born.UnixNano())
 	c.in.init(m.cfg.ReceiveBuffer)
+	c.limits.init(m.cfg)
 	c.w.Store(newWire(s))
 	if caps&capAck != 0 {
 		c.ack = newAckState(m.cfg.ResendBuffer, remote.resend, &m.wg)
@@ -349,10 +358,13 @@ func (c *conn) closedErr() error {
 // remote had sent. After a local Close it discards what it reads until the
 // remote's half-close, so the remote never sees its writes fail while it is
 // still sending. When the connection leaves w for another stream, it
-// returns without ending anything.
+// returns without ending anything. It also stops reading while the resource
+// manager refuses memory for a frame (rcmgr.go) and while the remote sends
+// faster than MessageRate (ratelimit.go).
 func (c *conn) readLoop(w *wire) {
 	defer close(w.readerDone)
-	fr := frameReader{r: countingReader{w.s, &c.received}, max: c.m.cfg.MaxMessageSize, buffered: true, inFrame: &c.inFrame, ctrl: c.caps&(capClose|capAck) != 0}
+	fr := frameReader{r: countingReader{w.s, &c.received}, max: c.m.cfg.MaxMessageSize, buffered: true, inFrame: &c.inFrame, ctrl: c.caps&(capClose|capAck) != 0,
+		mem: readerMemory{c, w}}
 	defer fr.close()
 	room := true
 	for {
@@ -384,11 +396,13 @@ func (c *conn) readLoop(w *wire) {
 		select {
 		case <-c.closing:
 			room = true
+			w.mem.release(len(msg))
 		default:
-			room = c.in.push(msg)
+			room = c.in.push(msg, &w.mem)
 			if c.ack != nil && c.ack.received(c, len(msg)) {
 				c.ackSoon()
 			}
+			c.pace(w)
 		}
 	}
 }
@@ -452,6 +466,9 @@ func (c *conn) readEnded(w *wire, err error) {
 		_ = c.finishWrite()
 		w.releaseHalf()
 		return
+	case errors.Is(err, errNoMemory):
+		log.Warnw("closing connection: no memory for a message", "peer", c.id, "addr", w.addr, "err", err)
+		c.fail("read", err)
 	case errors.Is(err, errFraming):
 		log.Warnw("closing connection: bad frame from remote", "peer", c.id, "addr", w.addr, "err", err)
 		c.m.metrics.frameError("frame")

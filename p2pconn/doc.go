@@ -53,6 +53,19 @@
 //     routing-table neighbours) and persistent peers.
 //   - Probe measures the round trip to a connected peer without dialing.
 //
+// # Resources and limits
+//
+// A connection reads ahead of Next, up to ReceiveBuffer messages (and a
+// stream window's worth beyond, to see a remote close). The memory of those
+// messages is reserved with the host's resource manager, in the scope of
+// the stream, which belongs to the service ServiceName: its limits (which
+// HostOptions sizes) bound what all connections hold together, and when it
+// refuses, the connection stops reading until Next frees some, so flow
+// control holds the sender back. A frame's buffer grows as its bytes
+// arrive, so a peer cannot make a node hold memory it did not send.
+// Config.HandshakeRate and Config.MessageRate limit, per peer, the streams
+// opened and the messages read per second.
+//
 // # Shutting a node down
 //
 // Stop the layers from the top: the network layer (package network, so

@@ -22,6 +22,24 @@ const readBufSize = 4 << 10
 
 var readBufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
 
+// frameChunk is the most a reader allocates for a frame before its bytes
+// arrive. A frame up to this size gets its whole buffer at once; a longer
+// one starts with this much, and its buffer doubles, up to the frame's
+// length, each time it is full: a frame in progress holds at most twice
+// the bytes the remote has sent of it, or frameChunk, not the length it
+// announced.
+const frameChunk = 64 << 10
+
+// frameMemory accounts the payload buffers of user frames (control
+// frames, at most 64 bytes and never queued, are not counted). reserve is
+// called before each allocation, for its size, and may block (push back)
+// or fail, which ends the read with its error; release gives back the
+// bytes of a frame the reader dropped before returning it.
+type frameMemory interface {
+	reserve(n int) error
+	release(n int)
+}
+
 // frameReader reads `uvarint length || payload` frames from a stream.
 //
 // A buffered reader borrows a buffer from a pool while bytes are flowing, so
@@ -45,6 +63,9 @@ type frameReader struct {
 	// inFrame, if set, is true from the first byte of a frame to its last,
 	// so that a watchdog can tell a stalled frame from an idle stream.
 	inFrame *atomic.Bool
+
+	// mem, if set, accounts the buffers of user frames.
+	mem frameMemory
 }
 
 // ReadByte implements io.ByteReader for varint.ReadUvarint.
@@ -139,11 +160,27 @@ func (fr *frameReader) readLen() (int, bool, error) {
 }
 
 // next reads one frame into a fresh slice the caller owns, a user message or
-// a control message (ctrl).
+// a control message (ctrl). A user frame's buffer is reserved with mem
+// before it is allocated; the caller then owns the reservation too.
 func (fr *frameReader) next() (msg []byte, ctrl bool, err error) {
 	n, ctrl, err := fr.readLen()
 	if err != nil {
 		return nil, false, err
+	}
+	if n > frameChunk {
+		if msg, err = fr.readLarge(n); err != nil {
+			return nil, false, err
+		}
+		if fr.inFrame != nil {
+			fr.inFrame.Store(false)
+		}
+		return msg, false, nil
+	}
+	// The common case, kept in line: one buffer of the frame's length.
+	if fr.mem != nil && !ctrl && n > 0 {
+		if err := fr.mem.reserve(n); err != nil {
+			return nil, false, err
+		}
 	}
 	buf := make([]byte, n)
 	k := 0
@@ -154,16 +191,74 @@ func (fr *frameReader) next() (msg []byte, ctrl bool, err error) {
 	fr.release()
 	if k < n {
 		if _, err := io.ReadFull(fr.r, buf[k:]); err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil, false, fmt.Errorf("%w: stream ended inside a frame of %d bytes: %w", errFraming, n, io.ErrUnexpectedEOF)
+			if fr.mem != nil && !ctrl && n > 0 {
+				fr.mem.release(n)
 			}
-			return nil, false, err
+			return nil, false, payloadErr(n, err)
 		}
 	}
 	if fr.inFrame != nil {
 		fr.inFrame.Store(false)
 	}
 	return buf, ctrl, nil
+}
+
+// readLarge reads the payload of a user frame of n > frameChunk bytes
+// into a buffer that starts at frameChunk bytes and doubles whenever it is
+// full, each part reserved with mem before it is allocated, so the memory
+// held follows the bytes received.
+func (fr *frameReader) readLarge(n int) ([]byte, error) {
+	reserved := 0
+	grow := func(size int) error {
+		if fr.mem != nil {
+			if err := fr.mem.reserve(size - reserved); err != nil {
+				return err
+			}
+		}
+		reserved = size
+		return nil
+	}
+	fail := func(err error) ([]byte, error) {
+		if fr.mem != nil {
+			fr.mem.release(reserved)
+		}
+		return nil, err
+	}
+	if err := grow(frameChunk); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, frameChunk)
+	k := 0
+	if fr.bp != nil {
+		k = copy(buf, (*fr.bp)[fr.lo:fr.hi])
+		fr.lo += k
+	}
+	fr.release()
+	for k < n {
+		if k == len(buf) {
+			if err := grow(min(2*len(buf), n)); err != nil {
+				return fail(err)
+			}
+			bigger := make([]byte, reserved)
+			copy(bigger, buf)
+			buf = bigger
+		}
+		r, err := fr.r.Read(buf[k:])
+		k += r
+		if err != nil && k < n {
+			return fail(payloadErr(n, err))
+		}
+	}
+	return buf, nil
+}
+
+// payloadErr is the error of a read that failed inside the payload of a
+// frame of n bytes: a stream that ended there is a framing error.
+func payloadErr(n int, err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: stream ended inside a frame of %d bytes: %w", errFraming, n, io.ErrUnexpectedEOF)
+	}
+	return err
 }
 
 // close returns any borrowed buffer; the reader must not be used again.

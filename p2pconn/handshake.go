@@ -62,12 +62,21 @@ func (m *Manager) handleStream(s network.Stream) {
 		_ = s.Reset()
 		return
 	}
+	if !m.allowHandshake(remote) {
+		_ = s.Reset()
+		return
+	}
 	if !m.enterHandshake(remote) {
 		log.Debugw("refusing stream: too many unsettled streams from the peer", "peer", remote, "max", maxUnsettledPerPeer)
 		_ = s.Reset()
 		return
 	}
 	defer m.leaveHandshake(remote)
+	if err := attachService(s, m.proto); err != nil {
+		log.Debugw("refusing stream", "peer", remote, "err", err)
+		_ = s.Reset()
+		return
+	}
 	deadline := time.Now().Add(m.cfg.ConnectTimeout)
 	_ = s.SetDeadline(deadline)
 	// Closing the manager ends the handshake: at once before ACCEPT, and
@@ -421,6 +430,10 @@ func rejectStream(s network.Stream, reason byte) {
 // openStream runs one outbound handshake on s. ctx bounds it: if ctx ends
 // before CONFIRM is sent, the stream is reset and the remote drops it.
 func (m *Manager) openStream(ctx context.Context, id identity.Identifier, s network.Stream) (*conn, error) {
+	if err := attachService(s, m.proto); err != nil {
+		_ = s.Reset()
+		return nil, err
+	}
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()

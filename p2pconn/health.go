@@ -46,6 +46,7 @@ func (m *Manager) checkHealth(now time.Time) {
 		m.failures.expire(now, m.cfg.UnreachableFor)
 	}
 	for _, c := range conns {
+		c.memoryRound()
 		if n := c.received.Load(); n != c.seen {
 			c.seen, c.lastSeen = n, now
 			continue

@@ -11,10 +11,11 @@ const readAheadLimit = 16 << 20
 
 // inbox holds the messages the reader received and Next has not taken. The
 // reader adds while it has room: fewer than max messages, or fewer than
-// readAheadLimit bytes.
+// readAheadLimit bytes. Each message's bytes are reserved in the memory
+// account of the stream it came on (rcmgr.go), which take releases.
 type inbox struct {
 	mu      sync.Mutex
-	q       [][]byte
+	q       []inMsg
 	head    int
 	bytes   int
 	max     int
@@ -30,6 +31,13 @@ type inbox struct {
 	// onEnd learns the end.
 	handle func(msg []byte)
 	onEnd  func(err error)
+}
+
+// inMsg is a received message and the account that covers its bytes (nil
+// for none).
+type inMsg struct {
+	b   []byte
+	mem *memAccount
 }
 
 func (b *inbox) init(max int) {
@@ -50,6 +58,14 @@ func (b *inbox) empty() bool {
 	return len(b.q) == b.head
 }
 
+// full reports whether ReceiveBuffer messages wait for Next: the reader
+// reads on only to see the remote's close.
+func (b *inbox) full() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.q)-b.head >= b.max
+}
+
 // hasRoom reports whether the reader may add a message; if not, it marks the
 // reader as waiting for room.
 func (b *inbox) hasRoom() bool {
@@ -60,15 +76,19 @@ func (b *inbox) hasRoom() bool {
 	return ok
 }
 
-// push adds a message and reports whether there is room for another, so
-// the reader takes the lock once per message.
-func (b *inbox) push(msg []byte) (room bool) {
+// push adds a message, whose bytes mem covers, and reports whether there
+// is room for another, so the reader takes the lock once per message.
+func (b *inbox) push(msg []byte, mem *memAccount) (room bool) {
 	b.mu.Lock()
 	if b.handle != nil {
 		// Under the lock, so that once deliver(nil, nil) returns no
-		// message goes to the handler any more.
+		// message goes to the handler any more. The handler takes the
+		// message: its memory is released, as by take.
 		b.handle(msg)
 		b.mu.Unlock()
+		if mem != nil {
+			mem.release(len(msg))
+		}
 		return true
 	}
 	if b.head > 0 && len(b.q) == cap(b.q) {
@@ -76,7 +96,7 @@ func (b *inbox) push(msg []byte) (room bool) {
 		clear(b.q[n:])
 		b.q, b.head = b.q[:n], 0
 	}
-	b.q = append(b.q, msg)
+	b.q = append(b.q, inMsg{b: msg, mem: mem})
 	b.bytes += len(msg)
 	room = b.hasRoomLocked()
 	b.mu.Unlock()
@@ -85,20 +105,21 @@ func (b *inbox) push(msg []byte) (room bool) {
 }
 
 // take returns the oldest message (ok), or, once the reader ended and every
-// message was taken, the reason. It does not block.
+// message was taken, the reason. It does not block. The message's memory
+// is released.
 func (b *inbox) take() (msg []byte, ok bool, err error) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.head == len(b.q) {
 		if b.over {
-			return nil, false, b.err
+			err = b.err
 		}
-		return nil, false, nil
+		b.mu.Unlock()
+		return nil, false, err
 	}
-	msg = b.q[b.head]
-	b.q[b.head] = nil
+	m := b.q[b.head]
+	b.q[b.head] = inMsg{}
 	b.head++
-	b.bytes -= len(msg)
+	b.bytes -= len(m.b)
 	if b.head == len(b.q) {
 		b.q, b.head = b.q[:0], 0
 	} else {
@@ -108,7 +129,11 @@ func (b *inbox) take() (msg []byte, ok bool, err error) {
 		b.waiting = false
 		signal(b.room)
 	}
-	return msg, true, nil
+	b.mu.Unlock()
+	if m.mem != nil {
+		m.mem.release(len(m.b))
+	}
+	return m.b, true, nil
 }
 
 // end records that the reader stopped, and why; messages already received
@@ -136,11 +161,14 @@ func (b *inbox) deliver(handle func(msg []byte), onEnd func(err error)) {
 	b.handle, b.onEnd = handle, onEnd
 	if handle != nil {
 		for b.head < len(b.q) {
-			msg := b.q[b.head]
-			b.q[b.head] = nil
+			m := b.q[b.head]
+			b.q[b.head] = inMsg{}
 			b.head++
-			b.bytes -= len(msg)
-			handle(msg)
+			b.bytes -= len(m.b)
+			handle(m.b)
+			if m.mem != nil {
+				m.mem.release(len(m.b))
+			}
 		}
 		b.q, b.head = b.q[:0], 0
 		if b.waiting {

@@ -56,6 +56,7 @@ type Manager struct {
 
 	hsMu       sync.Mutex
 	handshakes map[identity.Identifier]int // inbound streams not settled yet, per peer
+	hsLimit    handshakeLimiter            // HandshakeRate
 
 	accept acceptQueue
 	dedupe dedupeWorker
@@ -143,6 +144,7 @@ func NewManager(h host.Host, r resolver.AddressResolver, cfg Config) (*Manager, 
 		handshakes: make(map[identity.Identifier]int),
 	}
 	m.events.OnDrop = logEventDrop
+	m.hsLimit.init(m.cfg)
 	m.accept.init()
 	m.dedupe.init()
 	m.notify = &network.NotifyBundle{ConnectedF: m.connected}

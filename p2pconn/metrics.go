@@ -32,6 +32,7 @@ type metrics struct {
 	bytesOut    prometheus.Counter
 	bytesIn     prometheus.Counter
 	frameErrs   *prometheus.CounterVec
+	limits      [numLimits]prometheus.Counter
 	sendTime    prometheus.Histogram
 	nextWait    prometheus.Histogram
 }
@@ -67,6 +68,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12)})).(prometheus.Histogram)
 	x.nextWait, _ = reuse(prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "next_wait_seconds", Help: "Time Next waited for a message.",
 		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 14)})).(prometheus.Histogram)
+	lim, _ := reuse(prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "limited_total", Help: "Times a limit held a remote back, by limit."}, []string{"limit"})).(*prometheus.CounterVec)
 	msgs, _ = reuse(msgs).(*prometheus.CounterVec)
 	bs, _ = reuse(bs).(*prometheus.CounterVec)
 	if err := errors.Join(errs...); err != nil {
@@ -74,6 +76,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	x.msgsOut, x.msgsIn = msgs.WithLabelValues("out"), msgs.WithLabelValues("in")
 	x.bytesOut, x.bytesIn = bs.WithLabelValues("out"), bs.WithLabelValues("in")
+	for l := range numLimits {
+		x.limits[l] = lim.WithLabelValues(l.label())
+	}
 	for _, d := range []string{"inbound", "outbound"} {
 		x.conns.WithLabelValues(d)
 	}
@@ -87,6 +92,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		x.frameErrs.WithLabelValues(k)
 	}
 	return &x, nil
+}
+
+// limit names what held a remote back, for skipwire_limited_total.
+type limit int
+
+const (
+	limitHandshake limit = iota // an inbound stream refused for HandshakeRate
+	limitMessage                // the reader paused for MessageRate
+	limitMemory                 // the reader paused: the resource manager refused memory
+	numLimits
+)
+
+// label is the limit's label value in skipwire_limited_total.
+func (l limit) label() string {
+	return [...]string{"handshake_rate", "message_rate", "memory"}[l]
 }
 
 // register registers c with reg and returns it, or returns the collector
@@ -188,6 +208,12 @@ func (x *metrics) reconnect() {
 func (x *metrics) frameError(kind string) {
 	if x != nil {
 		x.frameErrs.WithLabelValues(kind).Inc()
+	}
+}
+
+func (x *metrics) limited(l limit) {
+	if x != nil {
+		x.limits[l].Inc()
 	}
 }
 

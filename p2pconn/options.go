@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	yamux "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
@@ -94,7 +95,12 @@ func managersOption(cfg Config, rmOpts []rcmgr.Option) libp2p.Option {
 }
 
 // resourceLimits raises libp2p's auto-scaled default limits where they are
-// too low for cfg.MaxConnections; it never lowers one.
+// too low for cfg.MaxConnections and for the memory one connection may
+// hold in received messages (connMemory); it never lowers one. The memory
+// of all skipwire connections together stays bounded by the ServiceName
+// service's limit, libp2p's scaled default for services (64 MiB plus 128
+// MiB per GiB of an eighth of the RAM), raised to one connection's worst
+// case if it is below.
 func resourceLimits(cfg Config) rcmgr.ConcreteLimitConfig {
 	base := rcmgr.DefaultLimits.AutoScale()
 	def := base.ToPartialLimitConfig()
@@ -104,7 +110,12 @@ func resourceLimits(cfg Config) rcmgr.ConcreteLimitConfig {
 			*v = rcmgr.LimitVal(want)
 		}
 	}
-	p := rcmgr.PartialLimitConfig{System: def.System, Transient: def.Transient, PeerDefault: def.PeerDefault}
+	raiseMem := func(v *rcmgr.LimitVal64, want int64) {
+		if *v >= 0 && int64(*v) < want {
+			*v = rcmgr.LimitVal64(want)
+		}
+	}
+	p := rcmgr.PartialLimitConfig{System: def.System, Transient: def.Transient, PeerDefault: def.PeerDefault, Stream: def.Stream}
 	raise(&p.System.Conns, conns)
 	raise(&p.System.ConnsInbound, conns)
 	raise(&p.System.ConnsOutbound, conns)
@@ -117,5 +128,23 @@ func resourceLimits(cfg Config) rcmgr.ConcreteLimitConfig {
 	raise(&p.PeerDefault.Conns, 8)
 	raise(&p.PeerDefault.ConnsInbound, 4)
 	raise(&p.PeerDefault.ConnsOutbound, 4)
+
+	// A connection's messages count in its stream, its peer (with the
+	// muxer's windows, 16 MiB each at most), its protocol for that peer,
+	// the service for that peer and the service: leave room for one
+	// connection's worst case, and streams for every connection.
+	mem := connMemory(cfg) + 2*maxMemStep
+	raiseMem(&p.Stream.Memory, mem)
+	raiseMem(&p.PeerDefault.Memory, mem+32<<20)
+	proto, svc, svcPeer := def.ProtocolPeerDefault, def.ServiceDefault, def.ServicePeerDefault
+	raiseMem(&proto.Memory, mem)
+	raiseMem(&svcPeer.Memory, mem)
+	raiseMem(&svc.Memory, mem)
+	raise(&svc.Streams, 2*conns)
+	raise(&svc.StreamsInbound, conns)
+	raise(&svc.StreamsOutbound, conns)
+	p.ProtocolPeer = map[protocol.ID]rcmgr.ResourceLimits{ProtocolFor(cfg.NetworkName): proto}
+	p.Service = map[string]rcmgr.ResourceLimits{ServiceName: svc}
+	p.ServicePeer = map[string]rcmgr.ResourceLimits{ServiceName: svcPeer}
 	return p.Build(base)
 }
