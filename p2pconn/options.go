@@ -101,6 +101,10 @@ func managersOption(cfg Config, rmOpts []rcmgr.Option) libp2p.Option {
 // service's limit, libp2p's scaled default for services (64 MiB plus 128
 // MiB per GiB of an eighth of the RAM), raised to one connection's worst
 // case if it is below.
+// streamWindowReserve is what the muxer reserves per stream for its
+// receive window (go-yamux's initial window, 256 KiB).
+const streamWindowReserve = 256 << 10
+
 func resourceLimits(cfg Config) rcmgr.ConcreteLimitConfig {
 	base := rcmgr.DefaultLimits.AutoScale()
 	def := base.ToPartialLimitConfig()
@@ -143,6 +147,17 @@ func resourceLimits(cfg Config) rcmgr.ConcreteLimitConfig {
 	raise(&svc.Streams, 2*conns)
 	raise(&svc.StreamsInbound, conns)
 	raise(&svc.StreamsOutbound, conns)
+	// The protocol's own stream limits (libp2p scales its default, about
+	// 1,265 inbound streams on 24 GiB, with the memory) would refuse the
+	// connections past them: a stream for every connection. The muxer
+	// reserves each stream's receive window (yamux: 256 KiB) in the
+	// system's memory: room for that too, beside libp2p's scaled default.
+	pr := def.ProtocolDefault
+	raise(&pr.Streams, 2*conns)
+	raise(&pr.StreamsInbound, conns)
+	raise(&pr.StreamsOutbound, conns)
+	p.Protocol = map[protocol.ID]rcmgr.ResourceLimits{ProtocolFor(cfg.NetworkName): pr}
+	raiseMem(&p.System.Memory, int64(def.System.Memory)+int64(conns)*streamWindowReserve)
 	p.ProtocolPeer = map[protocol.ID]rcmgr.ResourceLimits{ProtocolFor(cfg.NetworkName): proto}
 	p.Service = map[string]rcmgr.ResourceLimits{ServiceName: svc}
 	p.ServicePeer = map[string]rcmgr.ResourceLimits{ServiceName: svcPeer}

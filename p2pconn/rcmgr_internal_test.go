@@ -132,7 +132,8 @@ func TestConnMemory(t *testing.T) {
 
 // TestResourceLimitsFitAConnection: HostOptions' resource manager lets one
 // connection hold its worst case, in every scope its messages count in,
-// and has streams in skipwire's service for every connection.
+// and has streams in skipwire's service and protocol, and memory for their
+// muxer windows, for every connection.
 func TestResourceLimitsFitAConnection(t *testing.T) {
 	for _, cfg := range []Config{DefaultConfig(), {MaxMessageSize: 64 << 20, ReceiveBuffer: 64, MaxConnections: 20000, NetworkName: "blue"}} {
 		cfg = cfg.withDefaults()
@@ -146,5 +147,11 @@ func TestResourceLimitsFitAConnection(t *testing.T) {
 		require.GreaterOrEqual(t, p.PeerDefault.Memory, mem)
 		require.GreaterOrEqual(t, svc.StreamsInbound, rcmgr.LimitVal(cfg.MaxConnections))
 		require.GreaterOrEqual(t, svc.StreamsOutbound, rcmgr.LimitVal(cfg.MaxConnections))
+		// The protocol's stream limits, and the system's memory for every
+		// stream's muxer window, admit MaxConnections connections.
+		pr := p.Protocol[ProtocolFor(cfg.NetworkName)]
+		require.GreaterOrEqual(t, pr.StreamsInbound, rcmgr.LimitVal(cfg.MaxConnections))
+		require.GreaterOrEqual(t, pr.StreamsOutbound, rcmgr.LimitVal(cfg.MaxConnections))
+		require.GreaterOrEqual(t, p.System.Memory, rcmgr.LimitVal64(cfg.MaxConnections)*streamWindowReserve)
 	}
 }

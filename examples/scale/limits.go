@@ -22,9 +22,10 @@ const yamuxStreamWindow = 256 << 10
 // raiseLimits raises the central node's resource-manager limits that
 // p2pconn.HostOptions leaves below what conns connections, each with one
 // long-lived stream of proto, need; it never lowers one. HostOptions sizes
-// the system's connection, stream and file-descriptor limits to
-// MaxConnections, but two limits stay at libp2p's defaults, which scale
-// with the machine's memory:
+// the system's connection, stream, file-descriptor and memory limits, and
+// skipwire's protocol's streams, to MaxConnections, so for skipwire this
+// raises nothing; the raw baseline's protocol keeps libp2p's defaults,
+// which scale with the machine's memory:
 //
 //   - a protocol's inbound streams (ProtocolDefault, 1265 with 24 GiB of
 //     RAM): the long-lived stream of each connection counts there;
