@@ -398,8 +398,11 @@ func (c *conn) readLoop(w *wire) {
 			room = true
 			w.mem.release(len(msg))
 		default:
+			// Counted before it is queued: whoever takes it from the
+			// queue and answers sends the acknowledgement with the answer.
+			due := c.ack != nil && c.ack.received(c, len(msg))
 			room = c.in.push(msg, &w.mem)
-			if c.ack != nil && c.ack.received(c, len(msg)) {
+			if due {
 				c.ackSoon()
 			}
 			c.pace(w)
