@@ -9,7 +9,7 @@ import (
 )
 
 // BenchmarkOutAddAck commits messages and acknowledges them the way the
-// default ack policy does, every 32 messages, with a 1 MiB limit: the cost a
+// default ack policy does, every 128 messages, with a 1 MiB limit: the cost a
 // Send adds to keep its message until the remote has it.
 func BenchmarkOutAddAck(b *testing.B) {
 	for _, size := range []int{16, 256, 4 << 10} {

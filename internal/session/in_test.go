@@ -14,7 +14,7 @@ var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 func TestAckPolicyDefaults(t *testing.T) {
 	r := session.NewIn(session.AckPolicy{})
 	require.Equal(t, session.DefaultAckPolicy(), r.Policy())
-	require.Equal(t, session.AckPolicy{Count: 32, Bytes: 32 << 10, Delay: 2 * time.Millisecond}, session.DefaultAckPolicy())
+	require.Equal(t, session.AckPolicy{Count: 128, Bytes: 64 << 10, Delay: 2 * time.Millisecond}, session.DefaultAckPolicy())
 
 	p := session.AckPolicy{Count: 1, Bytes: 2, Delay: 3, RemoteLimit: 4}
 	require.Equal(t, p, session.NewIn(p).Policy(), "set fields are kept")
@@ -49,8 +49,8 @@ func TestAckThresholds(t *testing.T) {
 		{
 			name:   "default count",
 			policy: session.AckPolicy{Delay: hour},
-			events: repeat(event{0, 0}, 32),
-			want:   append(make([]bool, 31), true),
+			events: repeat(event{0, 0}, 128),
+			want:   append(make([]bool, 127), true),
 		},
 		{
 			name:   "bytes, counting the overhead",
