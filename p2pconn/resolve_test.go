@@ -236,6 +236,10 @@ func TestChainFallsBackWithinOneAttempt(t *testing.T) {
 			table.Remove(b.id)
 			table.Add(b.id, b.h.Addrs()...)
 			<-old.Done()
+			// With no retry, a Connect that found the old libp2p connection
+			// before the host noticed it closed would fail on it: this test
+			// is about addresses, so it waits for the host to notice.
+			require.Eventually(t, func() bool { return len(h.Network().ConnsToPeer(b.id.PeerID())) == 0 }, 10*time.Second, time.Millisecond)
 			require.NotEmpty(t, h.Peerstore().Addrs(b.id.PeerID()), "the peerstore remembers the old address")
 			for i := range 3 {
 				conn, err := m.Connect(ctx, b.id)
