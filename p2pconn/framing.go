@@ -56,9 +56,10 @@ type frameReader struct {
 	buffered bool
 	ctrl     bool // control frames are allowed (capClose)
 
-	one    [1]byte
-	bp     *[]byte // the borrowed buffer, nil when none
-	lo, hi int     // unread bytes are (*bp)[lo:hi]
+	one     [1]byte
+	ctrlBuf [maxCtrlSize]byte // a control frame's body, valid until the next frame
+	bp      *[]byte           // the borrowed buffer, nil when none
+	lo, hi  int               // unread bytes are (*bp)[lo:hi]
 
 	// inFrame, if set, is true from the first byte of a frame to its last,
 	// so that a watchdog can tell a stalled frame from an idle stream.
@@ -159,8 +160,9 @@ func (fr *frameReader) readLen() (int, bool, error) {
 	return int(n), false, nil
 }
 
-// next reads one frame into a fresh slice the caller owns, a user message or
-// a control message (ctrl). A user frame's buffer is reserved with mem
+// next reads one frame, a user message into a fresh slice the caller owns,
+// or a control message (ctrl) into the reader's own buffer, valid until the
+// next call. A user frame's buffer is reserved with mem
 // before it is allocated; the caller then owns the reservation too.
 func (fr *frameReader) next() (msg []byte, ctrl bool, err error) {
 	n, ctrl, err := fr.readLen()
@@ -182,7 +184,12 @@ func (fr *frameReader) next() (msg []byte, ctrl bool, err error) {
 			return nil, false, err
 		}
 	}
-	buf := make([]byte, n)
+	var buf []byte
+	if ctrl {
+		buf = fr.ctrlBuf[:n] // read at once by the caller, never kept
+	} else {
+		buf = make([]byte, n)
+	}
 	k := 0
 	if fr.bp != nil {
 		k = copy(buf, (*fr.bp)[fr.lo:fr.hi])
