@@ -76,6 +76,13 @@ func rawLink(b *testing.B) *benchkit.Link {
 	return benchOpen(b, testkit.Context(b, 20*time.Second), benchNodes(b, 2, p2pconn.Config{}), benchkit.OpenRaw)
 }
 
+// combiningLink opens the raw libp2p baseline with a combining writer:
+// concurrent senders append to one buffer that whoever holds the stream
+// writes (the ceiling for eight senders).
+func combiningLink(b *testing.B) *benchkit.Link {
+	return benchOpen(b, testkit.Context(b, 20*time.Second), benchNodes(b, 2, p2pconn.Config{}), benchkit.OpenRawCombining)
+}
+
 // tcpLink opens the plain TCP baseline: 4-byte big-endian length, payload,
 // flush per message.
 func tcpLink(b *testing.B) *benchkit.Link {
@@ -171,6 +178,7 @@ func BenchmarkAcks(b *testing.B) {
 func BenchmarkLibp2pStream(b *testing.B) {
 	b.Run("send128", func(b *testing.B) { benchThroughput(b, rawLink, 128, 1) })
 	b.Run("send128x8senders", func(b *testing.B) { benchThroughput(b, rawLink, 128, 8) })
+	b.Run("send128x8senders/combining", func(b *testing.B) { benchThroughput(b, combiningLink, 128, 8) })
 	b.Run("send4K", func(b *testing.B) { benchThroughput(b, rawLink, 4<<10, 1) })
 	b.Run("send64K", func(b *testing.B) { benchThroughput(b, rawLink, 64<<10, 1) })
 	b.Run("roundtrip128", func(b *testing.B) { benchRoundTrip(b, rawLink) })

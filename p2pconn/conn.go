@@ -51,9 +51,10 @@ type conn struct {
 	debtReqs  []*sendReq // queued Sends whose frames are in the debt; guarded by wlock
 	flushing  bool       // a flusher is scheduled; guarded by wlock
 	qmu       sync.Mutex
-	queue     []*sendReq // small messages waiting for the wlock holder; guarded by qmu
-	spare     []*sendReq // the other queue buffer; guarded by wlock
-	contended atomic.Bool
+	queue     []*sendReq   // small messages waiting for the wlock holder; guarded by qmu
+	spare     []*sendReq   // the other queue buffer; guarded by wlock
+	contended atomic.Bool  // a Send queued since the last write began
+	senders   atomic.Int32 // Sends between the acknowledgement reserve and their result
 	watch     ctxWatch
 
 	in       inbox
