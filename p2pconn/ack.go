@@ -143,7 +143,13 @@ func (a *ackState) report() [][]byte {
 func (a *ackState) received(c *conn, n int) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.in.Received(n, time.Now()) {
+	var now time.Time
+	if a.in.Unacked() == 0 {
+		// Only the first unacknowledged message's arrival counts: it
+		// starts the delay, which the timer armed below enforces.
+		now = time.Now()
+	}
+	if a.in.Received(n, now) {
 		return true
 	}
 	if d, ok := a.in.Deadline(); ok && !a.armed && !a.stopped {

@@ -64,7 +64,7 @@ type conn struct {
 	// memLogged: a refused memory reservation was logged (rcmgr.go).
 	memLogged atomic.Bool
 
-	lastUsed atomic.Int64  // when a Send last committed a message or one arrived (Unix ns)
+	lastUsed atomic.Int64  // when a Send last committed a message or one arrived (monoTime)
 	closeWhy atomic.Uint32 // the CLOSE reason this side sends before its half-close, 0 for none
 	heardWhy atomic.Uint32 // the CLOSE reason the remote sent, 0 if none
 	ended    atomic.Bool   // this side ended the connection (Close, idle closing, eviction)
@@ -177,7 +177,7 @@ func newConn(m *Manager, id identity.Identifier, s network.Stream, inbound bool,
 		closing:  make(chan struct{}),
 		lastSeen: time.Now(),
 	}
-	c.lastUsed.Store(c.born.UnixNano())
+	c.lastUsed.Store(monoTime(c.born))
 	c.in.init(m.cfg.ReceiveBuffer)
 	c.limits.init(m.cfg)
 	c.w.Store(newWire(s))
@@ -623,7 +623,15 @@ func (c *conn) Close() (err error) {
 
 // used records that the connection carried a message now, for idle
 // closing and eviction.
-func (c *conn) used() { c.lastUsed.Store(time.Now().UnixNano()) }
+func (c *conn) used() { c.lastUsed.Store(int64(time.Since(clockBase))) }
+
+// clockBase is the origin of monoTime.
+var clockBase = time.Now()
+
+// monoTime returns t as nanoseconds since clockBase on the monotonic clock:
+// cheaper to read per message than the wall clock (time.Since reads only the
+// monotonic one), and idle closing is not moved by steps of the wall clock.
+func monoTime(t time.Time) int64 { return int64(t.Sub(clockBase)) }
 
 // control handles a control frame from the remote. Types this version does
 // not know are ignored (PROTOCOL.md, "Control frames").

@@ -159,7 +159,7 @@ func (m *Manager) checkIdle(now time.Time, conns []*conn) {
 		return
 	}
 	for _, c := range conns {
-		if now.Sub(time.Unix(0, c.lastUsed.Load())) < m.cfg.IdleTimeout || !m.retirable(c) {
+		if time.Duration(monoTime(now)-c.lastUsed.Load()) < m.cfg.IdleTimeout || !m.retirable(c) {
 			continue
 		}
 		m.goroutine(func() {

@@ -115,6 +115,11 @@ func (r *In) Unacked() int { return int(r.count - r.acked) }
 
 // Received records that a message of n bytes entered the queue at now, and
 // reports whether an acknowledgement is due at once (see Take).
+//
+// now may be the zero Time for a message that is not the first
+// unacknowledged one (Unacked was above 0 before the call): the count and
+// bytes thresholds are checked as usual, and the Delay threshold is left to
+// a timer set to Deadline, which saves reading the clock per message.
 func (r *In) Received(n int, now time.Time) (ackNow bool) {
 	r.count++
 	if r.count-r.acked == 1 {

@@ -128,6 +128,25 @@ func TestTakeResetsThresholds(t *testing.T) {
 	require.Equal(t, uint64(4), n, "cumulative")
 }
 
+func TestReceivedWithoutClock(t *testing.T) {
+	const delay = 5 * time.Millisecond
+	r := session.NewIn(session.AckPolicy{Count: 3, Delay: delay})
+	require.False(t, r.Received(1, t0), "the first starts the delay")
+	require.False(t, r.Received(1, time.Time{}), "a later one without the clock: no delay check")
+	d, ok := r.Deadline()
+	require.True(t, ok)
+	require.Equal(t, t0.Add(delay), d, "the zero time does not move the deadline")
+	require.True(t, r.Due(d), "the timer's check")
+	require.True(t, r.Received(1, time.Time{}), "the count threshold still applies")
+	_, ok = r.Take()
+	require.True(t, ok)
+
+	r.Received(1, t0.Add(time.Second))
+	d, ok = r.Deadline()
+	require.True(t, ok)
+	require.Equal(t, t0.Add(time.Second+delay), d, "after a take, the next first message sets it")
+}
+
 func TestDeadline(t *testing.T) {
 	const delay = 5 * time.Millisecond
 	r := session.NewIn(session.AckPolicy{Delay: delay})
