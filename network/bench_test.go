@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/skipwire/skipwire/internal/benchkit"
 	"github.com/skipwire/skipwire/network"
 	"github.com/skipwire/skipwire/p2pconn"
 )
@@ -72,6 +73,7 @@ func BenchmarkOneWay(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		s0 := benchkit.ReadSyscalls()
 		b.ResetTimer()
 		done := make(chan struct{})
 		go func() {
@@ -84,6 +86,7 @@ func BenchmarkOneWay(b *testing.B) {
 		}()
 		sendAll(b, senders, func() error { return ca.Send(ctx, payload) })
 		<-done
+		reportSyscalls(b, s0)
 	})
 	b.Run("network", func(b *testing.B) {
 		ns := newNodes(b, tcpEnv.world(b), 2, network.Config{Window: *benchWindow})
@@ -92,9 +95,11 @@ func BenchmarkOneWay(b *testing.B) {
 		register(b, ns[1], "in", network.ProcessorFunc(func(context.Context, network.Message) { got.Done() }))
 		c := ns[0].n.Conduit("in")
 		ctx := testContext(b, opTimeout)
+		s0 := benchkit.ReadSyscalls()
 		b.ResetTimer()
 		sendAll(b, senders, func() error { return c.Send(ctx, ns[1].id, payload) })
 		got.Wait()
+		reportSyscalls(b, s0)
 	})
 }
 
@@ -103,6 +108,18 @@ func BenchmarkOneWay(b *testing.B) {
 // them on credits (-window=1024 comes closer to the connection, whose
 // yamux window holds about 2000 such messages).
 var benchWindow = flag.Int("window", network.DefaultWindow, "Config.Window of BenchmarkOneWay/network")
+
+// reportSyscalls reports the process's read and write system calls per
+// message since s0 (both ends live in this process), where Linux counts them.
+func reportSyscalls(b *testing.B, s0 benchkit.Syscalls) {
+	b.StopTimer()
+	s1 := benchkit.ReadSyscalls()
+	if s1.Writes == 0 {
+		return
+	}
+	b.ReportMetric(float64(s1.Writes-s0.Writes)/float64(b.N), "writes/op")
+	b.ReportMetric(float64(s1.Reads-s0.Reads)/float64(b.N), "reads/op")
+}
 
 // sendAll calls send b.N times from senders goroutines.
 func sendAll(b *testing.B, senders int, send func() error) {

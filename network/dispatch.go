@@ -21,9 +21,36 @@ type registration struct {
 	queues map[identity.Identifier]*senderQueue
 }
 
+// senderQueue is one sender's messages for a channel, in order. A queue
+// that runs dry goes back to queuePool with its arrays: a sender whose
+// messages come in bursts would otherwise grow a new array, item by item,
+// for each burst.
 type senderQueue struct {
 	items   []item
-	running bool // a goroutine drains the queue
+	spare   []item // the array of the batch drained last, for reuse
+	running bool   // a goroutine drains the queue
+}
+
+var queuePool = sync.Pool{New: func() any { return new(senderQueue) }}
+
+// maxKeptItems bounds the arrays a drained queue keeps for reuse.
+const maxKeptItems = 4096
+
+// recycle empties q and puts it back in queuePool.
+func (q *senderQueue) recycle() {
+	q.items, q.spare = emptied(q.items), emptied(q.spare)
+	q.running = false
+	queuePool.Put(q)
+}
+
+// emptied returns a, emptied and cleared, or nil if its array is too large
+// to keep.
+func emptied(a []item) []item {
+	if cap(a) > maxKeptItems {
+		return nil
+	}
+	clear(a[:cap(a)])
+	return a[:0]
 }
 
 // item is a queued message and where to give its room back once processed.
@@ -38,7 +65,7 @@ func (r *registration) push(it item) {
 	r.mu.Lock()
 	q := r.queues[it.m.From]
 	if q == nil {
-		q = &senderQueue{}
+		q = queuePool.Get().(*senderQueue)
 		r.queues[it.m.From] = q
 	}
 	q.items = append(q.items, it)
@@ -52,25 +79,34 @@ func (r *registration) push(it item) {
 }
 
 // drain hands q's messages to the processor until q is empty or the Network
-// closes; then what is left is dropped.
+// closes; then what is left is dropped. It takes the queued messages in
+// batches, so that the lock and the queue's array are not taken per message.
 func (r *registration) drain(from identity.Identifier, q *senderQueue) {
+	var batch []item
 	for {
 		r.mu.Lock()
+		if batch != nil {
+			clear(batch)
+			q.spare = batch[:0]
+		}
 		if len(q.items) == 0 || r.n.ctx.Err() != nil {
 			dropped := len(q.items)
-			q.items = nil
-			q.running = false
 			delete(r.queues, from)
 			r.mu.Unlock()
+			q.recycle() // no one else holds q now
 			r.n.metrics.queuedAdd(r.ch, -dropped)
 			return
 		}
-		it := q.items[0]
-		q.items[0] = item{}
-		q.items = q.items[1:]
+		batch, q.items, q.spare = q.items, q.spare, nil
 		r.mu.Unlock()
-		r.n.metrics.queuedAdd(r.ch, -1)
-		r.p.ProcessIncomingMessage(r.n.ctx, it.m)
-		r.n.consumed(r.ch, it)
+		for i, it := range batch {
+			if r.n.ctx.Err() != nil {
+				r.n.metrics.queuedAdd(r.ch, -(len(batch) - i))
+				break
+			}
+			r.n.metrics.queuedAdd(r.ch, -1)
+			r.p.ProcessIncomingMessage(r.n.ctx, it.m)
+			r.n.consumed(r.ch, it)
+		}
 	}
 }

@@ -45,6 +45,20 @@ func TestMetrics(t *testing.T) {
 	close(self.gate)
 	require.Eventually(t, func() bool { return metric(t, reg, "skipwire_network_queued", "channel", "hold") == 0 }, eventually, tick)
 
+	// Messages still queued when a Network closes are dropped, and leave
+	// the gauge.
+	d := newNode(t, w, network.Config{Metrics: reg})
+	held := &gated{hold: network.Message{From: d.id}, gate: make(chan struct{}), got: make(chan network.Message, 8)}
+	register(t, d, "held", held)
+	for range 3 {
+		require.NoError(t, d.n.Conduit("held").Send(ctx, d.id, nil))
+	}
+	<-held.got
+	require.Equal(t, 2.0, metric(t, reg, "skipwire_network_queued", "channel", "held"))
+	require.NoError(t, d.n.Close())
+	require.Equal(t, 0.0, metric(t, reg, "skipwire_network_queued", "channel", "held"))
+	require.Len(t, held.got, 0, "nothing processed after Close")
+
 	// A second Network on the same registerer shares the collectors.
 	c := newNode(t, w, network.Config{Metrics: reg})
 	require.NoError(t, c.n.Conduit("echo").Send(ctx, b.id, nil))
