@@ -39,6 +39,10 @@ type ackState struct {
 
 	ended bool // the connection ended: nothing more is committed; guarded by mu
 
+	// For round; guarded by mu.
+	added   bool // messages were committed since the last round
+	trimmed bool // the resend buffer holds no memory for reuse
+
 	writing atomic.Bool // a goroutine writes an ACK frame
 }
 
@@ -107,7 +111,23 @@ func (a *ackState) commitBatch(batch []*sendReq, own []byte, hasOwn bool) bool {
 		a.out.Add(own)
 		a.reserved -= session.Cost(len(own))
 	}
+	a.added, a.trimmed = true, false
 	return true
+}
+
+// round gives back the memory the resend buffer keeps for reuse if nothing
+// was committed since the last round: the health loop calls it for every
+// connection, so a connection that went quiet holds no more than its
+// unacknowledged messages (none, once acknowledged), instead of the chunks
+// its last burst used.
+func (a *ackState) round() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.added && !a.trimmed {
+		a.out.Trim()
+		a.trimmed = a.out.PendingCount() == 0
+	}
+	a.added = false
 }
 
 // acked handles the remote's ACK.

@@ -91,6 +91,34 @@ func TestAckOffIsVersion1Behaviour(t *testing.T) {
 	require.NotErrorIs(t, ca.Err(), p2pconn.ErrNotDelivered)
 }
 
+// TestResendBufferTrimmedWhenQuiet: the copies a burst of Sends left in the
+// resend buffer, acknowledged since, are given back once the connection is
+// quiet for a round of the health loop: an idle connection holds no chunk of
+// its last burst.
+func TestResendBufferTrimmedWhenQuiet(t *testing.T) {
+	c := newCluster(t, transports["tcp"])
+	ctx := testkit.Context(t, 30*time.Second)
+	a, b := c.node(testConfig()), c.node(testConfig())
+	ca, cb := connected(t, ctx, a, b)
+	const count = 2000
+	go func() {
+		for seq := range uint32(count) {
+			if ca.Send(ctx, message(1, seq, 200)) != nil {
+				return
+			}
+		}
+	}()
+	for range count {
+		_, err := cb.Next(ctx)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return p2pconn.ResendHeld(ca) == 0 }, 10*time.Second, 10*time.Millisecond,
+		"the resend buffer still holds the chunks of the burst")
+	require.NoError(t, ca.Send(ctx, message(1, count, 200)), "and the connection goes on")
+	_, err := cb.Next(ctx)
+	require.NoError(t, err)
+}
+
 // TestAckPushBack: a remote that acknowledges nothing (its process is
 // frozen, its kernel still takes bytes) holds a sender to ResendBuffer: Send
 // blocks there and fails with its ctx, nothing sent; once the remote thaws,

@@ -34,3 +34,15 @@ func (m *Manager) DialWaiters(id identity.Identifier) int {
 	}
 	return 0
 }
+
+// ResendHeld returns the bytes c's resend buffer holds (session.Out.Held),
+// or -1 if c does not acknowledge.
+func ResendHeld(c Connection) int {
+	cc := c.(*conn)
+	if cc.ack == nil {
+		return -1
+	}
+	cc.ack.mu.Lock()
+	defer cc.ack.mu.Unlock()
+	return cc.ack.out.Held()
+}

@@ -304,9 +304,13 @@ func (c *conn) memPriority() uint8 {
 var errStreamLeft = errors.New("the connection left the stream")
 
 // memoryRound runs a round of c's stream's memory account (see
-// memAccount.round); the health loop calls it for every connection.
+// memAccount.round) and of its resend buffer (ackState.round); the health
+// loop calls it for every connection.
 func (c *conn) memoryRound() {
 	if w := c.wire(); w != nil {
 		w.mem.round()
+	}
+	if c.ack != nil {
+		c.ack.round()
 	}
 }

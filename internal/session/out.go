@@ -150,6 +150,10 @@ func (o *Out) Pending() [][]byte {
 	return out
 }
 
+// Held returns the bytes of storage the pending messages' copies take,
+// with what is kept for reuse: the measure Trim brings down.
+func (o *Out) Held() int { return o.q.held() }
+
 // Trim releases the memory kept for reuse (all of it when nothing is
 // pending), for a connection that went quiet. Adding afterwards allocates
 // again.

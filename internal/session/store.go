@@ -3,25 +3,30 @@ package session
 // store keeps copies of the payloads of a queue of messages, oldest first,
 // without allocating per message once it has warmed up.
 //
-// Payloads are copied back to back into chunks of chunkSize bytes. The chunks
-// in use form a queue in the order they were filled; the newest one is being
-// filled. A chunk is reused once every message in it has been popped: the
-// newest one in place, an older one as the spare the next chunk is taken
-// from. A message that does not fit in the room left in the newest chunk
-// starts a new chunk if it is at most chunkSize/8 bytes long, so a chunk
-// wastes less than an eighth of itself at its end; a longer one gets a
-// buffer of its own from a pool shared by every store (large.go), less than
-// a quarter longer than itself, which goes back to the pool once the
-// message is popped.
+// Payloads are copied back to back into chunks. The chunks in use form a
+// queue in the order they were filled; the newest one is being filled. A
+// chunk is reused once every message in it has been popped: the newest one
+// in place, older ones as spares the next chunks are taken from (up to
+// maxSpares of them, so that an acknowledgement that frees several chunks at
+// once does not make the next ones allocations). New chunks start at
+// minChunk bytes and double up to chunkSize, so that a store that holds a
+// few small messages holds a small chunk. A message that does not fit in the
+// room left in the newest chunk starts a new chunk if it is at most
+// chunkSize/8 bytes long, so a full-size chunk wastes less than an eighth of
+// itself at its end; a longer one gets a buffer of its own from a pool
+// shared by every store (large.go), less than a quarter longer than itself,
+// which goes back to the pool once the message is popped.
 //
 // The memory held is thus at most the bytes of the queued payloads, plus a
-// quarter, plus three chunks (the partly popped oldest, the partly filled
-// newest and the spare), plus the index of one entry per message.
+// quarter, plus 2 + maxSpares chunks (the partly popped oldest, the partly
+// filled newest and the spares), plus the index of one entry per message.
+// trim gives back the spares, and everything when nothing is queued.
 type store struct {
 	chunkSize int
 	msgs      ring[entry] // the payloads, oldest first
 	chunks    ring[chunk] // the chunks in use, oldest first
-	spare     []byte      // a free chunk (capacity chunkSize), or nil
+	next      int         // capacity of the next chunk allocated
+	spares    [][]byte    // free chunks of capacity next or more, at most maxSpares
 	pushed    uint64      // messages pushed so far
 	popped    uint64      // messages popped so far
 	bytes     int         // payload bytes queued
@@ -47,12 +52,17 @@ const (
 	maxChunk = 64 << 10
 )
 
+// maxSpares bounds the free chunks a store keeps: enough that
+// acknowledgements lagging by a few chunks, as under load, do not make new
+// chunks allocations.
+const maxSpares = 4
+
 // noBytes is the copy of every empty message: empty, not nil, like the
 // others.
 var noBytes = []byte{}
 
 func newStore(limit int) store {
-	return store{chunkSize: min(max(limit/4, minChunk), maxChunk)}
+	return store{chunkSize: min(max(limit/4, minChunk), maxChunk), next: minChunk}
 }
 
 func (s *store) len() int { return s.msgs.len() }
@@ -83,10 +93,14 @@ func (s *store) copy(msg []byte) entry {
 			*own = append(*own, msg...)
 			return entry{b: (*own)[:len(msg):len(msg)], own: own, pool: pool}
 		}
-		buf := s.spare
-		s.spare = nil
-		if buf == nil {
-			buf = make([]byte, 0, s.chunkSize)
+		var buf []byte
+		if k := len(s.spares); k > 0 {
+			buf, s.spares[k-1] = s.spares[k-1], nil
+			s.spares = s.spares[:k-1]
+		}
+		if cap(buf) < len(msg) {
+			buf = make([]byte, 0, max(s.next, len(msg)))
+			s.next = min(2*s.next, s.chunkSize)
 		}
 		s.chunks.push(chunk{buf: buf})
 		c = s.chunks.back()
@@ -116,19 +130,38 @@ func (s *store) pop(k int) {
 			c.buf = c.buf[:0]
 			break
 		}
-		if s.spare == nil {
-			s.spare = s.chunks.front().buf[:0]
+		if buf := s.chunks.front().buf; len(s.spares) < maxSpares && cap(buf) >= s.next {
+			s.spares = append(s.spares, buf[:0])
 		}
 		s.chunks.pop()
 	}
 }
 
-// trim drops the memory kept for reuse: the spare chunk and, when nothing is
-// queued, every buffer.
+// held returns the bytes of the chunks, the spares and the buffers of the
+// messages stored apart.
+func (s *store) held() int {
+	n := 0
+	for _, b := range s.spares {
+		n += cap(b)
+	}
+	for i := range s.chunks.len() {
+		n += cap(s.chunks.at(i).buf)
+	}
+	for i := range s.msgs.len() {
+		if e := s.msgs.at(i); e.own != nil {
+			n += cap(*e.own)
+		}
+	}
+	return n
+}
+
+// trim drops the memory kept for reuse: the spare chunks and, when nothing
+// is queued, every buffer (the next chunk is small again).
 func (s *store) trim() {
-	s.spare = nil
+	s.spares = nil
 	if s.msgs.len() == 0 {
 		s.msgs.reset()
 		s.chunks.reset()
+		s.next = minChunk
 	}
 }

@@ -8,23 +8,18 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// held returns the bytes of payload storage o holds: its chunks, its spare
-// and the messages stored apart.
+// held returns o.Held after checking that every message lies in a chunk,
+// or in a buffer of its own.
 func held(t *testing.T, o *Out) int {
 	t.Helper()
-	n := cap(o.q.spare)
-	for i := range o.q.chunks.len() {
-		n += cap(o.q.chunks.at(i).buf)
-	}
 	for i := range o.q.msgs.len() {
 		if e := o.q.msgs.at(i); e.own != nil {
 			require.False(t, o.inChunk(e.b))
-			n += cap(*e.own)
 		} else if len(e.b) > 0 {
 			require.True(t, o.inChunk(e.b))
 		}
 	}
-	return n
+	return o.Held()
 }
 
 // inChunk reports whether m lies in one of o's chunks.
@@ -42,7 +37,7 @@ func (o *Out) inChunk(m []byte) bool {
 
 // TestStoreMemoryBound adds and acknowledges random messages within the
 // limit and checks that the storage never holds more than the pending
-// payload, plus a quarter, plus three chunks.
+// payload, plus a quarter, plus 2 + maxSpares chunks.
 func TestStoreMemoryBound(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, limit := range []int{1 << 10, 64 << 10, 1 << 20} {
@@ -61,7 +56,7 @@ func TestStoreMemoryBound(t *testing.T) {
 				require.NoError(t, o.Ack(o.Acked()+1+uint64(rng.IntN(o.PendingCount()))))
 			}
 			o.Add(make([]byte, n))
-			bound := o.PendingBytes() + o.PendingBytes()/4 + 3*o.q.chunkSize
+			bound := o.PendingBytes() + o.PendingBytes()/4 + (2+maxSpares)*o.q.chunkSize
 			require.LessOrEqual(t, held(t, o), bound, "limit %d, %d pending of %d bytes", limit, o.PendingCount(), o.PendingBytes())
 		}
 		require.NoError(t, o.Ack(o.Sent()))
@@ -88,6 +83,40 @@ func TestSteadyStateAllocs(t *testing.T) {
 		}
 		require.Zero(t, testing.AllocsPerRun(10000, step), "lag %d", lag)
 	}
+	// Acknowledgements in bursts, each freeing several chunks at once, as
+	// when a loaded receiver's ACK comes late and covers more.
+	o := NewOut(1 << 20)
+	burst := func() {
+		for range 3 * o.q.chunkSize / len(msg) {
+			o.Add(msg)
+		}
+		_ = o.Ack(o.Sent())
+	}
+	for range 10 {
+		burst()
+	}
+	require.Zero(t, testing.AllocsPerRun(10, burst), "acknowledgements of three chunks at a time")
+}
+
+// TestStoreStartsSmall: an Out holding a few small messages holds a small
+// chunk, not a full one; chunks grow to full size when more is pending, and
+// Trim of an Out with nothing pending starts small again.
+func TestStoreStartsSmall(t *testing.T) {
+	o := NewOut(4 << 20)
+	require.Equal(t, maxChunk, o.q.chunkSize)
+	o.Add(make([]byte, 100))
+	require.Equal(t, minChunk, held(t, o))
+	for range 10000 {
+		if n := o.Add(make([]byte, 100)); n > 2000 {
+			require.NoError(t, o.Ack(n-2000))
+		}
+	}
+	require.Equal(t, maxChunk, o.q.next, "chunks grew to full size")
+	require.NoError(t, o.Ack(o.Sent()))
+	o.Trim()
+	require.Zero(t, held(t, o))
+	o.Add(make([]byte, 100))
+	require.Equal(t, minChunk, held(t, o), "small again after Trim")
 }
 
 // TestLargeClasses checks the sizes of pooled buffers: each holds its
