@@ -74,7 +74,8 @@ func (r *registration) push(it item) {
 	r.mu.Unlock()
 	r.n.metrics.queuedAdd(r.ch, 1)
 	if start {
-		r.n.spawn(func() { r.drain(it.m.From, q) })
+		from := it.m.From // not it: an idle worker keeps its last task, and the payload with it
+		r.n.spawn(func() { r.drain(from, q) })
 	}
 }
 

@@ -117,9 +117,9 @@ func (a *ackState) commitBatch(batch []*sendReq, own []byte, hasOwn bool) bool {
 
 // round gives back the memory the resend buffer keeps for reuse if nothing
 // was committed since the last round: the health loop calls it for every
-// connection, so a connection that went quiet holds no more than its
-// unacknowledged messages (none, once acknowledged), instead of the chunks
-// its last burst used.
+// connection, so a connection that went quiet holds no more than the
+// chunks holding its unacknowledged messages (none, once acknowledged),
+// instead of the chunks its last burst used.
 func (a *ackState) round() {
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -26,7 +26,7 @@ type store struct {
 	msgs      ring[entry] // the payloads, oldest first
 	chunks    ring[chunk] // the chunks in use, oldest first
 	next      int         // capacity of the next chunk allocated
-	spares    [][]byte    // free chunks of capacity next or more, at most maxSpares
+	spares    [][]byte    // free chunks, of capacity next or more when kept; at most maxSpares
 	pushed    uint64      // messages pushed so far
 	popped    uint64      // messages popped so far
 	bytes     int         // payload bytes queued
@@ -42,7 +42,7 @@ type entry struct {
 
 // chunk is a buffer that payloads are copied into back to back.
 type chunk struct {
-	buf  []byte // the bytes used so far; capacity chunkSize
+	buf  []byte // the bytes used so far; capacity minChunk to chunkSize (or a message's length, if larger)
 	last uint64 // the number (pushed count) of the last message copied in
 }
 
