@@ -222,14 +222,18 @@ func (m *Manager) dialLoop(ctx context.Context, id identity.Identifier, d *dialC
 			// closed our libp2p connection): wait for that stream to settle,
 			// then look again.
 			waits++
-			c, werr := m.awaitSettled(ctx, id, timeout)
+			// A duplicate waits for the remote's stream, which may not
+			// have arrived yet; otherwise the wait ends as soon as no
+			// handshake is in progress, even if its end came before the
+			// wait began.
+			c, werr := m.awaitSettled(ctx, id, timeout, !errors.Is(err, errDuplicate))
 			if c != nil {
 				return c, nil
 			}
 			if ctx.Err() != nil {
 				return nil, errors.Join(append(errs, fmt.Errorf("waiting for the remote's stream: %w", werr))...)
 			}
-			if !errors.Is(err, errDuplicate) && !errors.Is(err, errBusy) {
+			if werr == nil || !errors.Is(err, errDuplicate) && !errors.Is(err, errBusy) {
 				continue
 			}
 			err = fmt.Errorf("%w: no stream of the remote settled within %s", err, timeout)
@@ -252,19 +256,25 @@ func (m *Manager) dialLoop(ctx context.Context, id identity.Identifier, d *dialC
 }
 
 // awaitSettled waits up to d for a live connection to id: the remote's
-// stream, or another Connect's, settling. It looks at the state again at
-// every change, taking the change channel under the lock it checks under,
-// so no change is missed.
-func (m *Manager) awaitSettled(ctx context.Context, id identity.Identifier, d time.Duration) (*conn, error) {
+// stream, or another Connect's, settling. If untilQuiet, it also returns
+// (nil, nil) once no handshake with id is in progress. It looks at the
+// state again at every change, taking the change channel under the lock it
+// checks under, so no change is missed.
+func (m *Manager) awaitSettled(ctx context.Context, id identity.Identifier, d time.Duration, untilQuiet bool) (*conn, error) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	for {
 		m.mu.Lock()
 		c := m.liveConn(id)
-		changed := m.state(id).changed
+		st := m.state(id)
+		quiet := st.in == nil && st.out == nil && st.parked == nil
+		changed := st.changed
 		m.mu.Unlock()
 		if c != nil {
 			return c, nil
+		}
+		if untilQuiet && quiet {
+			return nil, nil
 		}
 		select {
 		case <-changed:
