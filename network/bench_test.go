@@ -86,7 +86,8 @@ func BenchmarkOneWay(b *testing.B) {
 		}()
 		sendAll(b, senders, func() error { return ca.Send(ctx, payload) })
 		<-done
-		reportSyscalls(b, s0)
+		b.StopTimer()
+		s0.Since(b.N).Report(b)
 	})
 	b.Run("network", func(b *testing.B) {
 		ns := newNodes(b, tcpEnv.world(b), 2, network.Config{Window: *benchWindow})
@@ -99,7 +100,8 @@ func BenchmarkOneWay(b *testing.B) {
 		b.ResetTimer()
 		sendAll(b, senders, func() error { return c.Send(ctx, ns[1].id, payload) })
 		got.Wait()
-		reportSyscalls(b, s0)
+		b.StopTimer()
+		s0.Since(b.N).Report(b)
 	})
 }
 
@@ -108,18 +110,6 @@ func BenchmarkOneWay(b *testing.B) {
 // them on credits (-window=1024 comes closer to the connection, whose
 // yamux window holds about 2000 such messages).
 var benchWindow = flag.Int("window", network.DefaultWindow, "Config.Window of BenchmarkOneWay/network")
-
-// reportSyscalls reports the process's read and write system calls per
-// message since s0 (both ends live in this process), where Linux counts them.
-func reportSyscalls(b *testing.B, s0 benchkit.Syscalls) {
-	b.StopTimer()
-	s1 := benchkit.ReadSyscalls()
-	if s1.Writes == 0 {
-		return
-	}
-	b.ReportMetric(float64(s1.Writes-s0.Writes)/float64(b.N), "writes/op")
-	b.ReportMetric(float64(s1.Reads-s0.Reads)/float64(b.N), "reads/op")
-}
 
 // sendAll calls send b.N times from senders goroutines.
 func sendAll(b *testing.B, senders int, send func() error) {

@@ -44,12 +44,13 @@ func (q *senderQueue) recycle() {
 }
 
 // emptied returns a, emptied and cleared, or nil if its array is too large
-// to keep.
+// to keep. Past len(a) the array is clear already: drain clears each batch
+// whole, and push appends only up to len.
 func emptied(a []item) []item {
 	if cap(a) > maxKeptItems {
 		return nil
 	}
-	clear(a[:cap(a)])
+	clear(a)
 	return a[:0]
 }
 

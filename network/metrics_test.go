@@ -35,28 +35,19 @@ func TestMetrics(t *testing.T) {
 	require.Equal(t, 1.0, metric(t, reg, "skipwire_network_messages_total", "channel", "echo", "direction", "out"))
 
 	// Messages queued for a processor that holds them.
-	self := &gated{hold: network.Message{From: a.id}, gate: make(chan struct{}), got: make(chan network.Message, 8)}
-	register(t, a, "hold", self)
-	for range 3 {
-		require.NoError(t, a.n.Conduit("hold").Send(ctx, a.id, nil))
-	}
-	<-self.got
-	require.Equal(t, 2.0, metric(t, reg, "skipwire_network_queued", "channel", "hold"))
+	queued := func(ch string) float64 { return metric(t, reg, "skipwire_network_queued", "channel", ch) }
+	self := holdThree(t, ctx, a, "hold")
+	require.Equal(t, 2.0, queued("hold"))
 	close(self.gate)
-	require.Eventually(t, func() bool { return metric(t, reg, "skipwire_network_queued", "channel", "hold") == 0 }, eventually, tick)
+	require.Eventually(t, func() bool { return queued("hold") == 0 }, eventually, tick)
 
 	// Messages still queued when a Network closes are dropped, and leave
 	// the gauge.
 	d := newNode(t, w, network.Config{Metrics: reg})
-	held := &gated{hold: network.Message{From: d.id}, gate: make(chan struct{}), got: make(chan network.Message, 8)}
-	register(t, d, "held", held)
-	for range 3 {
-		require.NoError(t, d.n.Conduit("held").Send(ctx, d.id, nil))
-	}
-	<-held.got
-	require.Equal(t, 2.0, metric(t, reg, "skipwire_network_queued", "channel", "held"))
+	held := holdThree(t, ctx, d, "held")
+	require.Equal(t, 2.0, queued("held"))
 	require.NoError(t, d.n.Close())
-	require.Equal(t, 0.0, metric(t, reg, "skipwire_network_queued", "channel", "held"))
+	require.Equal(t, 0.0, queued("held"))
 	require.Len(t, held.got, 0, "nothing processed after Close")
 
 	// A second Network on the same registerer shares the collectors.
@@ -64,4 +55,17 @@ func TestMetrics(t *testing.T) {
 	require.NoError(t, c.n.Conduit("echo").Send(ctx, b.id, nil))
 	require.Equal(t, 2.0, metric(t, reg, "skipwire_network_messages_total", "channel", "echo", "direction", "out"),
 		"a's and c's Sends, on the same collector")
+}
+
+// holdThree registers on ch of nd a processor that holds nd's own messages,
+// sends it three, and returns once it holds the first: two are queued.
+func holdThree(t *testing.T, ctx context.Context, nd *node, ch network.Channel) *gated {
+	t.Helper()
+	g := &gated{hold: network.Message{From: nd.id}, gate: make(chan struct{}), got: make(chan network.Message, 8)}
+	register(t, nd, ch, g)
+	for range 3 {
+		require.NoError(t, nd.n.Conduit(ch).Send(ctx, nd.id, nil))
+	}
+	<-g.got
+	return g
 }

@@ -97,18 +97,6 @@ func tcpLink(b *testing.B) *benchkit.Link {
 
 // Loads.
 
-// benchReportSyscalls reports the read and write system calls per op, both
-// ends of the connection together: a write syscall carries one TLS record
-// with one or more yamux frames, so wsys/op below 1 on the sender means
-// frames were coalesced.
-func benchReportSyscalls(b *testing.B, r benchkit.SyscallRate) {
-	if !r.Known {
-		return
-	}
-	b.ReportMetric(r.Reads, "rsys/op")
-	b.ReportMetric(r.Writes, "wsys/op")
-}
-
 // benchThroughput sends b.N messages of size bytes from a to z, split between
 // senders goroutines, and stops the clock when z has received them all.
 func benchThroughput(b *testing.B, open benchLink, size, senders int) {
@@ -117,7 +105,7 @@ func benchThroughput(b *testing.B, open benchLink, size, senders int) {
 	b.ReportAllocs()
 	res, err := benchkit.Throughput(l, size, senders, b.N, b)
 	require.NoError(b, err)
-	benchReportSyscalls(b, res.Syscalls)
+	res.Syscalls.Report(b)
 }
 
 // benchRoundTrip times b.N exchanges of a 128 B request and its echo, and
@@ -127,7 +115,7 @@ func benchRoundTrip(b *testing.B, open benchLink) {
 	b.ReportAllocs()
 	res, err := benchkit.RoundTrips(l, 128, 0, b.N, b)
 	require.NoError(b, err)
-	benchReportSyscalls(b, res.Syscalls)
+	res.Syscalls.Report(b)
 	rtts := res.RTTs
 	slices.Sort(rtts)
 	b.ReportMetric(float64(rtts[len(rtts)/2].Nanoseconds()), "p50-ns")

@@ -267,7 +267,7 @@ func (m *Manager) awaitSettled(ctx context.Context, id identity.Identifier, d ti
 		m.mu.Lock()
 		c := m.liveConn(id)
 		st := m.state(id)
-		quiet := st.in == nil && st.out == nil && st.parked == nil
+		quiet := !st.handshaking()
 		changed := st.changed
 		m.mu.Unlock()
 		if c != nil {

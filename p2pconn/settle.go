@@ -85,6 +85,14 @@ func (st *settler[O, I, C]) idle() bool {
 	return st.conn == c && st.out == o && st.in == i && st.parked == i
 }
 
+// handshaking reports whether a stream of either side is between HELLO and
+// its end: ours, the remote's, or the remote's parked HELLO.
+func (st *settler[O, I, C]) handshaking() bool {
+	var o O
+	var i I
+	return st.out != o || st.in != i || st.parked != i
+}
+
 // stale reports how a HELLO relates to the live connection: endNone if the
 // remote sent it before it knew of the connection (it is stale), else how
 // the connection ends.

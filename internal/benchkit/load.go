@@ -50,16 +50,36 @@ type SyscallRate struct {
 	Known bool
 }
 
-// rate returns the calls from s0 to s1 per op.
-func rate(s0, s1 Syscalls, ops int) SyscallRate {
+// Since returns the system calls made from s0 until now, per op (zeros
+// where they are not counted).
+func (s0 Syscalls) Since(ops int) SyscallRate {
+	s1 := ReadSyscalls()
 	if s1.Writes == 0 {
 		return SyscallRate{}
 	}
+	ops = max(1, ops)
 	return SyscallRate{
 		Reads:  float64(s1.Reads-s0.Reads) / float64(ops),
 		Writes: float64(s1.Writes-s0.Writes) / float64(ops),
 		Known:  true,
 	}
+}
+
+// Reporter is the part of *testing.B that Report uses.
+type Reporter interface {
+	ReportMetric(n float64, unit string)
+}
+
+// Report reports r as rsys/op and wsys/op, if known: both ends of a
+// connection together when both live in this process. A write system call
+// carries one TLS record with one or more yamux frames, so wsys/op below 1
+// on a sender means frames were coalesced.
+func (r SyscallRate) Report(b Reporter) {
+	if !r.Known {
+		return
+	}
+	b.ReportMetric(r.Reads, "rsys/op")
+	b.ReportMetric(r.Writes, "wsys/op")
 }
 
 // ThroughputResult is one throughput sample.
@@ -93,7 +113,7 @@ func Throughput(l *Link, size, senders, count int, t Timer) (ThroughputResult, e
 	if t != nil {
 		t.StopTimer()
 	}
-	res.Syscalls = rate(sys0, ReadSyscalls(), count)
+	res.Syscalls = sys0.Since(count)
 	return res, err
 }
 
@@ -180,7 +200,7 @@ func RoundTrips(l *Link, size, warm, n int, t Timer) (RoundTripResult, error) {
 	if t != nil {
 		t.StopTimer()
 	}
-	res.Syscalls = rate(sys0, ReadSyscalls(), max(1, n))
+	res.Syscalls = sys0.Since(n)
 	err = errors.Join(err, l.Close())
 	return res, errors.Join(err, <-echoed)
 }
