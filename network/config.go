@@ -17,13 +17,25 @@ type Config struct {
 	// other channels. It is announced to each peer on the wire. Default 256;
 	// at most MaxWindow.
 	//
-	// It bounds what a channel queues: Window messages per peer, so Window
-	// x the largest message per peer and channel. A larger window lets
-	// concurrent Sends from one node to one channel go on while credits
-	// travel back (a window of 64 halved the rate of 8 senders of 128-byte
-	// messages on loopback); a smaller one bounds memory for large messages
-	// and the queueing delay behind a slow processor.
+	// A larger window lets concurrent Sends from one node to one channel go
+	// on while credits travel back (a window of 64 halved the rate of 8
+	// senders of 128-byte messages on loopback); a smaller one bounds memory
+	// for large messages and the queueing delay behind a slow processor.
+	// WindowLimit lets the window grow where that helps.
 	Window int
+
+	// WindowLimit is how far a channel's window grows for a sender whose
+	// Sends wait for room while the processor keeps up with them: the window
+	// doubles each time that sender says it waits (a Send found its room
+	// used up) if the processor's queue for that sender ran empty since it
+	// last said so, until it reaches WindowLimit. A sender the processor
+	// does not keep up with keeps Window. Default 4096 (or Window, if
+	// larger); set it to Window to keep windows fixed; at most MaxWindow.
+	// Peers that predate growing windows keep Window both ways.
+	//
+	// It bounds what a channel queues: WindowLimit messages per peer, so
+	// WindowLimit x the largest message per peer and channel.
+	WindowLimit int
 
 	// CloseTimeout bounds how long Close spends telling peers that this
 	// Network has closed. Default 2 s.
@@ -38,6 +50,7 @@ type Config struct {
 // Defaults of Config, applied where a field is zero.
 const (
 	DefaultWindow       = 256
+	DefaultWindowLimit  = 4096
 	DefaultCloseTimeout = 2 * time.Second
 
 	// MaxWindow is the largest Window.
@@ -53,6 +66,12 @@ func (c Config) Validate() error {
 	if c.Window < 0 || c.Window > MaxWindow {
 		return fmt.Errorf("%w: Window %d is outside [0, %d]", ErrInvalidConfig, c.Window, MaxWindow)
 	}
+	if c.WindowLimit < 0 || c.WindowLimit > MaxWindow {
+		return fmt.Errorf("%w: WindowLimit %d is outside [0, %d]", ErrInvalidConfig, c.WindowLimit, MaxWindow)
+	}
+	if c.WindowLimit != 0 && c.WindowLimit < c.withDefaults().Window {
+		return fmt.Errorf("%w: WindowLimit %d is below Window %d", ErrInvalidConfig, c.WindowLimit, c.withDefaults().Window)
+	}
 	if c.CloseTimeout < 0 {
 		return fmt.Errorf("%w: CloseTimeout is negative (%s)", ErrInvalidConfig, c.CloseTimeout)
 	}
@@ -62,6 +81,9 @@ func (c Config) Validate() error {
 func (c Config) withDefaults() Config {
 	if c.Window == 0 {
 		c.Window = DefaultWindow
+	}
+	if c.WindowLimit == 0 {
+		c.WindowLimit = max(DefaultWindowLimit, c.Window)
 	}
 	if c.CloseTimeout == 0 {
 		c.CloseTimeout = DefaultCloseTimeout

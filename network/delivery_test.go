@@ -17,18 +17,24 @@ import (
 )
 
 // tally counts, per message key, how often a processor saw it, and checks
-// that each sender's messages come in order.
+// that each sending loop's messages come in order.
 type tally struct {
 	mu       sync.Mutex
 	seen     map[uint64]int
-	last     map[identity.Identifier]int64
+	last     map[stream]int64
 	arrived  int
 	dups     int
 	disorder int
 }
 
 func newTally() *tally {
-	return &tally{seen: make(map[uint64]int), last: make(map[identity.Identifier]int64)}
+	return &tally{seen: make(map[uint64]int), last: make(map[stream]int64)}
+}
+
+// stream is one sending loop: its node, and its index i in message(i, seq).
+type stream struct {
+	from identity.Identifier
+	i    uint32
 }
 
 // message is a payload naming sender index i and sequence number seq.
@@ -46,10 +52,11 @@ func (c *tally) ProcessIncomingMessage(_ context.Context, m network.Message) {
 	if c.seen[key] > 1 {
 		c.dups++
 	}
-	if last, ok := c.last[m.From]; ok && seq <= last {
+	s := stream{from: m.From, i: uint32(key >> 32)}
+	if last, ok := c.last[s]; ok && seq <= last {
 		c.disorder++
 	}
-	c.last[m.From] = seq
+	c.last[s] = seq
 }
 
 func (c *tally) counts() (arrived, dups, disorder int) {

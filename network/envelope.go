@@ -23,7 +23,19 @@ const (
 	kindCredit      kind = 0x04 // room freed in the sender's queue for a channel
 	kindOpen        kind = 0x05 // a Network reads this connection; its epoch, window and ack
 	kindClosed      kind = 0x06 // the Network that read this connection has closed
+	kindBlocked     kind = 0x07 // a Send waits for room on a channel (capGrow)
 )
+
+// Capability bits of an OPEN.
+const (
+	// capGrow: this Network says BLOCKED when a Send waits for room, takes a
+	// CREDIT for more than it sent as more room, and grows the windows of
+	// senders its processors keep up with.
+	capGrow = 0x01
+)
+
+// capabilities are what a Network's OPEN announces.
+const capabilities = capGrow
 
 // Flags of a DATA envelope.
 const (
@@ -54,7 +66,7 @@ type envelope struct {
 	epoch   uint64  // OPEN, CLOSED
 	ack     uint64  // OPEN: the remote epoch this OPEN acknowledges, or 0
 	window  int     // OPEN
-	caps    uint64  // OPEN: capability bits, none defined yet
+	caps    uint64  // OPEN: capability bits
 }
 
 // rejectError says why an envelope was rejected.
@@ -120,12 +132,18 @@ func appendCredit(b []byte, ch Channel, n int) []byte {
 }
 
 // appendOpen appends an OPEN envelope.
-func appendOpen(b []byte, epoch, ack uint64, window int) []byte {
+func appendOpen(b []byte, epoch, ack uint64, window int, caps uint64) []byte {
 	b = append(b, byte(kindOpen))
 	b = binary.BigEndian.AppendUint64(b, epoch)
 	b = binary.BigEndian.AppendUint64(b, ack)
 	b = binary.AppendUvarint(b, uint64(window))
-	return binary.AppendUvarint(b, 0) // capabilities: none yet
+	return binary.AppendUvarint(b, caps)
+}
+
+// appendBlocked appends a BLOCKED envelope for ch.
+func appendBlocked(b []byte, ch Channel) []byte {
+	b = append(b, byte(kindBlocked))
+	return appendChannel(b, ch)
 }
 
 // appendClosed appends a CLOSED envelope.
@@ -233,6 +251,14 @@ func decode(msg []byte) (envelope, error) {
 		}
 		if !r.done() {
 			return e, reject(rejectMalformed, "CLOSED with %d trailing bytes", len(r.b))
+		}
+	case kindBlocked:
+		var ok bool
+		if e.channel, ok = r.channel(); !ok {
+			return e, reject(rejectBadChannel, "BLOCKED channel")
+		}
+		if !r.done() {
+			return e, reject(rejectMalformed, "BLOCKED with %d trailing bytes", len(r.b))
 		}
 	default:
 		return e, reject(rejectUnknownKind, "kind %#02x", msg[0])

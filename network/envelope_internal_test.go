@@ -24,9 +24,11 @@ func encode(e envelope) []byte {
 	case kindCredit:
 		return appendCredit(nil, Channel(e.channel), e.credits)
 	case kindOpen:
-		return appendOpen(nil, e.epoch, e.ack, e.window)
+		return appendOpen(nil, e.epoch, e.ack, e.window, e.caps)
 	case kindClosed:
 		return appendClosed(nil, e.epoch)
+	case kindBlocked:
+		return appendBlocked(nil, Channel(e.channel))
 	}
 	return nil
 }
@@ -54,9 +56,11 @@ func TestEnvelopeExamples(t *testing.T) {
 		{"REPLY", appendReply(nil, "ping", 0x0102030405060708, []byte("ok")), "02 04 70696e67 0102030405060708 6f6b"},
 		{"NO_PROCESSOR", appendNoProcessor(nil, "ping", 0x0102030405060708), "03 04 70696e67 0102030405060708"},
 		{"CREDIT", appendCredit(nil, "ping", 32), "04 04 70696e67 20"},
-		{"OPEN", appendOpen(nil, 0x1111111111111111, 0, 64), "05 1111111111111111 0000000000000000 40 00"},
-		{"OPEN ack", appendOpen(nil, 0x2222222222222222, 0x1111111111111111, 300), "05 2222222222222222 1111111111111111 ac02 00"},
+		{"OPEN", appendOpen(nil, 0x1111111111111111, 0, 64, capGrow), "05 1111111111111111 0000000000000000 40 01"},
+		{"OPEN ack", appendOpen(nil, 0x2222222222222222, 0x1111111111111111, 300, capGrow), "05 2222222222222222 1111111111111111 ac02 01"},
+		{"OPEN, no capabilities", appendOpen(nil, 0x1111111111111111, 0, 64, 0), "05 1111111111111111 0000000000000000 40 00"},
 		{"CLOSED", appendClosed(nil, 0x1111111111111111), "06 1111111111111111"},
+		{"BLOCKED", appendBlocked(nil, "ping"), "07 04 70696e67"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Equal(t, unhex(t, tc.hex), tc.got)
@@ -73,7 +77,7 @@ func TestDecodeRejects(t *testing.T) {
 		name, hex, reason string
 	}{
 		{"empty", "", rejectMalformed},
-		{"unknown kind", "07 00", rejectUnknownKind},
+		{"unknown kind", "08 00", rejectUnknownKind},
 		{"kind zero", "00", rejectUnknownKind},
 		{"DATA no flags", "01", rejectMalformed},
 		{"DATA unknown flag", "01 04 01 61", rejectMalformed},
@@ -98,6 +102,9 @@ func TestDecodeRejects(t *testing.T) {
 		{"OPEN no capabilities", "05 1111111111111111 0000000000000000 40", rejectMalformed},
 		{"CLOSED zero epoch", "06 0000000000000000", rejectMalformed},
 		{"CLOSED trailing", "06 1111111111111111 00", rejectMalformed},
+		{"BLOCKED no channel", "07", rejectBadChannel},
+		{"BLOCKED empty channel", "07 00", rejectBadChannel},
+		{"BLOCKED trailing", "07 01 61 00", rejectMalformed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := decode(unhex(t, tc.hex))
@@ -106,10 +113,12 @@ func TestDecodeRejects(t *testing.T) {
 			require.Equal(t, tc.reason, re.reason, "%v", err)
 		})
 	}
-	// An OPEN may grow fields: they are ignored.
-	e, err := decode(unhex(t, "05 1111111111111111 0000000000000000 40 00 ffff"))
+	// An OPEN may grow fields, and announce capabilities this version does
+	// not know: they are ignored.
+	e, err := decode(unhex(t, "05 1111111111111111 0000000000000000 40 ff01 ffff"))
 	require.NoError(t, err)
 	require.Equal(t, 64, e.window)
+	require.Equal(t, uint64(0xff), e.caps)
 }
 
 // FuzzDecode: decoding never panics, and what decodes encodes back to an
@@ -122,8 +131,9 @@ func FuzzDecode(f *testing.F) {
 		appendReply(nil, "ch", 7, []byte("r")),
 		appendNoProcessor(nil, "ch", 7),
 		appendCredit(nil, "ch", 3),
-		appendOpen(nil, 1, 2, 64),
+		appendOpen(nil, 1, 2, 64, capGrow),
 		appendClosed(nil, 1),
+		appendBlocked(nil, "ch"),
 		{0xff},
 	} {
 		f.Add(b)
@@ -143,6 +153,7 @@ func FuzzDecode(f *testing.F) {
 		require.Equal(t, e.call, again.call)
 		require.Equal(t, e.origin, again.origin)
 		require.Equal(t, e.credits, again.credits)
-		require.Equal(t, [3]uint64{e.epoch, e.ack, uint64(e.window)}, [3]uint64{again.epoch, again.ack, uint64(again.window)})
+		require.Equal(t, [4]uint64{e.epoch, e.ack, uint64(e.window), e.caps},
+			[4]uint64{again.epoch, again.ack, uint64(again.window), again.caps})
 	})
 }

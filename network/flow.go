@@ -19,51 +19,111 @@ package network
 // Receiving: a sender may have window messages of a channel queued or not
 // yet credited back; more is a violation. Room goes back in batches of half
 // a window.
+//
+// Growing: when both Networks announce capGrow, a Send that finds its room
+// on a channel used up says so with a BLOCKED (once until the next CREDIT),
+// and the receiver, if its processor keeps up with that sender, grants more
+// room with a CREDIT for more than was sent: the channel's window for that
+// sender doubles, up to the receiver's limit. Windows only grow, so DATA sent
+// under a smaller one always fits.
 type linkState struct {
 	epoch  uint64 // this Network's epoch
-	window int    // this Network's window
+	window int    // this Network's window: what the OPEN grants per channel
+	limit  int    // how far a channel's window may grow for the remote (>= window)
+	caps   uint64 // this Network's capabilities, as its OPEN announces them
 
 	remoteEpoch  uint64 // the epoch of the remote's Network; 0 before its OPEN
 	remoteWindow int
+	remoteCaps   uint64 // the capabilities of the remote's Network
 	remoteClosed bool   // the remote's Network said CLOSED; no Send until a new OPEN
 	ackWanted    uint64 // the remote epoch this side acknowledges (OPEN queued)
 	ackWritten   uint64 // the remote epoch this side's written OPEN acknowledged
 	ackedUs      bool   // the remote's Network acknowledged this side's epoch
 
-	inflight map[string]int // sent, not yet credited, per channel
-	queued   map[string]int // received, not yet credited back, per channel
-	owed     map[string]int // consumed, not yet credited back, per channel
+	out map[string]*outFlow // this side's DATA, per channel
+	in  map[string]*inFlow  // the remote's DATA, per channel with a processor
 }
 
-func newLinkState(epoch uint64, window int) linkState {
+// outFlow is the room this side has on one of the remote's channels.
+type outFlow struct {
+	inflight int  // sent, not yet credited; below 0 when the remote granted more room
+	blocked  bool // BLOCKED was sent since the last CREDIT
+}
+
+// inFlow is what the remote has in one of this side's channels.
+type inFlow struct {
+	window   int  // the remote's room: the OPEN's window plus what was granted since
+	queued   int  // received, not yet credited back
+	owed     int  // consumed, not yet credited back
+	caughtUp bool // the processor took every message of the remote since the last BLOCKED
+}
+
+func newLinkState(epoch uint64, window, limit int, caps uint64) linkState {
 	return linkState{
-		epoch:    epoch,
-		window:   window,
-		inflight: make(map[string]int),
-		queued:   make(map[string]int),
-		owed:     make(map[string]int),
+		epoch:  epoch,
+		window: window,
+		limit:  max(window, limit),
+		caps:   caps,
+		out:    make(map[string]*outFlow),
+		in:     make(map[string]*inFlow),
 	}
 }
 
-// creditBatch is how many consumed messages of a channel go back at once.
-func (s *linkState) creditBatch() int { return max(1, s.window/2) }
+// outOf returns the room of ch, created on first use.
+func (s *linkState) outOf(ch string) *outFlow {
+	f := s.out[ch]
+	if f == nil {
+		f = new(outFlow)
+		s.out[ch] = f
+	}
+	return f
+}
+
+// inOf returns what the remote has in ch, created on first use.
+func (s *linkState) inOf(ch string) *inFlow {
+	f := s.in[ch]
+	if f == nil {
+		f = &inFlow{window: s.window}
+		s.in[ch] = f
+	}
+	return f
+}
+
+// grows reports whether both Networks grow windows (capGrow).
+func (s *linkState) grows() bool { return s.caps&s.remoteCaps&capGrow != 0 }
+
+// ready reports whether DATA may be sent at all: both OPENs are through and
+// the remote's Network has not closed.
+func (s *linkState) ready() bool {
+	return s.remoteEpoch != 0 && !s.remoteClosed && s.ackWritten == s.remoteEpoch
+}
 
 // sendable reports whether a DATA on ch may be sent now.
 func (s *linkState) sendable(ch string) bool {
-	return s.remoteEpoch != 0 && !s.remoteClosed && s.ackWritten == s.remoteEpoch &&
-		s.inflight[ch] < s.remoteWindow
+	f := s.out[ch]
+	return s.ready() && (f == nil || f.inflight < s.remoteWindow)
 }
 
 // take counts a DATA on ch about to be sent; sendable(ch) must hold.
-func (s *linkState) take(ch string) { s.inflight[ch]++ }
+func (s *linkState) take(ch string) { s.outOf(ch).inflight++ }
 
 // untake gives back the credit of a DATA that could not be sent.
 func (s *linkState) untake(ch string) {
-	if s.inflight[ch] <= 1 {
-		delete(s.inflight, ch)
-		return
+	if f := s.out[ch]; f != nil {
+		f.inflight--
 	}
-	s.inflight[ch]--
+}
+
+// wantRoom reports whether a Send waiting for room on ch should say so with
+// a BLOCKED: the remote grows windows, this side's room on ch is used up,
+// and no BLOCKED went since the last CREDIT.
+func (s *linkState) wantRoom(ch string) bool {
+	f := s.out[ch]
+	if !s.grows() || !s.ackedUs || !s.ready() || f == nil || f.inflight < s.remoteWindow || f.blocked {
+		return false
+	}
+	f.blocked = true
+	return true
 }
 
 // openAction is what an OPEN from the remote asks of the link.
@@ -73,7 +133,7 @@ type openAction struct {
 }
 
 // opened handles the remote's OPEN.
-func (s *linkState) opened(epoch, ack uint64, window int) openAction {
+func (s *linkState) opened(epoch, ack uint64, window int, caps uint64) openAction {
 	var a openAction
 	if epoch != s.remoteEpoch {
 		// A new Network reads the remote side: what this side sent to, and
@@ -85,6 +145,7 @@ func (s *linkState) opened(epoch, ack uint64, window int) openAction {
 		a.newRemote = true
 	}
 	s.remoteWindow = window
+	s.remoteCaps = caps
 	if s.ackWanted != epoch {
 		s.ackWanted = epoch
 		a.sendOpen = true
@@ -111,55 +172,94 @@ func (s *linkState) closed(epoch uint64) bool {
 }
 
 func (s *linkState) reset() {
-	clear(s.inflight)
-	clear(s.queued)
-	clear(s.owed)
+	clear(s.out)
+	clear(s.in)
 }
 
 // credited handles a CREDIT of n on ch. It reports false for a violation:
-// more credits than DATA sent (the surplus is ignored). A CREDIT before the
-// remote acknowledged this side's epoch is stale and ignored.
+// more credits than DATA sent from a remote that does not grow windows (the
+// surplus is ignored); from one that does, the surplus is room granted. A
+// CREDIT before the remote acknowledged this side's epoch is stale and
+// ignored.
 func (s *linkState) credited(ch string, n int) bool {
 	if !s.ackedUs {
 		return true
 	}
-	have := s.inflight[ch]
-	if n >= have {
-		delete(s.inflight, ch)
-		return n == have
+	f := s.outOf(ch)
+	f.blocked = false
+	if n <= f.inflight {
+		f.inflight -= n
+		return true
 	}
-	s.inflight[ch] = have - n
-	return true
+	if s.grows() && f.inflight-n >= -MaxWindow {
+		f.inflight -= n
+		return true
+	}
+	f.inflight = 0
+	return false
 }
 
-// received handles a DATA on ch: it returns "" if the DATA counts, else the
-// reason to drop it (rejectStale or rejectOverWindow).
+// received handles a DATA on ch, a channel with a processor: it returns ""
+// if the DATA counts, else the reason to drop it (rejectStale or
+// rejectOverWindow).
 func (s *linkState) received(ch string) string {
 	if !s.ackedUs {
 		return rejectStale
 	}
-	if s.queued[ch] >= s.window {
+	f := s.inOf(ch)
+	if f.queued >= f.window {
 		return rejectOverWindow
 	}
-	s.queued[ch]++
+	f.queued++
 	return ""
 }
 
 // consumed handles a DATA of ch, received while the remote's Network had
 // epoch remote, leaving this side's queue (processed or dropped). It returns
-// the credits to send back now, or 0.
+// the credits to send back now, or 0. Room goes back in batches of half the
+// channel's window.
 func (s *linkState) consumed(ch string, remote uint64) int {
-	if remote != s.remoteEpoch || s.remoteClosed || s.queued[ch] == 0 {
+	f := s.in[ch]
+	if remote != s.remoteEpoch || s.remoteClosed || f == nil || f.queued == 0 {
 		return 0 // for a Network of the remote that is gone
 	}
-	s.owed[ch]++
-	n := s.owed[ch]
-	if n < s.creditBatch() {
+	f.owed++
+	if f.owed == f.queued {
+		f.caughtUp = true
+	}
+	n := f.owed
+	if n < max(1, f.window/2) {
 		return 0
 	}
-	delete(s.owed, ch)
-	if s.queued[ch] -= n; s.queued[ch] <= 0 {
-		delete(s.queued, ch)
+	f.owed = 0
+	f.queued -= n
+	return n
+}
+
+// grow handles a BLOCKED on ch, a channel with a processor: the remote's
+// Send waits for room. If the processor keeps up with the remote (it took
+// every message the remote had sent at some moment since the previous
+// BLOCKED), the channel's window for the remote doubles, up to the limit. It
+// returns the room granted, to send as a CREDIT, or 0. A remote that never
+// sent DATA on ch gets nothing.
+//
+// Whether the processor keeps up is not judged on arrival of the BLOCKED:
+// the DATA that used up the room arrive just before it, often in the same
+// read, and nothing has been processed of them yet.
+func (s *linkState) grow(ch string) int {
+	if !s.ackedUs || !s.grows() {
+		return 0
 	}
+	f := s.in[ch]
+	if f == nil || f.window >= s.limit {
+		return 0
+	}
+	keepsUp := f.caughtUp
+	f.caughtUp = false
+	if !keepsUp {
+		return 0
+	}
+	n := min(f.window, s.limit-f.window)
+	f.window += n
 	return n
 }

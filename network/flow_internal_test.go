@@ -17,20 +17,20 @@ const (
 // written, y's OPEN acknowledging x.
 func open(t *testing.T, s *linkState, y uint64, window int) {
 	t.Helper()
-	a := s.opened(y, 0, window)
+	a := s.opened(y, 0, window, capGrow)
 	require.True(t, a.sendOpen)
 	require.True(t, a.newRemote)
 	s.openWritten(y)
-	a = s.opened(y, epochX, window)
+	a = s.opened(y, epochX, window, capGrow)
 	require.False(t, a.sendOpen, "y's epoch is already acknowledged")
 	require.False(t, a.newRemote)
 }
 
 func TestLinkStateSend(t *testing.T) {
-	st := newLinkState(epochX, 8)
+	st := newLinkState(epochX, 8, 8, capGrow)
 	s := &st
 	require.False(t, s.sendable("c"), "no Send before the remote's OPEN")
-	a := s.opened(epochY, 0, 3)
+	a := s.opened(epochY, 0, 3, 0)
 	require.Equal(t, openAction{sendOpen: true, newRemote: true}, a)
 	require.False(t, s.sendable("c"), "no Send before this side's OPEN acknowledging y is written")
 	s.openWritten(epochY)
@@ -44,16 +44,16 @@ func TestLinkStateSend(t *testing.T) {
 	// Credits before y acknowledged x are stale.
 	require.True(t, s.credited("c", 2))
 	require.False(t, s.sendable("c"))
-	s.opened(epochY, epochX, 3)
+	s.opened(epochY, epochX, 3, 0)
 	require.True(t, s.credited("c", 2))
 	require.True(t, s.sendable("c"))
 	s.untake("c") // a Send that failed gives its credit back
-	require.Equal(t, 0, s.inflight["c"])
+	require.Equal(t, 0, s.out["c"].inflight)
 	require.False(t, s.credited("c", 1), "credits for nothing sent")
 }
 
 func TestLinkStateReceive(t *testing.T) {
-	st := newLinkState(epochX, 4)
+	st := newLinkState(epochX, 4, 4, capGrow)
 	s := &st
 	require.Equal(t, rejectStale, s.received("c"), "DATA before y acknowledged x")
 	open(t, s, epochY, 8)
@@ -76,7 +76,7 @@ func TestLinkStateReceive(t *testing.T) {
 }
 
 func TestLinkStateRestart(t *testing.T) {
-	st := newLinkState(epochX, 2) // credits go back one by one
+	st := newLinkState(epochX, 2, 2, capGrow) // credits go back one by one
 	s := &st
 	open(t, s, epochY, 2)
 	s.take("c")
@@ -101,8 +101,114 @@ func TestLinkStateRestart(t *testing.T) {
 	// A restart without CLOSED (the remote crashed and came back on the
 	// same connection is impossible, but a new OPEN is enough).
 	s.take("c")
-	a := s.opened(0x4444, epochX, 2)
+	a := s.opened(0x4444, epochX, 2, capGrow)
 	require.True(t, a.newRemote)
-	require.Zero(t, s.inflight["c"])
+	require.Nil(t, s.out["c"], "nothing in flight to the new Network")
 	require.True(t, s.ackedUs)
+}
+
+func TestLinkStateGrowReceiver(t *testing.T) {
+	st := newLinkState(epochX, 4, 16, capGrow)
+	s := &st
+	require.Zero(t, s.grow("c"), "BLOCKED before y acknowledged x")
+	open(t, s, epochY, 8)
+	require.Zero(t, s.grow("c"), "no DATA on c yet")
+
+	// The room used up, y says BLOCKED before the processor took anything.
+	for range 4 {
+		require.Empty(t, s.received("c"))
+	}
+	require.Equal(t, rejectOverWindow, s.received("c"))
+	require.Zero(t, s.grow("c"), "the processor has not caught up yet")
+	// The processor catches up; y, blocked again, says so: the window doubles.
+	require.Zero(t, s.consumed("c", epochY))
+	require.Equal(t, 2, s.consumed("c", epochY))
+	require.Zero(t, s.consumed("c", epochY))
+	require.Equal(t, 2, s.consumed("c", epochY))
+	require.Equal(t, 4, s.grow("c"), "the processor took everything since the last BLOCKED")
+	require.Equal(t, 8, s.in["c"].window)
+	require.Zero(t, s.grow("c"), "once per catching up")
+	for range 8 {
+		require.Empty(t, s.received("c"), "the grown window")
+	}
+	require.Equal(t, rejectOverWindow, s.received("c"))
+
+	// The processor stays behind: no growth.
+	for range 4 {
+		s.consumed("c", epochY) // the last one credits 4 back: half the grown window
+	}
+	require.Equal(t, 4, s.in["c"].queued)
+	for range 4 {
+		require.Empty(t, s.received("c"))
+	}
+	require.Zero(t, s.grow("c"), "8 messages wait, and their queue never ran empty")
+
+	// It catches up: up to the limit, and no further.
+	for range 8 {
+		s.consumed("c", epochY)
+	}
+	require.Zero(t, s.in["c"].queued, "all credited back")
+	require.Equal(t, 8, s.grow("c"), "up to the limit")
+	require.Equal(t, 16, s.in["c"].window)
+	require.Empty(t, s.received("c"))
+	s.consumed("c", epochY)
+	require.Zero(t, s.grow("c"), "at the limit")
+
+	// Another channel grows on its own.
+	require.Empty(t, s.received("d"))
+	s.consumed("d", epochY)
+	require.Equal(t, 4, s.grow("d"))
+
+	// A new Network of y starts from the window of the OPEN.
+	open(t, s, epochY2, 8)
+	require.Nil(t, s.in["c"])
+	for range 4 {
+		require.Empty(t, s.received("c"))
+	}
+	require.Equal(t, rejectOverWindow, s.received("c"))
+}
+
+func TestLinkStateGrowNeedsBoth(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		local, rem uint64
+	}{
+		{"remote predates growing", capGrow, 0},
+		{"this side predates growing", 0, capGrow},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newLinkState(epochX, 2, 16, capGrow)
+			s := &st
+			s.caps = tc.local
+			s.opened(epochY, 0, 2, tc.rem)
+			s.openWritten(epochY)
+			s.opened(epochY, epochX, 2, tc.rem)
+			s.take("c")
+			s.take("c")
+			require.False(t, s.wantRoom("c"), "no BLOCKED")
+			require.False(t, s.credited("c", 3), "a CREDIT for more than was sent is a violation")
+			require.Zero(t, s.grow("c"), "no room granted")
+		})
+	}
+}
+
+func TestLinkStateGrowSender(t *testing.T) {
+	st := newLinkState(epochX, 8, 8, capGrow)
+	s := &st
+	open(t, s, epochY, 2)
+	require.False(t, s.wantRoom("c"), "room left")
+	s.take("c")
+	s.take("c")
+	require.True(t, s.wantRoom("c"), "room used up: say BLOCKED")
+	require.False(t, s.wantRoom("c"), "once until the next CREDIT")
+	require.True(t, s.credited("c", 1))
+	s.take("c")
+	require.True(t, s.wantRoom("c"), "blocked again after a CREDIT")
+	require.True(t, s.credited("c", 4), "2 sent, 2 granted")
+	for range 4 {
+		require.True(t, s.sendable("c"))
+		s.take("c")
+	}
+	require.False(t, s.sendable("c"), "the window of 2 grew to 4")
+	require.False(t, s.credited("c", 5+MaxWindow), "no more room than any window")
 }

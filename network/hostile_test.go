@@ -39,6 +39,22 @@ func metric(t testing.TB, reg *prometheus.Registry, name string, labels ...strin
 	return 0
 }
 
+// metricSum returns the sum of the counter name over all its labels in reg.
+func metricSum(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	sum := 0.0
+	for _, f := range families {
+		if f.GetName() == name {
+			for _, m := range f.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
 func hasLabel(m *dto.Metric, name, value string) bool {
 	for _, l := range m.GetLabel() {
 		if l.GetName() == name && l.GetValue() == value {
@@ -118,7 +134,7 @@ func TestHostileEnvelopes(t *testing.T) {
 			return func() bool { return metric(t, reg, "skipwire_network_rejected_total", "reason", reason) == 1 }
 		}
 
-		r.send("07 00")
+		r.send("08 00")
 		require.Eventually(t, rejected("unknown_kind"), eventually, tick)
 		r.send("01 00 00 6869")
 		require.Eventually(t, rejected("bad_channel"), eventually, tick)
@@ -170,5 +186,22 @@ func TestHostileEnvelopes(t *testing.T) {
 		r.send("01 00 02 6f6b " + hex.EncodeToString([]byte("still")))
 		require.Equal(t, "still", string(in.next(t).Payload))
 		require.Equal(t, 2.0, metric(t, reg, "skipwire_network_messages_total", "channel", "ok", "direction", "in"))
+	})
+}
+
+// TestNoProcessorGivesRoomBack: a DATA for a channel without a processor
+// holds nothing: its room goes back at once, whatever the window, so a peer
+// naming ever new channels leaves no state behind.
+func TestNoProcessorGivesRoomBack(t *testing.T) {
+	forEnv(t, envs, func(t *testing.T, w world) {
+		rawManager := w.manager(t, connConfig())
+		victim := newNode(t, w, network.Config{Window: 64})
+		r := newRaw(t, rawManager, victim)
+		open := r.await(0x05)
+		r.send("05 0000000000000abc " + hex.EncodeToString(open[1:9]) + " 40 00")
+		for _, ch := range []string{"7a31", "7a32", "7a33"} { // z1, z2, z3
+			r.send("01 00 02 " + ch + " 6869")
+			require.Equal(t, "0402"+ch+"01", hex.EncodeToString(r.await(0x04)), "a CREDIT of 1 on %s", ch)
+		}
 	})
 }

@@ -23,6 +23,7 @@ type Network struct {
 	self  identity.Identifier
 	cfg   Config
 	epoch uint64 // announced in OPEN; tells this Network from earlier ones on the same connections
+	caps  uint64 // capabilities announced in OPEN
 
 	metrics *metrics // nil without Config.Metrics
 
@@ -64,6 +65,11 @@ var managers = struct {
 // is validated; zero fields take their defaults. The Network does not own m:
 // close the Network before m.
 func New(m p2pconn.ConnectionManager, cfg Config) (*Network, error) {
+	return newNetwork(m, cfg, capabilities)
+}
+
+// newNetwork is New, announcing the capabilities caps.
+func newNetwork(m p2pconn.ConnectionManager, cfg Config, caps uint64) (*Network, error) {
 	if m == nil {
 		return nil, errors.New("network: new: nil connection manager")
 	}
@@ -89,6 +95,7 @@ func New(m p2pconn.ConnectionManager, cfg Config) (*Network, error) {
 		self:        m.ID(),
 		cfg:         cfg.withDefaults(),
 		epoch:       rand.Uint64() | 1, // non-zero
+		caps:        caps,
 		metrics:     mx,
 		ctx:         ctx,
 		cancel:      cancel,

@@ -36,7 +36,8 @@ type link struct {
 	openQueued bool
 	credits    map[string]int
 	noProc     []noProcFrame
-	writing    bool // a writer goroutine runs
+	blocked    []Channel // channels to say BLOCKED on
+	writing    bool      // a writer goroutine runs
 
 	logged map[string]struct{} // channels without a processor already logged; guarded by mu
 	warned map[string]struct{} // reasons of rejection already logged at warn level; guarded by mu
@@ -55,7 +56,7 @@ func newLink(n *Network, c p2pconn.Connection) *link {
 		n:         n,
 		conn:      c,
 		peer:      c.RemoteID(),
-		st:        newLinkState(n.epoch, n.cfg.Window),
+		st:        newLinkState(n.epoch, n.cfg.Window, n.cfg.WindowLimit, n.caps),
 		changed:   make(chan struct{}),
 		credits:   make(map[string]int),
 	}
@@ -144,7 +145,7 @@ func (l *link) handle(msg []byte) {
 		}
 	case kindOpen:
 		l.mu.Lock()
-		a := l.st.opened(e.epoch, e.ack, e.window)
+		a := l.st.opened(e.epoch, e.ack, e.window, e.caps)
 		if a.sendOpen {
 			l.openQueued = true
 			l.kickLocked()
@@ -154,6 +155,12 @@ func (l *link) handle(msg []byte) {
 		if a.newRemote {
 			log.Debugw("peer network open", "peer", l.peer, "epoch", fmt.Sprintf("%016x", e.epoch), "window", e.window)
 		}
+	case kindBlocked:
+		if l.st.caps&capGrow == 0 { // as a Network that predates BLOCKED
+			l.rejected(&rejectError{reason: rejectUnknownKind, detail: fmt.Sprintf("kind %#02x", byte(e.kind))})
+			return
+		}
+		l.onBlocked(e.channel)
 	case kindClosed:
 		l.mu.Lock()
 		closed := l.st.closed(e.epoch)
@@ -170,23 +177,17 @@ func (l *link) handle(msg []byte) {
 // channel without one.
 func (l *link) onData(e envelope) {
 	reg := l.n.registration(e.channel)
-	ch := ""
-	if reg != nil {
-		ch = string(reg.ch) // no allocation: the registration's own string
-	} else {
-		ch = string(e.channel)
+	if reg == nil {
+		l.noProcessor(string(e.channel), e.call.ID)
+		return
 	}
+	ch := string(reg.ch) // no allocation: the registration's own string
 	l.mu.Lock()
 	verdict := l.st.received(ch)
 	remote := l.st.remoteEpoch
 	l.mu.Unlock()
 	if verdict != "" {
 		l.rejected(&rejectError{reason: verdict, detail: fmt.Sprintf("DATA on %q", ch)})
-		return
-	}
-	if reg == nil {
-		l.noProcessor(ch, e.call.ID)
-		l.consumed(ch, remote)
 		return
 	}
 	m := Message{Channel: reg.ch, From: l.peer, Payload: e.payload}
@@ -200,11 +201,20 @@ func (l *link) onData(e envelope) {
 	reg.push(item{m: m, link: l, remote: remote})
 }
 
-// noProcessor counts a DATA for a channel without a processor, logs it once
-// per channel, and answers a call with NO_PROCESSOR.
+// noProcessor drops a DATA for a channel without a processor: it gives the
+// room back at once (nothing is kept, and no state per such channel either,
+// whatever channels a peer names), counts the DATA, logs it once per
+// channel, and answers a call with NO_PROCESSOR.
 func (l *link) noProcessor(ch string, id uint64) {
-	l.n.metrics.noProcessor()
 	l.mu.Lock()
+	if !l.st.ackedUs {
+		l.mu.Unlock()
+		l.rejected(&rejectError{reason: rejectStale, detail: fmt.Sprintf("DATA on %q", ch)})
+		return
+	}
+	l.credits[ch]++
+	l.kickLocked()
+	l.n.metrics.noProcessor()
 	first := false
 	if _, ok := l.logged[ch]; !ok && len(l.logged) < maxLoggedChannels {
 		if l.logged == nil {
@@ -215,11 +225,29 @@ func (l *link) noProcessor(ch string, id uint64) {
 	}
 	if id != 0 {
 		l.noProc = append(l.noProc, noProcFrame{ch: ch, id: id})
-		l.kickLocked()
 	}
 	l.mu.Unlock()
 	if first {
 		log.Infow("message for a channel without a processor: dropped (logged once per peer and channel)", "peer", l.peer, "channel", ch)
+	}
+}
+
+// onBlocked handles a BLOCKED: the remote's Send waits for room on ch. A
+// channel without a processor keeps no room to grow.
+func (l *link) onBlocked(ch []byte) {
+	reg := l.n.registration(ch)
+	if reg == nil {
+		return
+	}
+	l.mu.Lock()
+	n := l.st.grow(string(reg.ch))
+	if n > 0 {
+		l.credits[string(reg.ch)] += n
+		l.kickLocked()
+	}
+	l.mu.Unlock()
+	if n > 0 {
+		log.Debugw("window grown", "peer", l.peer, "channel", reg.ch, "by", n)
 	}
 }
 
@@ -269,6 +297,10 @@ func (l *link) sendData(ctx context.Context, ch Channel, call CallRef, origin bo
 		case l.st.remoteClosed:
 			l.mu.Unlock()
 			return ErrRemoteClosed
+		}
+		if l.st.wantRoom(key) {
+			l.blocked = append(l.blocked, ch)
+			l.kickLocked()
 		}
 		changed := l.changed
 		l.mu.Unlock()
@@ -334,17 +366,23 @@ func (l *link) write() {
 		ack, open := uint64(0), l.openQueued
 		if open {
 			ack = l.st.ackWanted
-			frames = append(frames, appendOpen(nil, l.st.epoch, ack, l.st.window))
+			frames = append(frames, appendOpen(nil, l.st.epoch, ack, l.st.window, l.st.caps))
 			l.openQueued = false
 		}
 		for ch, n := range l.credits {
-			frames = append(frames, appendCredit(nil, Channel(ch), n))
+			for ; n > 0; n -= MaxWindow {
+				frames = append(frames, appendCredit(nil, Channel(ch), min(n, MaxWindow)))
+			}
 		}
 		clear(l.credits)
 		for _, f := range l.noProc {
 			frames = append(frames, appendNoProcessor(nil, Channel(f.ch), f.id))
 		}
 		l.noProc = l.noProc[:0]
+		for _, ch := range l.blocked {
+			frames = append(frames, appendBlocked(nil, ch))
+		}
+		l.blocked = l.blocked[:0]
 		if len(frames) == 0 {
 			l.writing = false
 			l.mu.Unlock()
