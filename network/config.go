@@ -25,16 +25,21 @@ type Config struct {
 	Window int
 
 	// WindowLimit is how far a channel's window grows for a sender whose
-	// Sends wait for room while the processor keeps up with them: the window
-	// doubles each time that sender says it waits (a Send found its room
-	// used up) if the processor's queue for that sender ran empty since it
-	// last said so, until it reaches WindowLimit. A sender the processor
-	// does not keep up with keeps Window. Default 4096 (or Window, if
-	// larger); set it to Window to keep windows fixed; at most MaxWindow.
-	// Peers that predate growing windows keep Window both ways.
+	// Sends wait for room while the processor keeps up: the window doubles
+	// each time that sender says it waits (a Send found its room used up) if
+	// the channel's processor ran out of messages, from every sender, while
+	// the sender last waited. Senders of a processor that has work all the
+	// time keep Window. The room granted beyond Window is shared by all the
+	// channel's senders: at most WindowLimit - Window in all, so one sender's
+	// window reaches WindowLimit at most, and many senders at once (a node
+	// everyone sends to) do not lengthen the channel's queue by much. A
+	// sender's share goes back when its connection or its Network ends.
+	// Default 4096 (or Window, if larger); set it to Window to keep windows
+	// fixed; at most MaxWindow. Peers that predate growing windows keep
+	// Window both ways.
 	//
-	// It bounds what a channel queues: WindowLimit messages per peer, so
-	// WindowLimit x the largest message per peer and channel.
+	// With Window, it bounds what a channel queues: Window messages per peer
+	// plus WindowLimit - Window, each at most the largest message.
 	WindowLimit int
 
 	// CloseTimeout bounds how long Close spends telling peers that this

@@ -2,6 +2,7 @@ package network
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/skipwire/skipwire/identity"
 )
@@ -19,7 +20,36 @@ type registration struct {
 
 	mu     sync.Mutex
 	queues map[identity.Identifier]*senderQueue
+
+	// idle counts the times the processor ran out of messages: the last
+	// sender's queue ran empty. Windows grow only for senders that wait
+	// while it does (linkState.grow).
+	idle atomic.Uint64
+	// granted is the room granted to senders beyond Config.Window, which
+	// all senders share: at most allowance.
+	granted   atomic.Int64
+	allowance int64
 }
+
+// room returns how much room the channel may still grant beyond Window.
+func (r *registration) room() int { return int(r.allowance - r.granted.Load()) }
+
+// take takes up to n of the room left and returns how much it took.
+func (r *registration) take(n int) int {
+	for {
+		g := r.granted.Load()
+		k := min(int64(n), r.allowance-g)
+		if k <= 0 {
+			return 0
+		}
+		if r.granted.CompareAndSwap(g, g+k) {
+			return int(k)
+		}
+	}
+}
+
+// giveBack returns room granted to a sender that is gone.
+func (r *registration) giveBack(n int) { r.granted.Add(-int64(n)) }
 
 // senderQueue is one sender's messages for a channel, in order. A queue
 // that runs dry goes back to queuePool with its arrays: a sender whose
@@ -94,6 +124,9 @@ func (r *registration) drain(from identity.Identifier, q *senderQueue) {
 		if len(q.items) == 0 || r.n.ctx.Err() != nil {
 			dropped := len(q.items)
 			delete(r.queues, from)
+			if len(r.queues) == 0 {
+				r.idle.Add(1)
+			}
 			r.mu.Unlock()
 			q.recycle() // no one else holds q now
 			r.n.metrics.queuedAdd(r.ch, -dropped)

@@ -14,9 +14,9 @@
 // Config.Window messages per channel, and a peer with that many queued waits
 // in Send (up to its ctx) until the processor takes some, while the
 // connection keeps being read for the other channels. A sender whose Sends
-// wait while the processor keeps up with it gets a larger window, doubled
-// each time up to Config.WindowLimit, so that many concurrent Sends do not
-// wait for room to travel back. Replies never wait
+// wait while the processor runs out of messages gets a larger window,
+// doubled each time up to Config.WindowLimit, so that many concurrent Sends
+// do not wait for room to travel back. Replies never wait
 // behind processors, so a processor may Send, Request and Reply from inside
 // ProcessIncomingMessage, and a chain of nested Requests across nodes works.
 //

@@ -29,3 +29,9 @@ func (n *Network) WindowOf(peer identity.Identifier, ch Channel) int {
 	}
 	return 0
 }
+
+// Granted returns the room n's channel ch granted beyond Config.Window, over
+// all senders.
+func (n *Network) Granted(ch Channel) int {
+	return int(n.registrationOf(ch).granted.Load())
+}

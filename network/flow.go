@@ -22,9 +22,9 @@ package network
 //
 // Growing: when both Networks announce capGrow, a Send that finds its room
 // on a channel used up says so with a BLOCKED (once until the next CREDIT),
-// and the receiver, if its processor keeps up with that sender, grants more
-// room with a CREDIT for more than was sent: the channel's window for that
-// sender doubles, up to the receiver's limit. Windows only grow, so DATA sent
+// and the receiver, if its processor ran out of messages since that sender's
+// previous BLOCKED, grants more room with a CREDIT for more than was sent:
+// the channel's window for that sender doubles, up to the receiver's limit. Windows only grow, so DATA sent
 // under a smaller one always fits.
 type linkState struct {
 	epoch  uint64 // this Network's epoch
@@ -42,6 +42,10 @@ type linkState struct {
 
 	out map[string]*outFlow // this side's DATA, per channel
 	in  map[string]*inFlow  // the remote's DATA, per channel with a processor
+
+	// freed is the room granted beyond window that reset dropped, per
+	// channel, for the link to give back to the channels' allowances.
+	freed map[string]int
 }
 
 // outFlow is the room this side has on one of the remote's channels.
@@ -52,10 +56,15 @@ type outFlow struct {
 
 // inFlow is what the remote has in one of this side's channels.
 type inFlow struct {
-	window   int  // the remote's room: the OPEN's window plus what was granted since
-	queued   int  // received, not yet credited back
-	owed     int  // consumed, not yet credited back
-	caughtUp bool // the processor took every message of the remote since the last BLOCKED
+	window int // the remote's room: the OPEN's window plus what was granted since
+	queued int // received, not yet credited back
+	owed   int // consumed, not yet credited back
+
+	// Growing: whether the processor ran out of messages while the remote
+	// waited for room, which it did from its BLOCKED to its next DATA.
+	waiting bool   // a BLOCKED came, and no DATA since
+	idleAt  uint64 // the channel's idle count when it came
+	starved bool   // the processor ran out of messages while the remote waited
 }
 
 func newLinkState(epoch uint64, window, limit int, caps uint64) linkState {
@@ -172,8 +181,35 @@ func (s *linkState) closed(epoch uint64) bool {
 }
 
 func (s *linkState) reset() {
+	for ch, g := range s.grants() {
+		if s.freed == nil {
+			s.freed = make(map[string]int)
+		}
+		s.freed[ch] += g
+	}
 	clear(s.out)
 	clear(s.in)
+}
+
+// grants returns the room granted to the remote beyond window, per channel.
+func (s *linkState) grants() map[string]int {
+	var g map[string]int
+	for ch, f := range s.in {
+		if f.window > s.window {
+			if g == nil {
+				g = make(map[string]int)
+			}
+			g[ch] = f.window - s.window
+		}
+	}
+	return g
+}
+
+// takeFreed returns what reset dropped since the last call.
+func (s *linkState) takeFreed() map[string]int {
+	f := s.freed
+	s.freed = nil
+	return f
 }
 
 // credited handles a CREDIT of n on ch. It reports false for a violation:
@@ -185,7 +221,10 @@ func (s *linkState) credited(ch string, n int) bool {
 	if !s.ackedUs {
 		return true
 	}
-	f := s.outOf(ch)
+	f := s.out[ch]
+	if f == nil {
+		return false // nothing was ever sent on ch; no state for it either
+	}
 	f.blocked = false
 	if n <= f.inflight {
 		f.inflight -= n
@@ -199,14 +238,20 @@ func (s *linkState) credited(ch string, n int) bool {
 	return false
 }
 
-// received handles a DATA on ch, a channel with a processor: it returns ""
-// if the DATA counts, else the reason to drop it (rejectStale or
-// rejectOverWindow).
-func (s *linkState) received(ch string) string {
+// received handles a DATA on ch, a channel with a processor whose idle
+// count (how many times it ran out of messages, from every sender) is idle:
+// it returns "" if the DATA counts, else the reason to drop it (rejectStale
+// or rejectOverWindow).
+func (s *linkState) received(ch string, idle uint64) string {
 	if !s.ackedUs {
 		return rejectStale
 	}
 	f := s.inOf(ch)
+	if f.waiting {
+		// The first DATA the remote sent once it had room again.
+		f.waiting = false
+		f.starved = f.starved || idle != f.idleAt
+	}
 	if f.queued >= f.window {
 		return rejectOverWindow
 	}
@@ -224,9 +269,6 @@ func (s *linkState) consumed(ch string, remote uint64) int {
 		return 0 // for a Network of the remote that is gone
 	}
 	f.owed++
-	if f.owed == f.queued {
-		f.caughtUp = true
-	}
 	n := f.owed
 	if n < max(1, f.window/2) {
 		return 0
@@ -236,17 +278,23 @@ func (s *linkState) consumed(ch string, remote uint64) int {
 	return n
 }
 
-// grow handles a BLOCKED on ch, a channel with a processor: the remote's
-// Send waits for room. If the processor keeps up with the remote (it took
-// every message the remote had sent at some moment since the previous
-// BLOCKED), the channel's window for the remote doubles, up to the limit. It
-// returns the room granted, to send as a CREDIT, or 0. A remote that never
-// sent DATA on ch gets nothing.
+// grow handles a BLOCKED on ch, a channel with a processor whose idle count
+// is idle and whose allowance for growing windows has room left: the
+// remote's Send waits for room. If, since the remote's previous BLOCKED, the
+// processor ran out of messages while the remote waited for room (between
+// that BLOCKED and the remote's next DATA), the window held the remote back,
+// not the processor, and the channel's window for the remote doubles, as far
+// as the limit and room allow. It returns the room granted, to send as a
+// CREDIT and take from the allowance, or 0. A remote that never sent DATA on ch gets nothing,
+// and neither does one whose BLOCKED is its first on ch.
 //
 // Whether the processor keeps up is not judged on arrival of the BLOCKED:
 // the DATA that used up the room arrive just before it, often in the same
-// read, and nothing has been processed of them yet.
-func (s *linkState) grow(ch string) int {
+// read, and nothing has been processed of them yet. Nor is it judged by the
+// processor running out of messages at any time: one that has all it can do
+// with many senders ran out of them when the senders were starting, and
+// larger windows would only lengthen its queues.
+func (s *linkState) grow(ch string, idle uint64, room int) int {
 	if !s.ackedUs || !s.grows() {
 		return 0
 	}
@@ -254,12 +302,18 @@ func (s *linkState) grow(ch string) int {
 	if f == nil || f.window >= s.limit {
 		return 0
 	}
-	keepsUp := f.caughtUp
-	f.caughtUp = false
+	keepsUp := f.starved
+	f.waiting, f.idleAt, f.starved = true, idle, false
 	if !keepsUp {
 		return 0
 	}
-	n := min(f.window, s.limit-f.window)
+	n := min(f.window, s.limit-f.window, room)
+	if n <= 0 {
+		return 0
+	}
 	f.window += n
 	return n
 }
+
+// ungrow takes back n of the room grow granted on ch, before it was sent.
+func (s *linkState) ungrow(ch string, n int) { s.in[ch].window -= n }

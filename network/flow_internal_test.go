@@ -55,19 +55,19 @@ func TestLinkStateSend(t *testing.T) {
 func TestLinkStateReceive(t *testing.T) {
 	st := newLinkState(epochX, 4, 4, capGrow)
 	s := &st
-	require.Equal(t, rejectStale, s.received("c"), "DATA before y acknowledged x")
+	require.Equal(t, rejectStale, s.received("c", 0), "DATA before y acknowledged x")
 	open(t, s, epochY, 8)
 	for range 4 {
-		require.Empty(t, s.received("c"))
+		require.Empty(t, s.received("c", 0))
 	}
-	require.Equal(t, rejectOverWindow, s.received("c"))
-	require.Empty(t, s.received("d"))
+	require.Equal(t, rejectOverWindow, s.received("c", 0))
+	require.Empty(t, s.received("d", 0))
 	// Room goes back in batches of half the window.
 	require.Equal(t, 0, s.consumed("c", epochY))
 	require.Equal(t, 2, s.consumed("c", epochY))
-	require.Empty(t, s.received("c"))
-	require.Empty(t, s.received("c"))
-	require.Equal(t, rejectOverWindow, s.received("c"))
+	require.Empty(t, s.received("c", 0))
+	require.Empty(t, s.received("c", 0))
+	require.Equal(t, rejectOverWindow, s.received("c", 0))
 	require.Equal(t, 0, s.consumed("c", epochY))
 	require.Equal(t, 2, s.consumed("c", epochY))
 	require.Equal(t, 0, s.consumed("c", epochY))
@@ -81,20 +81,20 @@ func TestLinkStateRestart(t *testing.T) {
 	open(t, s, epochY, 2)
 	s.take("c")
 	s.take("c")
-	require.Empty(t, s.received("c"))
+	require.Empty(t, s.received("c", 0))
 
 	require.False(t, s.closed(epochY2), "CLOSED of a Network this side does not know")
 	require.True(t, s.closed(epochY))
 	require.False(t, s.closed(epochY), "said once")
 	require.False(t, s.sendable("c"))
 	require.True(t, s.remoteClosed)
-	require.Equal(t, rejectStale, s.received("c"), "y's Network is gone")
+	require.Equal(t, rejectStale, s.received("c", 0), "y's Network is gone")
 	require.Equal(t, 0, s.consumed("c", epochY), "no room goes back to a closed Network")
 
 	open(t, s, epochY2, 2)
 	require.False(t, s.remoteClosed)
 	require.True(t, s.sendable("c"), "the new Network grants a fresh window")
-	require.Empty(t, s.received("c"))
+	require.Empty(t, s.received("c", 0))
 	require.Equal(t, 0, s.consumed("c", epochY), "a message of the old Network owes the new one nothing")
 	require.Equal(t, 1, s.consumed("c", epochY2))
 
@@ -110,62 +110,60 @@ func TestLinkStateRestart(t *testing.T) {
 func TestLinkStateGrowReceiver(t *testing.T) {
 	st := newLinkState(epochX, 4, 16, capGrow)
 	s := &st
-	require.Zero(t, s.grow("c"), "BLOCKED before y acknowledged x")
+	idle := uint64(7) // times the processor of c ran out of messages
+	require.Zero(t, s.grow("c", idle, 1<<20), "BLOCKED before y acknowledged x")
 	open(t, s, epochY, 8)
-	require.Zero(t, s.grow("c"), "no DATA on c yet")
+	require.Zero(t, s.grow("c", idle, 1<<20), "no DATA on c yet")
 
-	// The room used up, y says BLOCKED before the processor took anything.
-	for range 4 {
-		require.Empty(t, s.received("c"))
+	// blockedRound: y uses up its room, says BLOCKED, x gives the room back;
+	// the processor runs out of messages runsOut times before y's next DATA.
+	blockedRound := func(runsOut uint64) int {
+		t.Helper()
+		for s.in["c"] == nil || s.in["c"].queued < s.in["c"].window {
+			require.Empty(t, s.received("c", idle))
+		}
+		require.Equal(t, rejectOverWindow, s.received("c", idle))
+		granted := s.grow("c", idle, 1<<20)
+		for range s.in["c"].queued {
+			s.consumed("c", epochY)
+		}
+		require.Zero(t, s.in["c"].queued)
+		idle += runsOut
+		return granted
 	}
-	require.Equal(t, rejectOverWindow, s.received("c"))
-	require.Zero(t, s.grow("c"), "the processor has not caught up yet")
-	// The processor catches up; y, blocked again, says so: the window doubles.
-	require.Zero(t, s.consumed("c", epochY))
-	require.Equal(t, 2, s.consumed("c", epochY))
-	require.Zero(t, s.consumed("c", epochY))
-	require.Equal(t, 2, s.consumed("c", epochY))
-	require.Equal(t, 4, s.grow("c"), "the processor took everything since the last BLOCKED")
+	require.Zero(t, blockedRound(1), "y's first BLOCKED on c")
+	require.Equal(t, 4, blockedRound(0), "the processor ran out while y waited: the window doubles")
 	require.Equal(t, 8, s.in["c"].window)
-	require.Zero(t, s.grow("c"), "once per catching up")
-	for range 8 {
-		require.Empty(t, s.received("c"), "the grown window")
-	}
-	require.Equal(t, rejectOverWindow, s.received("c"))
-
-	// The processor stays behind: no growth.
-	for range 4 {
-		s.consumed("c", epochY) // the last one credits 4 back: half the grown window
-	}
-	require.Equal(t, 4, s.in["c"].queued)
-	for range 4 {
-		require.Empty(t, s.received("c"))
-	}
-	require.Zero(t, s.grow("c"), "8 messages wait, and their queue never ran empty")
-
-	// It catches up: up to the limit, and no further.
-	for range 8 {
-		s.consumed("c", epochY)
-	}
-	require.Zero(t, s.in["c"].queued, "all credited back")
-	require.Equal(t, 8, s.grow("c"), "up to the limit")
+	require.Zero(t, blockedRound(1), "it did not run out since")
+	require.Equal(t, 8, blockedRound(1), "up to the limit")
 	require.Equal(t, 16, s.in["c"].window)
-	require.Empty(t, s.received("c"))
-	s.consumed("c", epochY)
-	require.Zero(t, s.grow("c"), "at the limit")
+	require.Zero(t, blockedRound(1), "at the limit")
+
+	// The processor runs out of messages while y sends, not while it
+	// waits: the window is not what holds y back.
+	st = newLinkState(epochX, 4, 16, capGrow)
+	open(t, s, epochY, 8)
+	require.Zero(t, blockedRound(0))
+	require.Empty(t, s.received("c", idle), "y's first DATA after its BLOCKED")
+	idle++
+	require.Zero(t, blockedRound(0), "ran out after y's DATA came, not before")
 
 	// Another channel grows on its own.
-	require.Empty(t, s.received("d"))
-	s.consumed("d", epochY)
-	require.Equal(t, 4, s.grow("d"))
+	require.Zero(t, blockedRound(1))
+	require.Empty(t, s.received("d", idle))
+	require.Zero(t, s.grow("d", idle, 1<<20), "y's first BLOCKED on d")
+	require.Empty(t, s.received("d", idle+1))
+	require.Equal(t, 4, s.grow("d", idle+1, 1<<20))
+	require.Equal(t, 4, s.in["c"].window, "c did not grow")
 
 	// A new Network of y starts from the window of the OPEN.
 	open(t, s, epochY2, 8)
 	require.Nil(t, s.in["c"])
 	for range 4 {
-		require.Empty(t, s.received("c"))
+		require.Empty(t, s.received("c", idle))
 	}
-	require.Equal(t, rejectOverWindow, s.received("c"))
+	require.Equal(t, rejectOverWindow, s.received("c", idle))
+	require.Zero(t, s.grow("c", idle+5, 1<<20), "its first BLOCKED")
 }
 
 func TestLinkStateGrowNeedsBoth(t *testing.T) {
@@ -187,7 +185,7 @@ func TestLinkStateGrowNeedsBoth(t *testing.T) {
 			s.take("c")
 			require.False(t, s.wantRoom("c"), "no BLOCKED")
 			require.False(t, s.credited("c", 3), "a CREDIT for more than was sent is a violation")
-			require.Zero(t, s.grow("c"), "no room granted")
+			require.Zero(t, s.grow("c", 1, 1<<20)+s.grow("c", 2, 1<<20), "no room granted")
 		})
 	}
 }
@@ -211,4 +209,25 @@ func TestLinkStateGrowSender(t *testing.T) {
 	}
 	require.False(t, s.sendable("c"), "the window of 2 grew to 4")
 	require.False(t, s.credited("c", 5+MaxWindow), "no more room than any window")
+	require.False(t, s.credited("never", 1), "a CREDIT for a channel never sent on")
+	require.NotContains(t, s.out, "never", "leaves no state")
+}
+
+func TestLinkStateGrowAllowance(t *testing.T) {
+	st := newLinkState(epochX, 4, 64, capGrow)
+	s := &st
+	open(t, s, epochY, 8)
+	require.Empty(t, s.received("c", 0))
+	require.Zero(t, s.grow("c", 0, 100), "the first BLOCKED")
+	require.Empty(t, s.received("c", 1), "the processor ran out while y waited")
+	require.Equal(t, 3, s.grow("c", 1, 3), "no more than the channel's allowance has left")
+	require.Equal(t, 7, s.in["c"].window)
+	s.ungrow("c", 1) // the allowance had less by the time it was taken
+	require.Equal(t, 6, s.in["c"].window)
+	require.Equal(t, map[string]int{"c": 2}, s.grants())
+	require.Nil(t, s.takeFreed())
+
+	require.True(t, s.closed(epochY))
+	require.Equal(t, map[string]int{"c": 2}, s.takeFreed(), "y's Network is gone: its room goes back")
+	require.Nil(t, s.takeFreed(), "once")
 }

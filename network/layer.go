@@ -146,7 +146,11 @@ func (n *Network) Register(ch Channel, p MessageProcessor) (Conduit, error) {
 	if _, taken := n.regs[string(ch)]; taken {
 		return nil, fmt.Errorf("network: register %q: %w", ch, ErrChannelTaken)
 	}
-	n.regs[string(ch)] = &registration{n: n, ch: ch, p: p, queues: make(map[identity.Identifier]*senderQueue)}
+	n.regs[string(ch)] = &registration{
+		n: n, ch: ch, p: p,
+		queues:    make(map[identity.Identifier]*senderQueue),
+		allowance: int64(n.cfg.WindowLimit - n.cfg.Window),
+	}
 	log.Debugw("processor registered", "channel", ch)
 	return &conduit{n: n, ch: ch}, nil
 }

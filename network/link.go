@@ -111,7 +111,10 @@ func (l *link) end(err error) {
 	l.mu.Lock()
 	l.ended = true
 	l.broadcastLocked()
+	grants := l.st.grants()
+	clear(l.st.in)
 	l.mu.Unlock()
+	l.giveBack(grants)
 	l.n.forget(l)
 	if l.n.ctx.Err() == nil {
 		log.Debugw("connection ended", "peer", l.peer, "err", err)
@@ -151,7 +154,9 @@ func (l *link) handle(msg []byte) {
 			l.kickLocked()
 		}
 		l.broadcastLocked()
+		freed := l.st.takeFreed()
 		l.mu.Unlock()
+		l.giveBack(freed)
 		if a.newRemote {
 			log.Debugw("peer network open", "peer", l.peer, "epoch", fmt.Sprintf("%016x", e.epoch), "window", e.window)
 		}
@@ -165,7 +170,9 @@ func (l *link) handle(msg []byte) {
 		l.mu.Lock()
 		closed := l.st.closed(e.epoch)
 		l.broadcastLocked()
+		freed := l.st.takeFreed()
 		l.mu.Unlock()
+		l.giveBack(freed)
 		if closed {
 			log.Debugw("peer network closed", "peer", l.peer)
 			l.n.calls.failTarget(l.peer, ErrRemoteClosed)
@@ -182,8 +189,9 @@ func (l *link) onData(e envelope) {
 		return
 	}
 	ch := string(reg.ch) // no allocation: the registration's own string
+	idle := reg.idle.Load()
 	l.mu.Lock()
-	verdict := l.st.received(ch)
+	verdict := l.st.received(ch, idle)
 	remote := l.st.remoteEpoch
 	l.mu.Unlock()
 	if verdict != "" {
@@ -232,22 +240,40 @@ func (l *link) noProcessor(ch string, id uint64) {
 	}
 }
 
-// onBlocked handles a BLOCKED: the remote's Send waits for room on ch. A
-// channel without a processor keeps no room to grow.
-func (l *link) onBlocked(ch []byte) {
-	reg := l.n.registration(ch)
+// onBlocked handles a BLOCKED: the remote's Send waits for room on the
+// channel name. A channel without a processor keeps no room to grow.
+func (l *link) onBlocked(name []byte) {
+	reg := l.n.registration(name)
 	if reg == nil {
 		return
 	}
+	ch := string(reg.ch)
+	idle := reg.idle.Load()
 	l.mu.Lock()
-	n := l.st.grow(string(reg.ch))
+	n := l.st.grow(ch, idle, reg.room())
 	if n > 0 {
-		l.credits[string(reg.ch)] += n
+		if k := reg.take(n); k < n { // another sender took some meanwhile
+			l.st.ungrow(ch, n-k)
+			n = k
+		}
+	}
+	if n > 0 {
+		l.credits[ch] += n
 		l.kickLocked()
 	}
 	l.mu.Unlock()
 	if n > 0 {
 		log.Debugw("window grown", "peer", l.peer, "channel", reg.ch, "by", n)
+	}
+}
+
+// giveBack returns room granted beyond Config.Window to the allowances of
+// the channels, once the sender it was granted to is gone.
+func (l *link) giveBack(grants map[string]int) {
+	for ch, g := range grants {
+		if reg := l.n.registrationOf(Channel(ch)); reg != nil {
+			reg.giveBack(g)
+		}
 	}
 }
 
