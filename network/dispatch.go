@@ -11,8 +11,8 @@ import (
 // sender. A goroutine drains a sender's queue while it has messages, so the
 // processor sees one sender's messages one at a time and in order, while
 // different senders' messages are processed side by side. A queue never
-// holds more than Config.Window messages: senders need a credit (a local
-// room, for messages to self) for each.
+// holds more than the sender's window (Config.Window, more once it grew):
+// senders need a credit (a local room, for messages to self) for each.
 type registration struct {
 	n  *Network
 	ch Channel

@@ -283,9 +283,10 @@ func (s *linkState) consumed(ch string, remote uint64) int {
 // remote's Send waits for room. If, since the remote's previous BLOCKED, the
 // processor ran out of messages while the remote waited for room (between
 // that BLOCKED and the remote's next DATA), the window held the remote back,
-// not the processor, and the channel's window for the remote doubles, as far
-// as the limit and room allow. It returns the room granted, to send as a
-// CREDIT and take from the allowance, or 0. A remote that never sent DATA on ch gets nothing,
+// not the processor, and the channel's window for the remote doubles, up to
+// the limit, taking at most half the room the channel's allowance has left,
+// so that one sender never holds it all. It returns the room granted, to
+// send as a CREDIT and take from the allowance, or 0. A remote that never sent DATA on ch gets nothing,
 // and neither does one whose BLOCKED is its first on ch.
 //
 // Whether the processor keeps up is not judged on arrival of the BLOCKED:
@@ -307,7 +308,7 @@ func (s *linkState) grow(ch string, idle uint64, room int) int {
 	if !keepsUp {
 		return 0
 	}
-	n := min(f.window, s.limit-f.window, room)
+	n := min(f.window, s.limit-f.window, (room+1)/2)
 	if n <= 0 {
 		return 0
 	}

@@ -220,11 +220,13 @@ func TestLinkStateGrowAllowance(t *testing.T) {
 	require.Empty(t, s.received("c", 0))
 	require.Zero(t, s.grow("c", 0, 100), "the first BLOCKED")
 	require.Empty(t, s.received("c", 1), "the processor ran out while y waited")
-	require.Equal(t, 3, s.grow("c", 1, 3), "no more than the channel's allowance has left")
+	require.Equal(t, 3, s.grow("c", 1, 6), "half of what the channel's allowance has left")
 	require.Equal(t, 7, s.in["c"].window)
 	s.ungrow("c", 1) // the allowance had less by the time it was taken
 	require.Equal(t, 6, s.in["c"].window)
 	require.Equal(t, map[string]int{"c": 2}, s.grants())
+	require.Empty(t, s.received("c", 1))
+	require.Zero(t, s.grow("c", 1, 0), "nothing left")
 	require.Nil(t, s.takeFreed())
 
 	require.True(t, s.closed(epochY))

@@ -13,6 +13,13 @@ import (
 // once each, so that a peer naming endless channels cannot grow memory.
 const maxLoggedChannels = 32
 
+// maxPendingControl bounds the CREDITs (one per channel) and the
+// NO_PROCESSORs waiting for the link's writer, for when the remote does not
+// read: a peer that sends to ever new channels without a processor, and
+// never reads, gets no room back for the ones past the bound (its Sends
+// there wait) and no NO_PROCESSOR (its Requests run into their ctx).
+const maxPendingControl = 1024
+
 // link is a Network's side of one connection: its reader, the protocol
 // state (linkState) and the control frames waiting to be written. The
 // reader is the connection's own (p2pconn.Deliverer) calling handle, or
@@ -149,6 +156,9 @@ func (l *link) handle(msg []byte) {
 	case kindOpen:
 		l.mu.Lock()
 		a := l.st.opened(e.epoch, e.ack, e.window, e.caps)
+		if a.newRemote {
+			l.dropControlLocked()
+		}
 		if a.sendOpen {
 			l.openQueued = true
 			l.kickLocked()
@@ -169,6 +179,9 @@ func (l *link) handle(msg []byte) {
 	case kindClosed:
 		l.mu.Lock()
 		closed := l.st.closed(e.epoch)
+		if closed {
+			l.dropControlLocked()
+		}
 		l.broadcastLocked()
 		freed := l.st.takeFreed()
 		l.mu.Unlock()
@@ -220,8 +233,10 @@ func (l *link) noProcessor(ch string, id uint64) {
 		l.rejected(&rejectError{reason: rejectStale, detail: fmt.Sprintf("DATA on %q", ch)})
 		return
 	}
-	l.credits[ch]++
-	l.kickLocked()
+	if _, ok := l.credits[ch]; ok || len(l.credits) < maxPendingControl {
+		l.credits[ch]++
+		l.kickLocked()
+	}
 	l.n.metrics.noProcessor()
 	first := false
 	if _, ok := l.logged[ch]; !ok && len(l.logged) < maxLoggedChannels {
@@ -231,8 +246,9 @@ func (l *link) noProcessor(ch string, id uint64) {
 		l.logged[ch] = struct{}{}
 		first = true
 	}
-	if id != 0 {
+	if id != 0 && len(l.noProc) < maxPendingControl {
 		l.noProc = append(l.noProc, noProcFrame{ch: ch, id: id})
+		l.kickLocked()
 	}
 	l.mu.Unlock()
 	if first {
@@ -367,6 +383,18 @@ func (l *link) deadError() error {
 		return err
 	}
 	return fmt.Errorf("connection to %s no longer read: %w", l.peer.Short(), p2pconn.ErrConnectionClosed)
+}
+
+// dropControlLocked drops the CREDITs, NO_PROCESSORs and BLOCKEDs not yet
+// written: they were meant for the remote's Network that is gone, and the
+// next one would take them for its own (a CREDIT written after the OPEN
+// acknowledging it counts). What the writer took already goes out before
+// that OPEN, which it has not taken yet, and the next Network drops it as
+// stale. l.mu is held.
+func (l *link) dropControlLocked() {
+	clear(l.credits)
+	l.noProc = l.noProc[:0]
+	l.blocked = l.blocked[:0]
 }
 
 // broadcastLocked wakes the Sends waiting on the link. l.mu is held.

@@ -39,8 +39,9 @@ type Message struct {
 //
 // ctx is cancelled when the Network closes. A processor may Send, Request,
 // Reply and Forward from inside ProcessIncomingMessage. While it runs, that
-// sender's later messages on the channel wait (and, once Config.Window of
-// them are queued, the sender's Sends wait for room), so a processor that
+// sender's later messages on the channel wait (and, once the sender's window
+// of them, Config.Window to begin with, are queued, the sender's Sends wait
+// for room), so a processor that
 // blocks on a remote node should bound the wait with a ctx deadline, or reply
 // later: keep m.Call and answer with Conduit.Reply from another goroutine.
 // Two processors that Request each other on one channel wait for their ctx.
