@@ -90,7 +90,7 @@ func BenchmarkOneWay(b *testing.B) {
 		s0.Since(b.N).Report(b)
 	})
 	b.Run("network", func(b *testing.B) {
-		ns := newNodes(b, tcpEnv.world(b), 2, network.Config{Window: *benchWindow})
+		ns := newNodes(b, tcpEnv.world(b), 2, network.Config{Window: *benchWindow, WindowLimit: *benchWindowLimit})
 		var got sync.WaitGroup
 		got.Add(b.N)
 		register(b, ns[1], "in", network.ProcessorFunc(func(context.Context, network.Message) { got.Done() }))
@@ -105,11 +105,15 @@ func BenchmarkOneWay(b *testing.B) {
 	})
 }
 
-// benchWindow is the Config.Window of BenchmarkOneWay/network: the 8
-// senders share one sender's window on one channel, so a small window stalls
-// them on credits (-window=1024 comes closer to the connection, whose
-// yamux window holds about 2000 such messages).
-var benchWindow = flag.Int("window", network.DefaultWindow, "Config.Window of BenchmarkOneWay/network")
+// benchWindow is the Config.Window of BenchmarkOneWay/network, and its
+// WindowLimit unless larger: the 8 senders share one sender's window on one
+// channel, which grows from Window while the processor keeps up, and a
+// window that cannot grow stalls them on credits (-window-limit=256: fixed
+// windows of 256).
+var (
+	benchWindow      = flag.Int("window", network.DefaultWindow, "Config.Window of BenchmarkOneWay/network")
+	benchWindowLimit = flag.Int("window-limit", 0, "Config.WindowLimit of BenchmarkOneWay/network (0: the default)")
+)
 
 // sendAll calls send b.N times from senders goroutines.
 func sendAll(b *testing.B, senders int, send func() error) {
