@@ -16,7 +16,10 @@ import (
 // Only the host with the smaller Identifier closes duplicates, so the two
 // sides never close different ones; it keeps the connection that carries its
 // skipwire stream (settled or being set up) and closes the others. For peers
-// without a skipwire stream it keeps the connection with the most streams.
+// without a skipwire stream it keeps a direct connection rather than a
+// relayed one, then the connection with the most streams. A direct
+// connection is never closed as a relayed one's duplicate: a skipwire
+// connection on a relayed one moves to it (migrate).
 
 // dedupeWorker collects peers to check and wakes the dedupe loop.
 type dedupeWorker struct {
@@ -129,12 +132,13 @@ func (m *Manager) closeDuplicates(p peer.ID) {
 		}
 		var best network.Conn
 		for _, c := range conns {
-			if best == nil || len(c.GetStreams()) > len(best.GetStreams()) {
+			if best == nil || better(c, best) {
 				best = c
 			}
 		}
 		keep[best.ID()] = true
 	}
+	keepDirect(conns, keep)
 	now := time.Now()
 	for _, c := range conns {
 		if keep[c.ID()] {
@@ -148,6 +152,35 @@ func (m *Manager) closeDuplicates(p peer.ID) {
 		}
 		log.Debugw("closing duplicate libp2p connection", "peer", p, "conn", c.ID())
 		_ = c.Close()
+	}
+}
+
+// better reports whether c is a better connection to keep than d: direct
+// rather than relayed, then the one with more streams.
+func better(c, d network.Conn) bool {
+	if cl, dl := c.Stat().Limited, d.Stat().Limited; cl != dl {
+		return dl
+	}
+	return len(c.GetStreams()) > len(d.GetStreams())
+}
+
+// keepDirect keeps the direct connections too if every connection kept is
+// relayed: a direct connection is never a relayed one's duplicate. The
+// skipwire connection moves to it once its stream on the relayed one has
+// settled (migrate, on the check that settling triggers); then the relayed
+// one is the duplicate. (A hole punch can complete while the skipwire
+// handshake on the relayed connection is still under way: closing the
+// direct connection then would leave the peers relayed for good.)
+func keepDirect(conns []network.Conn, keep map[string]bool) {
+	for _, c := range conns {
+		if keep[c.ID()] && !c.Stat().Limited {
+			return
+		}
+	}
+	for _, c := range conns {
+		if !c.Stat().Limited && !c.IsClosed() {
+			keep[c.ID()] = true
+		}
 	}
 }
 
