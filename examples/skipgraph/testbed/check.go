@@ -283,7 +283,8 @@ func (tb *Testbed) describePairs() string {
 		for b := a + 1; b < len(v.idx); b++ {
 			ab, ba := v.between(a, b), v.between(b, a)
 			if ab.Conns > 1 || ab.Streams > 1 || ba.Streams > 1 {
-				out = append(out, fmt.Sprintf("nodes %d-%d: %d connections, %d and %d streams", v.idx[a], v.idx[b], ab.Conns, ab.Streams, ba.Streams))
+				out = append(out, fmt.Sprintf("nodes %d-%d: %d connections, %d and %d streams [%s | %s]", v.idx[a], v.idx[b], ab.Conns, ab.Streams, ba.Streams,
+					strings.Join(ab.Ages, ", "), strings.Join(ba.Ages, ", ")))
 				if len(out) == 5 {
 					return strings.Join(out, "; ")
 				}

@@ -3,9 +3,11 @@ package testbed
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	lpnet "github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/skipwire/skipwire/examples/skipgraph/sg"
@@ -107,6 +109,9 @@ type peerConns struct {
 	Conns    int  `json:"conns"`
 	Streams  int  `json:"streams"`
 	Skipwire bool `json:"skipwire"`
+	// Each skipwire stream's direction and age, such as "in 2.1s", for
+	// telling what a second stream to a peer is when one lingers.
+	Ages []string `json:"ages,omitempty"`
 }
 
 // viewOf describes the connections of host h and manager m, whose skipwire
@@ -123,6 +128,12 @@ func viewOf(h host.Host, m *p2pconn.Manager, proto protocol.ID) connView {
 		for _, s := range c.GetStreams() {
 			if s.Protocol() == proto {
 				p.Streams++
+				st := s.Stat()
+				dir := "out"
+				if st.Direction == lpnet.DirInbound {
+					dir = "in"
+				}
+				p.Ages = append(p.Ages, fmt.Sprintf("%s %s", dir, time.Since(st.Opened).Round(100*time.Millisecond)))
 			}
 		}
 		v.Peers[id] = p
