@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/skipwire/skipwire/internal/netname"
@@ -99,7 +100,7 @@ const rtPollInterval = 5 * time.Millisecond
 // ignored, so every node of a cluster can share one list. With no bootstrap
 // peer the node starts a network of its own (the first node of a cluster) and
 // NewKadDHT returns at once. Otherwise NewKadDHT connects to every bootstrap
-// peer, fails if it reaches none, starts a routing-table refresh (Bootstrap)
+// peer, fails if it reaches none in three rounds a second apart, starts a routing-table refresh (Bootstrap)
 // and waits until the routing table holds at least one peer, which takes an
 // identify exchange and one DHT query. The bootstrap peers are also kept as
 // dht.BootstrapPeers, so the DHT reconnects to them if its table ever empties.
@@ -136,12 +137,32 @@ func NewKadDHT(ctx context.Context, h host.Host, bootstrap []peer.AddrInfo, opts
 	return d, nil
 }
 
+// Dialing the bootstrap peers: when none answers, join tries joinRounds
+// times in all, joinPause apart. On a host starved of CPU (many nodes
+// starting at once on a busy machine) every handshake of a round can time
+// out; the next round may find the CPU.
+const (
+	joinRounds = 3
+	joinPause  = time.Second
+)
+
 // join connects d to the network through peers and waits until its routing
 // table is not empty.
 func join(ctx context.Context, h host.Host, d *dht.IpfsDHT, peers []peer.AddrInfo) error {
-	if len(peers) > 0 {
-		if err := connectAny(ctx, h, peers); err != nil {
+	for round := 1; len(peers) > 0; round++ {
+		err := connectAny(ctx, h, peers)
+		if err == nil {
+			break
+		}
+		if round == joinRounds || ctx.Err() != nil {
 			return err
+		}
+		log.Debugw("kad-dht: no bootstrap peer reachable, trying again", "round", round, "error", err)
+		clearBackoff(h, peers)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(joinPause):
 		}
 	}
 	if err := d.Bootstrap(ctx); err != nil {
@@ -161,6 +182,18 @@ func join(ctx context.Context, h host.Host, d *dht.IpfsDHT, peers []peer.AddrInf
 		}
 	}
 	return nil
+}
+
+// clearBackoff forgets the failed dials to peers, which the host's swarm
+// would otherwise refuse to retry for a while.
+func clearBackoff(h host.Host, peers []peer.AddrInfo) {
+	sw, ok := h.Network().(interface{ Backoff() *swarm.DialBackoff })
+	if !ok {
+		return
+	}
+	for _, ai := range peers {
+		sw.Backoff().Clear(ai.ID)
+	}
 }
 
 // connectAny connects h to every peer at once, and succeeds if it reaches at

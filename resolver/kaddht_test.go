@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,8 +12,11 @@ import (
 
 	"github.com/skipwire/skipwire/internal/testkit"
 
+	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/stretchr/testify/require"
@@ -214,4 +218,31 @@ func TestDHTResolvesEveryNode(t *testing.T) {
 	// A node that does not exist is not found, once the lookup has asked everyone.
 	_, err := r.Resolve(ctx, newID(t))
 	require.ErrorIs(t, err, ErrNotFound)
+}
+
+// closedUntil is a connection gater that refuses every inbound connection
+// until open is set.
+type closedUntil struct{ open atomic.Bool }
+
+func (g *closedUntil) InterceptPeerDial(peer.ID) bool               { return true }
+func (g *closedUntil) InterceptAddrDial(peer.ID, ma.Multiaddr) bool { return true }
+func (g *closedUntil) InterceptAccept(network.ConnMultiaddrs) bool  { return g.open.Load() }
+func (g *closedUntil) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return true, 0
+}
+func (g *closedUntil) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
+	return true
+}
+
+// TestNewKadDHTBootstrapLate: a bootstrap peer that refuses the first round
+// of dials (as one whose handshakes all time out on a starved host) is dialed
+// again, past the swarm's backoff, and the DHT joins through it.
+func TestNewKadDHTBootstrapLate(t *testing.T) {
+	g := &closedUntil{}
+	seed := testkit.NewHost(t, nil, "", libp2p.ConnectionGater(g))
+	startKadDHTs(t, []host.Host{seed}, nil)
+	h := testkit.NewHost(t, nil, "")
+	time.AfterFunc(300*time.Millisecond, func() { g.open.Store(true) })
+	dhts := startKadDHTs(t, []host.Host{h}, []peer.AddrInfo{addrInfo(seed)})
+	require.Equal(t, []peer.ID{seed.ID()}, dhts[0].RoutingTable().ListPeers())
 }
