@@ -222,7 +222,7 @@ func runChurn(t *testing.T, o churnOptions) {
 		senders[i] = nil
 	}
 	smu.Unlock()
-	require.NoError(t, waitDelivered(ctx, l))
+	require.NoError(t, waitDelivered(ctx, l), "messages: %s", l.totals())
 	tot := l.totals()
 	t.Logf("messages: %s", tot)
 	require.Zero(t, tot.lost, "messages to live peers all arrive")
@@ -246,7 +246,7 @@ func runChurn(t *testing.T, o churnOptions) {
 		pair.Wait()
 	})
 	require.False(t, t.Failed())
-	require.NoError(t, waitDelivered(ctx, l))
+	require.NoError(t, waitDelivered(ctx, l), "messages: %s", l.totals())
 	settled := requireOnePerPair(t, ctx, c)
 	t.Logf("after churn: every ordered pair exchanged a message and %d pairs settled on 1 connection in %s", settled, time.Since(t0).Round(time.Millisecond))
 	end := l.totals()
